@@ -1,0 +1,19 @@
+# One image for web, worker and beat; docker-compose.yml picks the command.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gettext postgresql-client \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY . .
+RUN pip install --upgrade pip && pip install -e .
+# Build-time steps need settings but no secrets or services.
+RUN SCRM_DEVELOPMENT=1 python manage.py compilemessages --ignore=.venv -v 0 \
+ && SCRM_DEVELOPMENT=1 python manage.py collectstatic --noinput -v 0
+
+RUN useradd --create-home scrm && chown -R scrm /app
+USER scrm
+EXPOSE 8000
+CMD ["gunicorn", "scrm.wsgi", "-b", "0.0.0.0:8000", "-w", "4", "--access-logfile", "-"]

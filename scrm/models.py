@@ -1,0 +1,37 @@
+from django.db import models
+
+
+class WorkerHeartbeat(models.Model):
+    """The last time each Celery worker ran the beat's heartbeat task.
+
+    One row per worker host. /healthz reads it to tell whether beat and a
+    worker are alive end to end (beat → Redis → worker → PostgreSQL).
+    """
+
+    hostname = models.CharField(max_length=255, unique=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.hostname} @ {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Access(models.Model):
+    """Holder of the platform-wide permissions that make up the roles.
+
+    No table: it exists so that the permissions below have a content type.
+    The role groups (operator, guide, manager, admin) are created with these
+    permissions by migration 0002; pages and the API check the permissions.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_console", "可查看运营后台（全品牌数据）"),
+            ("change_console", "可在运营后台修改数据"),
+            ("use_guide_app", "可使用导购任务页（仅本人客户）"),
+            ("change_report_recipients", "可修改报告接收人"),
+        ]
+
+    def __str__(self) -> str:
+        return "platform access"

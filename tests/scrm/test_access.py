@@ -1,0 +1,110 @@
+"""Who may open what: every console page and API endpoint checks the role."""
+
+import pytest
+from django.urls import reverse
+
+from contacts.models import Store
+
+CONSOLE_PAGES = ["home", "customers", "tags", "sop", "campaigns", "dashboards", "reports", "sync"]
+CONSOLE_APIS = ["store-list", "guide-list"]
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("name", CONSOLE_PAGES + ["guide_home"])
+def test_anonymous_is_sent_to_login(client, name):
+    response = client.get(reverse(name))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("name", CONSOLE_PAGES[1:])
+def test_guide_cannot_open_operator_pages(client_for, guide_user, name):
+    response = client_for(guide_user).get(reverse(name))
+    assert response.status_code == 403
+
+
+def test_guide_lands_on_their_task_page(client_for, guide_user):
+    client = client_for(guide_user)
+    assert client.get(reverse("home")).headers["Location"] == reverse("guide_home")
+    page = client.get(reverse("guide_home"))
+    assert page.status_code == 200
+    # A guide's page carries no console navigation.
+    assert reverse("customers") not in page.content.decode()
+
+
+def test_guide_cannot_open_admin(client_for, guide_user):
+    client = client_for(guide_user)
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    assert client.get("/admin/contacts/store/").status_code == 302
+
+
+@pytest.mark.parametrize("name", CONSOLE_APIS)
+def test_guide_cannot_read_console_api(client_for, guide_user, name):
+    assert client_for(guide_user).get(reverse(name)).status_code == 403
+
+
+def test_guide_cannot_write_console_api(client_for, guide_user):
+    response = client_for(guide_user).post(
+        reverse("store-list"), {"code": "X1", "name": "X"}, content_type="application/json"
+    )
+    assert response.status_code == 403
+    assert not Store.objects.filter(code="X1").exists()
+
+
+def test_operators_get_no_guide_page(client_for, operator):
+    assert client_for(operator).get(reverse("guide_home")).status_code == 403
+
+
+@pytest.mark.parametrize("name", CONSOLE_PAGES)
+def test_operator_and_manager_open_console_pages(client, operator, manager, name):
+    for user in (operator, manager):
+        client.force_login(user)
+        response = client.get(reverse(name))
+        assert response.status_code == 200, (user.username, name)
+        for nav_name in CONSOLE_PAGES[1:]:
+            assert reverse(nav_name) in response.content.decode()
+
+
+def test_unbuilt_pages_say_so_and_show_no_numbers(client_for, operator):
+    body = client_for(operator).get(reverse("dashboards")).content.decode()
+    assert "此页面尚未建成" in body
+
+
+def test_manager_reads_but_cannot_write_api(client_for, manager, store):
+    client = client_for(manager)
+    listing = client.get(reverse("store-list")).json()
+    assert [row["code"] for row in listing["results"]] == ["SH001"]
+    response = client.post(
+        reverse("store-list"), {"code": "X2", "name": "X"}, content_type="application/json"
+    )
+    assert response.status_code == 403
+    assert not Store.objects.filter(code="X2").exists()
+
+
+def test_operator_writes_api(client_for, operator):
+    response = client_for(operator).post(
+        reverse("store-list"),
+        {"code": "HZ001", "name": "杭州湖滨店", "city": "杭州"},
+        content_type="application/json",
+    )
+    assert response.status_code == 201
+    assert Store.objects.get(code="HZ001").name == "杭州湖滨店"
+
+
+def test_user_without_role_gets_nothing(client, db):
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user("nobody", password="x-y-z-12345")
+    client.force_login(user)
+    assert client.get(reverse("home")).status_code == 403
+    assert client.get(reverse("customers")).status_code == 403
+    assert client.get(reverse("store-list")).status_code == 403
+
+
+def test_admin_opens_django_admin(client_for, admin_user):
+    client = client_for(admin_user)
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/admin/contacts/guide/").status_code == 200

@@ -1,0 +1,34 @@
+import pytest
+from django.urls import reverse
+
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_schema_lists_the_api(client_for, operator):
+    response = client_for(operator).get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/api/v1/stores/" in paths and "/api/v1/guides/" in paths
+
+
+def test_docs_load_nothing_from_a_cdn(client_for, operator):
+    body = client_for(operator).get("/api/docs/").content.decode()
+    assert "swagger-ui" in body
+    assert "cdn." not in body and "jsdelivr" not in body
+
+
+def test_schema_needs_login(client):
+    assert client.get("/api/schema/").status_code in (401, 403)
+
+
+def test_token_auth(client, operator, store):
+    token = client.post(
+        reverse("api-token"), {"username": "operator", "password": PASSWORD}
+    ).json()["token"]
+    client.logout()
+    response = client.get(reverse("store-list"), HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 200
+    assert response.json()["count"] == 1
+    assert client.get(reverse("store-list")).status_code in (401, 403)
