@@ -17,6 +17,10 @@ from django.core.management.base import BaseCommand
 from scrm.celery import Queues
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Run web (gunicorn), a Celery worker and beat until Ctrl-C."
 
@@ -24,6 +28,10 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, port: int, **options) -> None:
+        # Ctrl-C in a terminal, or a plain kill: both stop the whole demo (a
+        # process started in the background inherits SIGINT ignored, so set it).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _stop)
         call_command("seed_demo")
         python = sys.executable
         queues = ",".join(str(queue) for queue in Queues)
