@@ -1,5 +1,8 @@
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
+
+from scrm.roles import Perm
 
 
 class Store(models.Model):
@@ -56,3 +59,290 @@ class Guide(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.wecom_userid})"
+
+
+class CustomerQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "CustomerQuerySet":
+        """Console viewers see the brand; a guide only customers they follow (live)."""
+        if user.has_perm(Perm.VIEW_CONSOLE):
+            return self
+        guide = getattr(user, "guide", None)
+        if guide is None or not user.has_perm(Perm.USE_GUIDE_APP):
+            return self.none()
+        return self.filter(relationships__guide=guide, relationships__is_active=True).distinct()
+
+
+class Customer(models.Model):
+    """One real person the brand knows, as a WeCom contact, a buyer or both.
+
+    `external_userid` is set for WeCom contacts (the sync key). A customer is a
+    private-domain member while at least one relationship to a guide is live.
+    """
+
+    class Type(models.IntegerChoices):
+        UNKNOWN = 0, "未知"
+        WECHAT = 1, "微信用户"
+        WECOM = 2, "企业微信用户"
+
+    class Gender(models.IntegerChoices):
+        UNKNOWN = 0, "未知"
+        MALE = 1, "男"
+        FEMALE = 2, "女"
+
+    external_userid = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    name = models.CharField("名称", max_length=100, blank=True)
+    type = models.SmallIntegerField(choices=Type.choices, default=Type.UNKNOWN)
+    gender = models.SmallIntegerField(choices=Gender.choices, default=Gender.UNKNOWN)
+    avatar = models.URLField(max_length=500, blank=True)
+    corp_name = models.CharField(max_length=100, blank=True)
+    unionid = models.CharField(max_length=64, blank=True, db_index=True)
+    joined_at = models.DateTimeField("入会时间", null=True, blank=True, db_index=True)
+    is_member = models.BooleanField("私域会员", default=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "客户"
+        verbose_name_plural = "客户"
+        indexes = [models.Index(fields=["name"], name="customer_name_idx")]
+
+    def __str__(self) -> str:
+        return self.name or self.external_userid or f"customer {self.pk}"
+
+
+class Relationship(models.Model):
+    """A guide following a customer in WeCom (follow_user), live or ended.
+
+    Kept after either side deletes the other (is_active False, with who and
+    when), so history and churn stay countable.
+    """
+
+    class EndedBy(models.TextChoices):
+        GUIDE = "guide", "导购删除客户"
+        CUSTOMER = "customer", "客户删除导购"
+        SYNC = "sync", "同步时已不存在"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="relationships")
+    guide = models.ForeignKey(Guide, on_delete=models.PROTECT, related_name="relationships")
+    remark = models.CharField("备注", max_length=100, blank=True)
+    description = models.CharField("描述", max_length=300, blank=True)
+    remark_corp_name = models.CharField(max_length=100, blank=True)
+    remark_mobiles = ArrayField(models.CharField(max_length=32), default=list, blank=True)
+    added_at = models.DateTimeField("添加时间", db_index=True)
+    add_way = models.IntegerField("添加方式", default=0)
+    oper_userid = models.CharField(max_length=64, blank=True)
+    state = models.CharField("渠道 (state)", max_length=64, blank=True, db_index=True)
+    wecom_tag_ids = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    is_active = models.BooleanField(default=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.CharField(max_length=16, choices=EndedBy.choices, blank=True)
+    # The sync run that last saw this relationship in WeCom; a full sync ends
+    # the live relationships it did not see.
+    seen_by_run = models.BigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "好友关系"
+        verbose_name_plural = "好友关系"
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "guide"], name="relationship_unique")
+        ]
+        indexes = [models.Index(fields=["guide", "is_active"], name="relationship_guide_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.guide_id} → {self.customer_id}"
+
+
+class RelationshipEvent(models.Model):
+    """Something that happened to a relationship: the growth and churn history."""
+
+    class Kind(models.TextChoices):
+        ADDED = "added", "添加"
+        EDITED = "edited", "编辑"
+        DELETED_BY_GUIDE = "deleted_by_guide", "导购删除客户"
+        DELETED_BY_CUSTOMER = "deleted_by_customer", "客户删除导购（流失提醒）"
+        TRANSFER_FAILED = "transfer_failed", "转接失败"
+        # A full sync found it gone: deleted while no callback reached us.
+        ENDED = "ended", "同步发现已删除"
+
+    class Source(models.TextChoices):
+        CALLBACK = "callback", "回调"
+        SYNC = "sync", "同步"
+
+    relationship = models.ForeignKey(Relationship, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    occurred_at = models.DateTimeField(db_index=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "关系事件"
+        verbose_name_plural = "关系事件"
+        indexes = [
+            models.Index(fields=["kind", "-occurred_at"], name="relationship_event_kind_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.relationship_id} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class CustomerIdentity(models.Model):
+    """A key that identifies a customer: unionid, phone hash or a channel buyer id."""
+
+    class Kind(models.TextChoices):
+        UNIONID = "unionid", "UnionID"
+        PHONE_HASH = "phone_hash", "手机号（哈希）"
+        BUYER_ID = "buyer_id", "渠道买家ID"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.CharField(max_length=128)
+    # Masked form for display (e.g. 138****5601); the full phone is never stored.
+    display = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "身份标识"
+        verbose_name_plural = "身份标识"
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="identity_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.display or self.value}"
+
+
+class CorpTagGroup(models.Model):
+    """A WeCom corp tag group, as WeCom has it (the tagging app maps its tags onto these)."""
+
+    wecom_group_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    order = models.BigIntegerField(default=0)
+    is_deleted = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "企业标签组"
+        verbose_name_plural = "企业标签组"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CorpTag(models.Model):
+    """A WeCom corp tag, as WeCom has it."""
+
+    group = models.ForeignKey(CorpTagGroup, on_delete=models.CASCADE, related_name="tags")
+    wecom_tag_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    order = models.BigIntegerField(default=0)
+    is_deleted = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "企业标签"
+        verbose_name_plural = "企业标签"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomerGroup(models.Model):
+    """A WeCom customer group chat (客户群) owned by a guide."""
+
+    chat_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    owner_userid = models.CharField(max_length=64, db_index=True)
+    notice = models.TextField(blank=True)
+    created_at_wecom = models.DateTimeField(null=True, blank=True)
+    status = models.SmallIntegerField(default=0)
+    member_version = models.CharField(max_length=64, blank=True)
+    member_count = models.IntegerField(default=0)
+    is_dismissed = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "客户群"
+        verbose_name_plural = "客户群"
+
+    def __str__(self) -> str:
+        return self.name or self.chat_id
+
+
+class CustomerGroupMember(models.Model):
+    """A member of a customer group: a customer (type 2) or staff (type 1)."""
+
+    group = models.ForeignKey(CustomerGroup, on_delete=models.CASCADE, related_name="members")
+    userid = models.CharField(max_length=64)
+    type = models.SmallIntegerField()
+    customer = models.ForeignKey(
+        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="group_memberships"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    join_time = models.DateTimeField(null=True, blank=True)
+    join_scene = models.SmallIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "群成员"
+        verbose_name_plural = "群成员"
+        constraints = [
+            models.UniqueConstraint(fields=["group", "userid"], name="group_member_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group_id}:{self.userid}"
+
+
+class SyncRun(models.Model):
+    """One WeCom sync: counts, where it got to (resumable) and what went wrong."""
+
+    class Kind(models.TextChoices):
+        FULL = "full", "全量同步"
+        RECONCILE = "reconcile", "夜间对账"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "进行中"
+        SUCCEEDED = "succeeded", "成功"
+        FAILED = "failed", "失败"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FULL)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    triggered_by = models.CharField(max_length=150, blank=True)
+    # {"stage": "...", "batch": n, "cursor": "..."}: where a killed run resumes.
+    cursor = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    api_calls = models.IntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = "同步记录"
+        verbose_name_plural = "同步记录"
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} {self.status}"
+
+
+class SyncSeen(models.Model):
+    """Relationships a running full sync has seen in WeCom (survives a killed worker).
+
+    At the end of the run, live relationships it did not see are ended; then
+    its rows are deleted.
+    """
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+")
+    customer_id = models.BigIntegerField()
+    guide_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "customer_id", "guide_id"], name="sync_seen_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: {self.guide_id} → {self.customer_id}"

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -203,6 +204,14 @@ WECOM_CALLBACK_AES_KEY = env.str(
     "WECOM_CALLBACK_AES_KEY", default="abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 )
 WECOM_CALLBACK_URL = env.str("WECOM_CALLBACK_URL", default="http://127.0.0.1:8000/wecom/callback/")
+
+# Key of the HMAC that phone numbers are matched by (contacts/phones.py). Changing
+# it orphans every stored phone hash, so it is not derived from SECRET_KEY.
+PHONE_HASH_KEY = env.str(
+    "PHONE_HASH_KEY", default="development-phone-hash-key" if (DEBUG or IS_DEVELOPMENT) else ""
+)
+if not PHONE_HASH_KEY:
+    raise ImproperlyConfigured("PHONE_HASH_KEY is not set (see README, Configuration).")
 
 LOGGING = {
     "version": 1,

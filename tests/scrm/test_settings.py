@@ -12,6 +12,7 @@ PRODUCTION = {
     "DJANGO_SETTINGS_MODULE": "scrm.settings",
     "DJANGO_SECRET_KEY": "p" * 20 + "-production-secret-key-for-the-check-0123456789",
     "DJANGO_ALLOWED_HOSTS": "scrm.example.com",
+    "PHONE_HASH_KEY": "production-phone-hash-key-for-the-check",
 }
 
 

@@ -1,0 +1,36 @@
+"""Phone numbers: normalised to E.164, matched by keyed hash, shown masked.
+
+The full number is never stored; the hash is an HMAC with a key of our own
+(`PHONE_HASH_KEY`), so a leaked table cannot be reversed by hashing all
+11-digit numbers.
+"""
+
+import hashlib
+import hmac
+import re
+
+from django.conf import settings
+
+_DIGITS = re.compile(r"\D")
+
+
+def phone_normalise(raw: str) -> str | None:
+    """E.164 for a mainland mobile (+8613800000001); None when it is not one."""
+    digits = _DIGITS.sub("", raw or "")
+    if digits.startswith("0086"):
+        digits = digits[4:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    if len(digits) == 11 and digits.startswith("1"):
+        return f"+86{digits}"
+    return None
+
+
+def phone_hash(e164: str) -> str:
+    return hmac.new(settings.PHONE_HASH_KEY.encode(), e164.encode(), hashlib.sha256).hexdigest()
+
+
+def phone_mask(e164: str) -> str:
+    """138****5601: what a guide may see."""
+    local = e164.removeprefix("+86")
+    return f"{local[:3]}****{local[-4:]}"

@@ -1,0 +1,23 @@
+from celery import shared_task
+
+from contacts import services
+from contacts.models import SyncRun
+from contacts.wecom_sync import SyncAlreadyRunning
+
+
+@shared_task(name="contacts.tasks.sync_wecom", acks_late=True)
+def sync_wecom(run_id: int) -> dict:
+    """Run or resume one sync run. Safe twice: it resumes from the saved cursor,
+    and a second copy running at the same time stops at the advisory lock."""
+    try:
+        run = services.sync_run_execute(run_id=run_id)
+    except SyncAlreadyRunning:
+        return {"skipped": "another sync is running"}
+    return {"status": run.status, "counts": run.counts}
+
+
+@shared_task(name="contacts.tasks.reconcile_wecom")
+def reconcile_wecom() -> dict:
+    """Nightly: a full sync that repairs drift from missed callbacks and reports it."""
+    run = services.sync_run_start(kind=SyncRun.Kind.RECONCILE, triggered_by="beat")
+    return sync_wecom(run.pk)
