@@ -5,5 +5,7 @@ from contacts import api
 router = DefaultRouter()
 router.register("stores", api.StoreViewSet)
 router.register("guides", api.GuideViewSet)
+router.register("customers", api.CustomerViewSet, basename="customer")
+router.register("sync-runs", api.SyncRunViewSet)
 
 urlpatterns = router.urls

@@ -1,7 +1,9 @@
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
+from contacts.phones import phone_hash, phone_normalise
 from scrm.roles import Perm
 
 
@@ -69,7 +71,52 @@ class CustomerQuerySet(models.QuerySet):
         guide = getattr(user, "guide", None)
         if guide is None or not user.has_perm(Perm.USE_GUIDE_APP):
             return self.none()
-        return self.filter(relationships__guide=guide, relationships__is_active=True).distinct()
+        return self.followed_by(guide)
+
+    def followed_by(self, guide: "Guide") -> "CustomerQuerySet":
+        return self.filter(
+            models.Exists(
+                Relationship.objects.filter(
+                    customer=models.OuterRef("pk"), guide=guide, is_active=True
+                )
+            )
+        )
+
+    def in_store(self, store_id: int) -> "CustomerQuerySet":
+        return self.filter(
+            models.Exists(
+                Relationship.objects.filter(
+                    customer=models.OuterRef("pk"), guide__store_id=store_id, is_active=True
+                )
+            )
+        )
+
+    def with_corp_tag(self, wecom_tag_id: str) -> "CustomerQuerySet":
+        return self.filter(
+            models.Exists(
+                Relationship.objects.filter(
+                    customer=models.OuterRef("pk"), wecom_tag_ids__contains=[wecom_tag_id]
+                )
+            )
+        )
+
+    def churned(self) -> "CustomerQuerySet":
+        """Former members: every relationship ended."""
+        return self.filter(
+            models.Exists(Relationship.objects.filter(customer=models.OuterRef("pk"))),
+            is_member=False,
+        )
+
+    def search(self, text: str) -> "CustomerQuerySet":
+        """Name (substring), WeCom external id (exact) or phone (exact, by hash)."""
+        text = text.strip()
+        e164 = phone_normalise(text)
+        if e164:
+            return self.filter(
+                identities__kind=CustomerIdentity.Kind.PHONE_HASH,
+                identities__value=phone_hash(e164),
+            )
+        return self.filter(models.Q(name__icontains=text) | models.Q(external_userid=text))
 
 
 class Customer(models.Model):
@@ -106,7 +153,16 @@ class Customer(models.Model):
     class Meta:
         verbose_name = "客户"
         verbose_name_plural = "客户"
-        indexes = [models.Index(fields=["name"], name="customer_name_idx")]
+        indexes = [
+            # Substring search on names stays fast at millions of customers.
+            GinIndex(fields=["name"], name="customer_name_trgm", opclasses=["gin_trgm_ops"]),
+            # The list's default order (newest members first, NULLs last) and its keyset.
+            models.Index(
+                models.F("joined_at").desc(nulls_last=True),
+                models.F("id").desc(),
+                name="customer_joined_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name or self.external_userid or f"customer {self.pk}"
@@ -149,7 +205,10 @@ class Relationship(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["customer", "guide"], name="relationship_unique")
         ]
-        indexes = [models.Index(fields=["guide", "is_active"], name="relationship_guide_idx")]
+        indexes = [
+            models.Index(fields=["guide", "is_active"], name="relationship_guide_idx"),
+            GinIndex(fields=["wecom_tag_ids"], name="relationship_tags_gin"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.guide_id} → {self.customer_id}"

@@ -1,9 +1,12 @@
 from django.urls import path
-from django.utils.translation import gettext_lazy as _
 
-from scrm.views import placeholder
+from contacts import views
 
 urlpatterns = [
-    path("customers/", placeholder(title=_("客户"), issue=3), name="customers"),
-    path("sync/", placeholder(title=_("同步"), issue=3), name="sync"),
+    path("customers/", views.customer_list, name="customers"),
+    path("customers/<int:pk>/", views.customer_detail, name="customer_detail"),
+    path("guide/customers/", views.guide_customer_list, name="guide_customers"),
+    path("guide/customers/<int:pk>/", views.guide_customer_detail, name="guide_customer_detail"),
+    path("sync/", views.sync_page, name="sync"),
+    path("sync/now/", views.sync_now, name="sync_now"),
 ]

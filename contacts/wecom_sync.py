@@ -59,97 +59,52 @@ class SyncAlreadyRunning(Exception):
     """Another sync holds the lock; this one did nothing."""
 
 
-class WeComFullSync:
-    """Runs (or resumes) one SyncRun against a gateway."""
+class WeComWriter:
+    """Writes what WeCom says into our tables, set-based, counting what changed.
 
-    def __init__(self, *, run: SyncRun, gateway) -> None:
-        self.run = run
-        self.gateway = gateway
-        self.progress = SyncProgress()
-        if run.counts:
-            for entity, numbers in run.counts.items():
-                self.progress.counts[entity].update(numbers)
-        self.started = time.monotonic()
-        self.api_calls_before = gateway.api_calls
-        self.previous_seconds = run.seconds
-        self.previous_api_calls = run.api_calls
+    Used by the full sync (with a run id: what it sees is recorded, so that what
+    it did not see can be ended) and by callback handlers (without one). The
+    caller owns the transaction.
+    """
 
-    # -- the run ---------------------------------------------------------
+    def __init__(self, *, progress: SyncProgress, source: str, run_id: int | None = None) -> None:
+        self.progress = progress
+        self.source = source
+        self.run_id = run_id
 
-    def execute(self) -> SyncRun:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [SYNC_LOCK_KEY])
-            if not cursor.fetchone()[0]:
-                raise SyncAlreadyRunning
-        try:
-            stage = self.run.cursor.get("stage", STAGES[0])
-            for name in STAGES[STAGES.index(stage) :]:
-                getattr(self, f"_stage_{name}")()
-        except Exception as error:
-            self._fail(error)
-            raise
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [SYNC_LOCK_KEY])
-        return self.run
-
-    def _save(self, **cursor) -> None:
-        """Persist progress; called inside the transaction that wrote the rows."""
-        self.run.cursor = cursor
-        self.run.counts = self.progress.counts
-        self.run.api_calls = (
-            self.previous_api_calls + self.gateway.api_calls - self.api_calls_before
-        )
-        self.run.seconds = self.previous_seconds + time.monotonic() - self.started
-        self.run.save(update_fields=["cursor", "counts", "api_calls", "seconds"])
-
-    def _fail(self, error: Exception) -> None:
-        self.run.refresh_from_db(fields=["cursor"])
-        self.run.status = SyncRun.Status.FAILED
-        self.run.finished_at = timezone.now()
-        self.run.errors = [
-            *self.run.errors,
-            {"stage": self.run.cursor.get("stage"), "error": str(error)},
-        ]
-        self.run.save(update_fields=["status", "finished_at", "errors"])
-        logger.exception("sync run %s failed", self.run.pk)
-
-    # -- stages ----------------------------------------------------------
-
-    def _stage_guides(self) -> None:
-        departments = self.gateway.department_list()
-        members = self.gateway.user_list(department_id=1)
-        follow_users = set(self.gateway.follow_user_list())
+    def guides(self, departments: list[dict], members: list[dict], follow_users: set[str]) -> None:
+        """Stores (departments below the root) and guides (members; active if they follow customers)."""
         store_rows = [
             (
                 department.get("name_en") or f"D{department['id']}",
                 department["name"],
+                "",
                 department["id"],
             )
             for department in departments
             if department.get("parentid")  # the root (HQ) is not a store
         ]
-        with transaction.atomic(), connection.cursor() as cursor:
-            execute_values(
-                cursor,
-                """
-                INSERT INTO contacts_store (code, name, city, wecom_department_id) VALUES %s
-                ON CONFLICT (wecom_department_id) DO UPDATE SET code = EXCLUDED.code, name = EXCLUDED.name
-                WHERE (contacts_store.code, contacts_store.name) IS DISTINCT FROM (EXCLUDED.code, EXCLUDED.name)
-                """,
-                [(code, name, "", department_id) for code, name, department_id in store_rows],
+        guide_rows = [
+            (
+                member["userid"],
+                member.get("name", ""),
+                next(iter(member.get("department") or []), None),
+                member["userid"] in follow_users and member.get("status", 1) == 1,
             )
-            guide_rows = [
-                (
-                    member["userid"],
-                    member.get("name", ""),
-                    next(iter(member.get("department") or []), None),
-                    member["userid"] in follow_users and member.get("status", 1) == 1,
+            for member in members
+        ]
+        with connection.cursor() as cursor:
+            if store_rows:
+                execute_values(
+                    cursor,
+                    """
+                    INSERT INTO contacts_store (code, name, city, wecom_department_id) VALUES %s
+                    ON CONFLICT (wecom_department_id) DO UPDATE SET code = EXCLUDED.code, name = EXCLUDED.name
+                    WHERE (contacts_store.code, contacts_store.name) IS DISTINCT FROM (EXCLUDED.code, EXCLUDED.name)
+                    """,
+                    store_rows,
                 )
-                for member in members
-            ]
             self._upsert_guides(cursor, guide_rows)
-            self._save(stage="tags")
 
     def _upsert_guides(self, cursor, rows: list[tuple]) -> None:
         cursor.execute(
@@ -190,15 +145,15 @@ class WeComFullSync:
             unchanged=len(rows) - created - updated,
         )
 
-    def _stage_tags(self) -> None:
-        groups = self.gateway.corp_tag_list()
+    def corp_tags(self, groups: list[dict]) -> None:
+        """WeCom's corp tag library; groups and tags it no longer has are marked deleted."""
         group_rows = [(g["group_id"], g["group_name"], g.get("order", 0)) for g in groups]
         tag_rows = [
             (t["id"], g["group_id"], t["name"], t.get("order", 0))
             for g in groups
             for t in g.get("tag", [])
         ]
-        with transaction.atomic(), connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(
                 "CREATE TEMP TABLE stage_group (id text, name text, ord bigint) ON COMMIT DROP;"
                 "CREATE TEMP TABLE stage_tag (id text, group_id text, name text, ord bigint) ON COMMIT DROP"
@@ -255,44 +210,9 @@ class WeComFullSync:
                 removed=removed,
                 unchanged=len(tag_rows) - created - updated,
             )
-            self._save(stage="customers", batch=0, cursor="")
 
-    def _stage_customers(self) -> None:
-        saved = self.run.cursor
-        if "userids" not in saved:
-            userids = sorted(
-                self.gateway.follow_user_list()
-            )  # fixed for the whole run, so a resumed run walks the same batches
-            with transaction.atomic():
-                self._save(stage="customers", batch=0, cursor="", userids=userids)
-            saved = self.run.cursor
-        userids: list[str] = saved["userids"]
-        batches = [
-            userids[i : i + MEMBERS_PER_CALL] for i in range(0, len(userids), MEMBERS_PER_CALL)
-        ]
-        batch_index, page_cursor = saved["batch"], saved["cursor"]
-        pending: list[dict] = []
-        while batch_index < len(batches):
-            items, next_cursor = self.gateway.batch_get_by_user(
-                batches[batch_index], cursor=page_cursor, limit=RELATIONS_PER_CALL
-            )
-            pending.extend(items)
-            if next_cursor:
-                page_cursor = next_cursor
-            else:
-                batch_index, page_cursor = batch_index + 1, ""
-            if len(pending) >= FLUSH_RELATIONS or batch_index == len(batches):
-                with transaction.atomic():
-                    self._write_relations(pending)
-                    self._save(
-                        stage="customers", batch=batch_index, cursor=page_cursor, userids=userids
-                    )
-                pending = []
-        with transaction.atomic():
-            self._end_unseen_relationships()
-            self._save(stage="groups", cursor="")
-
-    def _write_relations(self, items: list[dict]) -> None:
+    def relations(self, items: list[dict]) -> None:
+        """Relationship items as batch/get_by_user gives them: customers, relationships, identities."""
         if not items:
             return
         customers: dict[str, tuple] = {}
@@ -410,19 +330,21 @@ class WeComFullSync:
                 RETURNING id, added_at
             )
             INSERT INTO contacts_relationshipevent (relationship_id, kind, source, occurred_at, detail, created_at)
-            SELECT id, 'added', 'sync', added_at, '{}'::jsonb, now() FROM inserted
-            """
+            SELECT id, 'added', %s, added_at, '{}'::jsonb, now() FROM inserted
+            """,
+            [self.source],
         )
         created = cursor.rowcount
-        cursor.execute(
-            """
+        if self.run_id is not None:
+            cursor.execute(
+                """
             INSERT INTO contacts_syncseen (run_id, customer_id, guide_id)
             SELECT %s, customer_id, guide_id FROM stage_relation
             WHERE customer_id IS NOT NULL AND guide_id IS NOT NULL
             ON CONFLICT DO NOTHING
             """,
-            [self.run.pk],
-        )
+                [self.run_id],
+            )
         self.progress.add("relationships", created=created, updated=updated)
 
     def _record_identities(self, cursor, customers: list[tuple], phones: list[tuple]) -> None:
@@ -466,7 +388,7 @@ class WeComFullSync:
             [external_userids],
         )
 
-    def _end_unseen_relationships(self) -> None:
+    def end_unseen_relationships(self) -> None:
         """Live relationships WeCom no longer lists were deleted while no callback reached us."""
         with connection.cursor() as cursor:
             cursor.execute(
@@ -486,7 +408,7 @@ class WeComFullSync:
                 )
                 SELECT customer_id FROM ended
                 """,
-                [self.run.pk],
+                [self.run_id],
             )
             ended = [row[0] for row in cursor.fetchall()]
             touched = sorted(set(ended))
@@ -503,7 +425,7 @@ class WeComFullSync:
             self.progress.add("customers", removed=cursor.rowcount)
             cursor.execute(
                 "SELECT count(*), count(DISTINCT customer_id) FROM contacts_syncseen WHERE run_id = %s",
-                [self.run.pk],
+                [self.run_id],
             )
             seen_relations, seen_customers = cursor.fetchone()
             relationships, customers = (
@@ -514,27 +436,10 @@ class WeComFullSync:
                 seen_relations - relationships["created"] - relationships["updated"]
             )
             customers["unchanged"] = seen_customers - customers["created"] - customers["updated"]
-            cursor.execute("DELETE FROM contacts_syncseen WHERE run_id = %s", [self.run.pk])
+            cursor.execute("DELETE FROM contacts_syncseen WHERE run_id = %s", [self.run_id])
 
-    def _stage_groups(self) -> None:
-        page_cursor = self.run.cursor.get("cursor", "")
-        while True:
-            chats, next_cursor = self.gateway.groupchat_list(
-                cursor=page_cursor, limit=GROUPS_PER_CALL
-            )
-            details = [self.gateway.groupchat_get(chat["chat_id"]) for chat in chats]
-            with transaction.atomic():
-                self._write_groups(details, [chat.get("status", 0) for chat in chats])
-                if next_cursor:
-                    self._save(stage="groups", cursor=next_cursor)
-                else:
-                    self._end_missing_groups()
-                    self._save(stage="finish")
-            if not next_cursor:
-                return
-            page_cursor = next_cursor
-
-    def _write_groups(self, details: list[dict], statuses: list[int]) -> None:
+    def groups(self, details: list[dict], statuses: list[int]) -> None:
+        """groupchat/get details: upsert groups and replace their member lists."""
         if not details:
             return
         group_rows = [
@@ -626,12 +531,13 @@ class WeComFullSync:
                        EXCLUDED.join_time, EXCLUDED.join_scene)
                 """
             )
-            cursor.execute(
-                "INSERT INTO contacts_syncseen (run_id, customer_id, guide_id)"
-                " SELECT %s, g.id, -1 FROM contacts_customergroup g JOIN stage_chat s USING (chat_id)"
-                " ON CONFLICT DO NOTHING",
-                [self.run.pk],
-            )
+            if self.run_id is not None:
+                cursor.execute(
+                    "INSERT INTO contacts_syncseen (run_id, customer_id, guide_id)"
+                    " SELECT %s, g.id, -1 FROM contacts_customergroup g JOIN stage_chat s USING (chat_id)"
+                    " ON CONFLICT DO NOTHING",
+                    [self.run_id],
+                )
         self.progress.add(
             "groups",
             created=created,
@@ -639,7 +545,7 @@ class WeComFullSync:
             unchanged=len(group_rows) - created - updated,
         )
 
-    def _end_missing_groups(self) -> None:
+    def end_missing_groups(self) -> None:
         """Groups WeCom no longer lists are dismissed (seen groups are marked with guide_id -1)."""
         with connection.cursor() as cursor:
             cursor.execute(
@@ -649,10 +555,136 @@ class WeComFullSync:
                     SELECT 1 FROM contacts_syncseen s
                     WHERE s.run_id = %s AND s.guide_id = -1 AND s.customer_id = g.id)
                 """,
-                [self.run.pk],
+                [self.run_id],
             )
             self.progress.add("groups", removed=cursor.rowcount)
-            cursor.execute("DELETE FROM contacts_syncseen WHERE run_id = %s", [self.run.pk])
+            cursor.execute("DELETE FROM contacts_syncseen WHERE run_id = %s", [self.run_id])
+
+
+class WeComFullSync:
+    """Runs (or resumes) one SyncRun against a gateway."""
+
+    def __init__(self, *, run: SyncRun, gateway) -> None:
+        self.run = run
+        self.gateway = gateway
+        self.progress = SyncProgress()
+        self.writer = WeComWriter(progress=self.progress, source="sync", run_id=run.pk)
+        if run.counts:
+            for entity, numbers in run.counts.items():
+                self.progress.counts[entity].update(numbers)
+        self.started = time.monotonic()
+        self.api_calls_before = gateway.api_calls
+        self.previous_seconds = run.seconds
+        self.previous_api_calls = run.api_calls
+
+    # -- the run ---------------------------------------------------------
+
+    def execute(self) -> SyncRun:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [SYNC_LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                raise SyncAlreadyRunning
+        try:
+            stage = self.run.cursor.get("stage", STAGES[0])
+            for name in STAGES[STAGES.index(stage) :]:
+                getattr(self, f"_stage_{name}")()
+        except Exception as error:
+            self._fail(error)
+            raise
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [SYNC_LOCK_KEY])
+        return self.run
+
+    def _save(self, **cursor) -> None:
+        """Persist progress; called inside the transaction that wrote the rows."""
+        self.run.cursor = cursor
+        self.run.counts = self.progress.counts
+        self.run.api_calls = (
+            self.previous_api_calls + self.gateway.api_calls - self.api_calls_before
+        )
+        self.run.seconds = self.previous_seconds + time.monotonic() - self.started
+        self.run.save(update_fields=["cursor", "counts", "api_calls", "seconds"])
+
+    def _fail(self, error: Exception) -> None:
+        self.run.refresh_from_db(fields=["cursor"])
+        self.run.status = SyncRun.Status.FAILED
+        self.run.finished_at = timezone.now()
+        self.run.errors = [
+            *self.run.errors,
+            {"stage": self.run.cursor.get("stage"), "error": str(error)},
+        ]
+        self.run.save(update_fields=["status", "finished_at", "errors"])
+        logger.exception("sync run %s failed", self.run.pk)
+
+    # -- stages ----------------------------------------------------------
+
+    def _stage_guides(self) -> None:
+        departments = self.gateway.department_list()
+        members = self.gateway.user_list(department_id=1)
+        follow_users = set(self.gateway.follow_user_list())
+        with transaction.atomic():
+            self.writer.guides(departments, members, follow_users)
+            self._save(stage="tags")
+
+    def _stage_tags(self) -> None:
+        groups = self.gateway.corp_tag_list()
+        with transaction.atomic():
+            self.writer.corp_tags(groups)
+            self._save(stage="customers", batch=0, cursor="")
+
+    def _stage_customers(self) -> None:
+        saved = self.run.cursor
+        if "userids" not in saved:
+            userids = sorted(
+                self.gateway.follow_user_list()
+            )  # fixed for the whole run, so a resumed run walks the same batches
+            with transaction.atomic():
+                self._save(stage="customers", batch=0, cursor="", userids=userids)
+            saved = self.run.cursor
+        userids: list[str] = saved["userids"]
+        batches = [
+            userids[i : i + MEMBERS_PER_CALL] for i in range(0, len(userids), MEMBERS_PER_CALL)
+        ]
+        batch_index, page_cursor = saved["batch"], saved["cursor"]
+        pending: list[dict] = []
+        while batch_index < len(batches):
+            items, next_cursor = self.gateway.batch_get_by_user(
+                batches[batch_index], cursor=page_cursor, limit=RELATIONS_PER_CALL
+            )
+            pending.extend(items)
+            if next_cursor:
+                page_cursor = next_cursor
+            else:
+                batch_index, page_cursor = batch_index + 1, ""
+            if len(pending) >= FLUSH_RELATIONS or batch_index == len(batches):
+                with transaction.atomic():
+                    self.writer.relations(pending)
+                    self._save(
+                        stage="customers", batch=batch_index, cursor=page_cursor, userids=userids
+                    )
+                pending = []
+        with transaction.atomic():
+            self.writer.end_unseen_relationships()
+            self._save(stage="groups", cursor="")
+
+    def _stage_groups(self) -> None:
+        page_cursor = self.run.cursor.get("cursor", "")
+        while True:
+            chats, next_cursor = self.gateway.groupchat_list(
+                cursor=page_cursor, limit=GROUPS_PER_CALL
+            )
+            details = [self.gateway.groupchat_get(chat["chat_id"]) for chat in chats]
+            with transaction.atomic():
+                self.writer.groups(details, [chat.get("status", 0) for chat in chats])
+                if next_cursor:
+                    self._save(stage="groups", cursor=next_cursor)
+                else:
+                    self.writer.end_missing_groups()
+                    self._save(stage="finish")
+            if not next_cursor:
+                return
+            page_cursor = next_cursor
 
     def _stage_finish(self) -> None:
         with transaction.atomic():

@@ -1,6 +1,8 @@
+from datetime import UTC
+
 import factory
 
-from contacts.models import Guide, Store
+from contacts.models import Customer, Guide, Relationship, Store
 
 
 class StoreFactory(factory.django.DjangoModelFactory):
@@ -21,3 +23,23 @@ class GuideFactory(factory.django.DjangoModelFactory):
     wecom_userid = factory.Sequence(lambda n: f"guide{n:04d}")
     name = factory.Faker("name", locale="zh_CN")
     store = factory.SubFactory(StoreFactory)
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    external_userid = factory.Sequence(lambda n: f"wm{n:030d}")
+    name = factory.Faker("name", locale="zh_CN")
+    type = Customer.Type.WECHAT
+    is_member = True
+    joined_at = factory.Faker("date_time_between", start_date="-2y", tzinfo=UTC)
+
+
+class RelationshipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Relationship
+
+    customer = factory.SubFactory(CustomerFactory)
+    guide = factory.SubFactory(GuideFactory)
+    added_at = factory.LazyAttribute(lambda o: o.customer.joined_at)

@@ -29,8 +29,11 @@ def test_guide_lands_on_their_task_page(client_for, guide_user):
     assert client.get(reverse("home")).headers["Location"] == reverse("guide_home")
     page = client.get(reverse("guide_home"))
     assert page.status_code == 200
-    # A guide's page carries no console navigation.
-    assert reverse("customers") not in page.content.decode()
+    # A guide's page carries no console navigation, only their own customers.
+    body = page.content.decode()
+    assert 'class="mainnav"' not in body
+    assert f'href="{reverse("customers")}"' not in body
+    assert f'href="{reverse("guide_customers")}"' in body
 
 
 def test_guide_cannot_open_admin(client_for, guide_user):

@@ -1,0 +1,194 @@
+"""Pages: the customer list and 360° page (console and guide), and the sync page."""
+
+import base64
+import json
+from datetime import datetime
+
+from django.db.models import F, Prefetch, Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.dateparse import parse_date
+from django.views.decorators.http import require_POST
+
+from contacts import services
+from contacts.models import (
+    CorpTag,
+    Customer,
+    CustomerGroupMember,
+    Guide,
+    Relationship,
+    RelationshipEvent,
+    Store,
+    SyncRun,
+)
+from scrm.roles import Perm, permission_required
+
+PAGE_SIZE = 50
+COUNT_CAP = 10_000  # counting stops here: "10,000+" stays instant at millions of rows
+ORDERINGS = {
+    "-joined_at": ("-joined_at", "-id"),
+    "joined_at": ("joined_at", "id"),
+    "name": ("name", "id"),
+    "-created_at": ("-created_at", "-id"),
+}
+
+
+def _encode_cursor(values: list) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _after_cursor(queryset, ordering: tuple[str, str], cursor: str):
+    """Keyset paging: rows after the last one shown, so page 1,000 costs what page 1 does."""
+    try:
+        value, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as error:
+        raise Http404("bad page cursor") from error
+    field = ordering[0].lstrip("-")
+    descending = ordering[0].startswith("-")
+    if field.endswith("_at") and value is not None:
+        value = datetime.fromisoformat(value)
+    compare = "lt" if descending else "gt"
+    if value is None:  # NULLs sort last either way (see _ordered)
+        return queryset.filter(**{f"{field}__isnull": True, f"id__{compare}": last_id})
+    after = (
+        Q(**{f"{field}__{compare}": value})
+        | Q(**{field: value, f"id__{compare}": last_id})
+        | Q(**{f"{field}__isnull": True})
+    )
+    return queryset.filter(after)
+
+
+def _ordered(queryset, ordering: tuple[str, str]):
+    """Order with NULLs last in both directions, matching the indexes and the keyset."""
+    field, tie = ordering
+    expression = F(field.lstrip("-"))
+    expression = (
+        expression.desc(nulls_last=True)
+        if field.startswith("-")
+        else expression.asc(nulls_last=True)
+    )
+    return queryset.order_by(expression, tie)
+
+
+def _filtered_customers(request: HttpRequest, queryset):
+    params = request.GET
+    if text := params.get("q", "").strip():
+        queryset = queryset.search(text)
+    if guide_id := params.get("guide"):
+        queryset = queryset.followed_by(get_object_or_404(Guide, pk=guide_id))
+    if store_id := params.get("store"):
+        queryset = queryset.in_store(int(store_id))
+    if tag := params.get("tag"):
+        queryset = queryset.with_corp_tag(tag)
+    if since := parse_date(params.get("member_since", "") or ""):
+        queryset = queryset.filter(joined_at__date__gte=since)
+    status = params.get("status", "")
+    if status == "member":
+        queryset = queryset.filter(is_member=True)
+    elif status == "churned":
+        queryset = queryset.churned()
+    return queryset
+
+
+def _page(request: HttpRequest, queryset) -> dict:
+    ordering = ORDERINGS.get(request.GET.get("sort", ""), ORDERINGS["-joined_at"])
+    counted = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
+    queryset = _ordered(queryset, ordering)
+    if cursor := request.GET.get("after"):
+        queryset = _after_cursor(queryset, ordering, cursor)
+    rows = list(queryset[: PAGE_SIZE + 1])
+    has_next = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    next_cursor = None
+    if has_next:
+        last = rows[-1]
+        next_cursor = _encode_cursor([getattr(last, ordering[0].lstrip("-")), last.pk])
+    query = request.GET.copy()
+    query.pop("after", None)
+    return {
+        "customers": rows,
+        "total": min(counted, COUNT_CAP),
+        "total_capped": counted > COUNT_CAP,
+        "next_cursor": next_cursor,
+        "query": query.urlencode(),
+        "sort": request.GET.get("sort", "-joined_at"),
+    }
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def customer_list(request: HttpRequest) -> HttpResponse:
+    queryset = _filtered_customers(request, Customer.objects.all())
+    context = _page(request, queryset)
+    context.update(
+        guides=Guide.objects.active().only("id", "name", "wecom_userid"),
+        stores=Store.objects.only("id", "name"),
+        tags=CorpTag.objects.filter(is_deleted=False).select_related("group"),
+        filters=request.GET,
+    )
+    return render(request, "contacts/customer_list.html", context)
+
+
+def _customer_context(customer: Customer) -> dict:
+    relationships = (
+        Relationship.objects.filter(customer=customer)
+        .select_related("guide__store")
+        .prefetch_related(Prefetch("events", RelationshipEvent.objects.order_by("-occurred_at")))
+        .order_by("-is_active", "added_at")
+    )
+    tag_ids = {tag_id for r in relationships for tag_id in r.wecom_tag_ids}
+    return {
+        "customer": customer,
+        "identities": customer.identities.order_by("kind"),
+        "relationships": relationships,
+        "tags": CorpTag.objects.filter(wecom_tag_id__in=tag_ids).select_related("group"),
+        "groups": CustomerGroupMember.objects.filter(customer=customer).select_related("group"),
+    }
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=pk)
+    return render(request, "contacts/customer_detail.html", _customer_context(customer))
+
+
+@permission_required(Perm.USE_GUIDE_APP)
+def guide_customer_list(request: HttpRequest) -> HttpResponse:
+    queryset = _filtered_customers(request, Customer.objects.visible_to(request.user))
+    return render(request, "contacts/guide_customer_list.html", _page(request, queryset))
+
+
+@permission_required(Perm.USE_GUIDE_APP)
+def guide_customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = get_object_or_404(Customer.objects.visible_to(request.user), pk=pk)
+    return render(request, "contacts/guide_customer_detail.html", _customer_context(customer))
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def sync_page(request: HttpRequest) -> HttpResponse:
+    from scrm.wecom.selectors import callback_events_recent
+
+    churn = (
+        RelationshipEvent.objects.filter(kind=RelationshipEvent.Kind.DELETED_BY_CUSTOMER)
+        .select_related("relationship__customer", "relationship__guide")
+        .order_by("-occurred_at")[:50]
+    )
+    return render(
+        request,
+        "contacts/sync.html",
+        {
+            "runs": SyncRun.objects.all()[:20],
+            "running": SyncRun.objects.filter(status=SyncRun.Status.RUNNING).exists(),
+            "churn_alerts": churn,
+            "callback_events": callback_events_recent(limit=50),
+        },
+    )
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def sync_now(request: HttpRequest) -> HttpResponse:
+    if not SyncRun.objects.filter(status=SyncRun.Status.RUNNING).exists():
+        run = services.sync_run_start(triggered_by=request.user.username)
+        services.sync_run_enqueue(run=run)
+    return redirect("sync")

@@ -1,0 +1,137 @@
+"""Customer list and 360° pages, and the customer API: who sees what, and paging."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from contacts.models import Customer, CustomerIdentity, Guide
+from contacts.phones import phone_hash, phone_mask, phone_normalise
+from tests.contacts.factories import CustomerFactory, RelationshipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def book(guide_user, other_guide_user):
+    """Three customers of guide1, two of guide2, one who deleted guide1."""
+    mine = Guide.objects.get(wecom_userid="guide0001")
+    theirs = Guide.objects.get(wecom_userid="guide0002")
+    own = [RelationshipFactory(guide=mine).customer for _ in range(3)]
+    other = [RelationshipFactory(guide=theirs).customer for _ in range(2)]
+    churned = RelationshipFactory(guide=mine, is_active=False, ended_by="customer").customer
+    churned.is_member = False
+    churned.save()
+    return {"own": own, "other": other, "churned": churned}
+
+
+def _names(response) -> set[str]:
+    return {customer.name for customer in response.context["customers"]}
+
+
+def test_operator_sees_every_customer(client_for, operator, book):
+    response = client_for(operator).get(reverse("customers"))
+    assert response.status_code == 200
+    assert response.context["total"] == 6
+
+
+def test_guide_list_shows_only_their_live_customers(client_for, guide_user, book):
+    response = client_for(guide_user).get(reverse("guide_customers"))
+    assert _names(response) == {c.name for c in book["own"]}
+
+
+def test_guide_cannot_open_another_guides_customer(client_for, guide_user, book):
+    client = client_for(guide_user)
+    assert (
+        client.get(reverse("guide_customer_detail", args=[book["other"][0].pk])).status_code == 404
+    )
+    assert (
+        client.get(reverse("guide_customer_detail", args=[book["churned"].pk])).status_code == 404
+    )
+    assert client.get(reverse("guide_customer_detail", args=[book["own"][0].pk])).status_code == 200
+    assert client.get(reverse("customer_detail", args=[book["own"][0].pk])).status_code == 403
+
+
+def test_api_scopes_guides_to_their_customers(client_for, guide_user, book):
+    client = client_for(guide_user)
+    listing = client.get(reverse("customer-list")).json()
+    assert {row["id"] for row in listing["results"]} == {c.pk for c in book["own"]}
+    assert client.get(reverse("customer-detail", args=[book["other"][0].pk])).status_code == 404
+
+
+def test_api_gives_operator_everything_with_detail(client_for, operator, book):
+    client = client_for(operator)
+    assert client.get(reverse("customer-list")).json()["count"] == 6
+    detail = client.get(reverse("customer-detail", args=[book["churned"].pk])).json()
+    assert detail["relationships"][0]["is_active"] is False
+    assert detail["relationships"][0]["guide_userid"] == "guide0001"
+
+
+def test_filters(client_for, operator, book):
+    client = client_for(operator)
+    mine = Guide.objects.get(wecom_userid="guide0001")
+    by_guide = client.get(reverse("customers"), {"guide": mine.pk})
+    assert _names(by_guide) == {c.name for c in book["own"]}
+    churned = client.get(reverse("customers"), {"status": "churned"})
+    assert _names(churned) == {book["churned"].name}
+    members = client.get(reverse("customers"), {"status": "member"})
+    assert len(members.context["customers"]) == 5
+
+
+def test_search_by_phone_shows_it_masked(client_for, operator, book):
+    customer = book["own"][1]
+    e164 = phone_normalise("138 0013 5601")
+    CustomerIdentity.objects.create(
+        customer=customer, kind="phone_hash", value=phone_hash(e164), display=phone_mask(e164)
+    )
+    client = client_for(operator)
+    found = client.get(reverse("customers"), {"q": "13800135601"})
+    assert _names(found) == {customer.name}
+    page = client.get(reverse("customer_detail", args=[customer.pk])).content.decode()
+    assert "138****5601" in page and "13800135601" not in page
+
+
+def test_search_by_name_and_external_id(client_for, operator, book):
+    client = client_for(operator)
+    customer = book["other"][0]
+    assert _names(client.get(reverse("customers"), {"q": customer.name[1:]})) >= {customer.name}
+    assert _names(client.get(reverse("customers"), {"q": customer.external_userid})) == {
+        customer.name
+    }
+
+
+@pytest.mark.parametrize("sort", ["-joined_at", "joined_at", "name", "-created_at"])
+def test_keyset_paging_walks_every_customer_once(client_for, operator, guide_user, sort):
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    expected = {RelationshipFactory(guide=guide).customer.pk for _ in range(120)}
+    # Some customers share a join and creation time, and one has none: the tie-breaks.
+    tied = sorted(expected)[:5]
+    first = Customer.objects.get(pk=tied[0])
+    Customer.objects.filter(pk__in=tied).update(
+        joined_at=first.joined_at, created_at=first.created_at, name=first.name
+    )
+    Customer.objects.filter(pk=sorted(expected)[5]).update(joined_at=None)
+    client = client_for(operator)
+    seen: list[int] = []
+    url = reverse("customers") + f"?sort={sort}"
+    pages = 0
+    while url:
+        response = client.get(url)
+        seen += [customer.pk for customer in response.context["customers"]]
+        cursor = response.context["next_cursor"]
+        url = reverse("customers") + f"?sort={sort}&after={cursor}" if cursor else None
+        pages += 1
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 120
+    assert set(seen) == expected
+
+
+def test_list_page_query_count_does_not_grow_with_rows(client_for, operator, guide_user):
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    for _ in range(60):
+        RelationshipFactory(guide=guide)
+    client = client_for(operator)
+    client.get(reverse("customers"))  # warm the session and permission caches
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("customers")).status_code == 200
+    assert len(queries) <= 10, [q["sql"][:80] for q in queries]
