@@ -1,14 +1,20 @@
+from django.db import IntegrityError
 from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from contacts import services
-from contacts.models import Customer, Guide, Relationship, Store, SyncRun
+from contacts.models import Customer, Guide, Order, OrderImport, Relationship, Store, SyncRun
 from contacts.serializers import (
+    BulkOrdersSerializer,
     CustomerDetailSerializer,
     CustomerSerializer,
     GuideSerializer,
+    OrderBindSerializer,
+    OrderSerializer,
     StoreSerializer,
     SyncRunSerializer,
 )
@@ -75,3 +81,83 @@ class SyncRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         run = services.sync_run_start(triggered_by=request.user.username)
         services.sync_run_enqueue(run=run)
         return Response(SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class OrderViewSet(viewsets.ReadOnlyModelViewSet):
+    """Orders; console viewers read all, guides the orders of their own customers."""
+
+    serializer_class = OrderSerializer
+    permission_classes = [CanReadCustomers]
+    filterset_fields = ["channel", "status", "customer"]
+
+    def get_queryset(self):
+        queryset = Order.objects.prefetch_related("lines").order_by("-paid_at", "-id")
+        if not self.request.user.has_perm(Perm.VIEW_CONSOLE):
+            queryset = queryset.filter(customer__in=Customer.objects.visible_to(self.request.user))
+        if self.request.query_params.get("unmatched") == "true":
+            queryset = queryset.filter(customer__isnull=True)
+        return queryset
+
+    @extend_schema(
+        request=BulkOrdersSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+    )
+    @action(detail=False, methods=["post"], permission_classes=[ConsolePermission])
+    def bulk(self, request) -> Response:
+        """Push order lines in the generic format. With an `Idempotency-Key` header a retry
+        returns the first call's result and writes nothing. Errors carry `row`: the line's
+        1-based position in `orders`."""
+        key = request.headers.get("Idempotency-Key") or None
+        if key:
+            previous = OrderImport.objects.filter(idempotency_key=key).first()
+            if previous is not None:
+                return Response(_import_result(previous), headers={"Idempotent-Replayed": "true"})
+        serializer = BulkOrdersSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            record = services.orders_push(
+                rows=serializer.validated_data["orders"], imported_by=request.user, key=key
+            )
+        except IntegrityError:  # the same key, sent twice at once: the other call won
+            record = OrderImport.objects.get(idempotency_key=key)
+            return Response(_import_result(record), headers={"Idempotent-Replayed": "true"})
+        return Response(_import_result(record))
+
+    @extend_schema(request=OrderBindSerializer)
+    @action(detail=False, methods=["post"], permission_classes=[CanReadCustomers])
+    def bind(self, request) -> Response:
+        """A guide binds an order number to a customer they follow."""
+        serializer = OrderBindSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        guide = getattr(request.user, "guide", None)
+        customer = (
+            Customer.objects.visible_to(request.user)
+            .filter(pk=serializer.validated_data["customer_id"])
+            .first()
+        )
+        if guide is None or customer is None:
+            return Response(
+                {"detail": "只能绑定到你自己跟进的客户。"}, status=status.HTTP_404_NOT_FOUND
+            )
+        try:
+            order = services.order_bind_by_number(
+                guide=guide,
+                customer=customer,
+                channel_order_id=serializer.validated_data["order_number"],
+            )
+        except LookupError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_404_NOT_FOUND)
+        except (ValueError, PermissionError) as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response(OrderSerializer(order).data)
+
+
+def _import_result(record: OrderImport) -> dict:
+    return {
+        "import_id": record.pk,
+        "inserted": record.inserted,
+        "updated": record.updated,
+        "unchanged": record.unchanged,
+        "rejected": record.rejected,
+        "errors": [{k: e[k] for k in ("row", "column", "reason")} for e in record.errors],
+    }

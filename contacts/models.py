@@ -145,6 +145,10 @@ class Customer(models.Model):
     unionid = models.CharField(max_length=64, blank=True, db_index=True)
     joined_at = models.DateTimeField("入会时间", null=True, blank=True, db_index=True)
     is_member = models.BooleanField("私域会员", default=False, db_index=True)
+    # Set when this record was merged into another (kept for an exact undo).
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -405,3 +409,200 @@ class SyncSeen(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id}: {self.guide_id} → {self.customer_id}"
+
+
+class Product(models.Model):
+    """The product catalogue by sku: the attributes preference tags are built on."""
+
+    sku = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    category = models.CharField("品类", max_length=50, blank=True)
+    material = models.CharField("材质", max_length=50, blank=True)
+    style = models.CharField("款式", max_length=50, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "商品"
+        verbose_name_plural = "商品"
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.name}"
+
+
+class OrderImport(models.Model):
+    """One import of order files or of a bulk API call: who, when, what, and the outcome."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "进行中"
+        SUCCEEDED = "succeeded", "完成"
+        FAILED = "failed", "失败"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    channel = models.CharField(max_length=16, blank=True)
+    files = models.JSONField(default=list, blank=True)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    source = models.CharField(max_length=16, default="file")  # file | upload | api
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    is_dry_run = models.BooleanField(default=False)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows = models.IntegerField(default=0)
+    inserted = models.IntegerField(default=0)
+    updated = models.IntegerField(default=0)
+    unchanged = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = "订单导入"
+        verbose_name_plural = "订单导入"
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} {self.channel} {self.status}"
+
+
+class Order(models.Model):
+    """An order from one channel, keyed by (channel, channel order id).
+
+    Linked to a customer through the buyer's identities; `customer` stays empty
+    (with `unmatched_reason`) when no identity matched.
+    """
+
+    class Status(models.TextChoices):
+        PAID = "paid", "已支付"
+        CANCELLED = "cancelled", "已取消"
+        REFUNDED = "refunded", "已退款"
+        PARTIALLY_REFUNDED = "partially_refunded", "部分退款"
+
+    channel = models.CharField(max_length=16)
+    channel_order_id = models.CharField(max_length=64)
+    parent_order_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="orders"
+    )
+    unmatched_reason = models.CharField(max_length=200, blank=True)
+    buyer_phone_hash = models.CharField(max_length=64, blank=True)
+    buyer_phone_masked = models.CharField(max_length=20, blank=True)
+    buyer_unionid = models.CharField(max_length=64, blank=True)
+    buyer_id = models.CharField(max_length=100, blank=True)
+    buyer_name = models.CharField(max_length=100, blank=True)
+    store_code = models.CharField(max_length=32, blank=True)
+    guide_userid = models.CharField(max_length=64, blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    refund_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    line_count = models.IntegerField(default=0)
+    # A digest of everything imported for the order: an unchanged re-import is
+    # found by comparing one column, not every field of every line.
+    content_hash = models.CharField(max_length=32)
+    last_import = models.ForeignKey(OrderImport, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "订单"
+        verbose_name_plural = "订单"
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "channel_order_id"], name="order_unique")
+        ]
+        indexes = [
+            models.Index(fields=["customer", "paid_at"], name="order_customer_idx"),
+            models.Index(fields=["paid_at"], name="order_paid_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.channel_order_id}"
+
+    @property
+    def net_amount(self):
+        return self.amount - self.refund_amount
+
+
+class OrderLine(models.Model):
+    """One line of an order: what was bought and what was paid for it."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    line_no = models.SmallIntegerField()
+    sku = models.CharField(max_length=64)
+    product_name = models.CharField(max_length=200, blank=True)
+    category = models.CharField(max_length=50, blank=True)
+    material = models.CharField(max_length=50, blank=True)
+    style = models.CharField(max_length=50, blank=True)
+    quantity = models.IntegerField()
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+    line_amount = models.DecimalField(max_digits=12, decimal_places=2)
+    refund_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = "订单行"
+        verbose_name_plural = "订单行"
+        constraints = [
+            models.UniqueConstraint(fields=["order", "line_no"], name="order_line_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}#{self.line_no} {self.sku}"
+
+
+class MergeSuggestion(models.Model):
+    """An order whose buyer probably is a known customer, for an operator to confirm.
+
+    Made when a masked phone (138****5601) and the buyer's name fit exactly one
+    known customer; never applied automatically.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "待确认"
+        CONFIRMED = "confirmed", "已确认"
+        REJECTED = "rejected", "已拒绝"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="merge_suggestions")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "合并建议"
+        verbose_name_plural = "合并建议"
+        constraints = [
+            models.UniqueConstraint(fields=["order", "customer"], name="merge_suggestion_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} → customer {self.customer_id} ({self.status})"
+
+
+class CustomerMerge(models.Model):
+    """One merge of two customer records into one, with what moved, so it can be undone."""
+
+    kept = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    absorbed = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    # {"identities": [...ids], "orders": [...], "relationships": [...], "group_members": [...],
+    #  "absorbed_was_member": bool}
+    moved = models.JSONField(default=dict)
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    merged_at = models.DateTimeField(auto_now_add=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-merged_at"]
+        verbose_name = "客户合并"
+        verbose_name_plural = "客户合并"
+
+    def __str__(self) -> str:
+        return f"{self.absorbed_id} → {self.kept_id}"

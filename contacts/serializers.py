@@ -1,6 +1,15 @@
 from rest_framework import serializers
 
-from contacts.models import Customer, CustomerIdentity, Guide, Relationship, Store, SyncRun
+from contacts.models import (
+    Customer,
+    CustomerIdentity,
+    Guide,
+    Order,
+    OrderLine,
+    Relationship,
+    Store,
+    SyncRun,
+)
 
 
 class StoreSerializer(serializers.ModelSerializer):
@@ -90,3 +99,79 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "seconds",
             "errors",
         ]
+
+
+class OrderLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OrderLine
+        fields = [
+            "line_no",
+            "sku",
+            "product_name",
+            "category",
+            "material",
+            "style",
+            "quantity",
+            "unit_price",
+            "line_amount",
+            "refund_amount",
+        ]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    lines = OrderLineSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "channel",
+            "channel_order_id",
+            "parent_order_id",
+            "status",
+            "paid_at",
+            "customer",
+            "unmatched_reason",
+            "buyer_name",
+            "buyer_phone_masked",
+            "amount",
+            "refund_amount",
+            "store_code",
+            "guide_userid",
+            "lines",
+        ]
+
+
+class BulkOrderLineSerializer(serializers.Serializer):
+    """One order line in the generic format (DESIGN.md, "Order files"); validated by the
+    same reader as the files, so the API and the files accept exactly the same rows."""
+
+    order_id = serializers.CharField(allow_blank=True)
+    channel = serializers.CharField(allow_blank=True)
+    parent_order_id = serializers.CharField(required=False, allow_blank=True, default="")
+    status = serializers.CharField(allow_blank=True)
+    paid_at = serializers.CharField(required=False, allow_blank=True, default="")
+    buyer_phone = serializers.CharField(required=False, allow_blank=True, default="")
+    buyer_unionid = serializers.CharField(required=False, allow_blank=True, default="")
+    buyer_id = serializers.CharField(required=False, allow_blank=True, default="")
+    buyer_name = serializers.CharField(required=False, allow_blank=True, default="")
+    sku = serializers.CharField(allow_blank=True)
+    product_name = serializers.CharField(required=False, allow_blank=True, default="")
+    category = serializers.CharField(required=False, allow_blank=True, default="")
+    material = serializers.CharField(required=False, allow_blank=True, default="")
+    style = serializers.CharField(required=False, allow_blank=True, default="")
+    quantity = serializers.CharField()
+    unit_price = serializers.CharField()
+    line_amount = serializers.CharField()
+    refund_amount = serializers.CharField(required=False, allow_blank=True, default="0")
+    store_code = serializers.CharField(required=False, allow_blank=True, default="")
+    guide_userid = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class BulkOrdersSerializer(serializers.Serializer):
+    orders = BulkOrderLineSerializer(many=True, allow_empty=False, max_length=10_000)
+
+
+class OrderBindSerializer(serializers.Serializer):
+    customer_id = serializers.IntegerField()
+    order_number = serializers.CharField(max_length=64)

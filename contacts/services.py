@@ -1,17 +1,33 @@
 """Operations on contacts that write several rows or call WeCom."""
 
+import csv
+import shutil
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
-from django.db import transaction
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
+from psycopg2.extras import execute_values
 
 from contacts.models import (
     Customer,
     CustomerGroup,
+    CustomerGroupMember,
+    CustomerIdentity,
+    CustomerMerge,
     Guide,
+    MergeSuggestion,
+    Order,
+    OrderImport,
     Relationship,
     RelationshipEvent,
     SyncRun,
 )
+from contacts.order_files import OrderFileError, read_orders
+from contacts.order_import import ImportReport, order_import_finish, orders_load
 from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
 
 
@@ -170,3 +186,317 @@ def corp_tags_refresh(*, event: dict, gateway) -> None:
         WeComWriter(progress=SyncProgress(), source=RelationshipEvent.Source.CALLBACK).corp_tags(
             groups
         )
+
+
+# -- orders -----------------------------------------------------------------
+
+
+def orders_import(
+    *,
+    paths: list[Path],
+    channel: str | None,
+    imported_by=None,
+    dry_run: bool = False,
+    source: str = "file",
+    record: OrderImport | None = None,
+) -> tuple[OrderImport, ImportReport]:
+    """Read, validate and load order files; every import is recorded, also a failed one."""
+    record = record or OrderImport.objects.create(
+        channel=channel or "auto",
+        files=[path.name for path in paths],
+        imported_by=imported_by,
+        source=source,
+        is_dry_run=dry_run,
+    )
+    try:
+        report = orders_load(
+            items=read_orders(paths, channel),
+            record=record,
+            dry_run=dry_run,
+            progress=lambda rows: cache.set(f"order-import:{record.pk}:rows", rows, 3600),
+        )
+    except OrderFileError as error:
+        record.status = OrderImport.Status.FAILED
+        record.errors = [{"row": 0, "column": "", "reason": str(error), "file": ""}]
+        record.finished_at = timezone.now()
+        record.save()
+        raise
+    return order_import_finish(record=record, report=report, dry_run=dry_run), report
+
+
+UPLOAD_DIR = Path(settings.MEDIA_ROOT) / "order-uploads"
+
+
+def order_upload_accept(*, files, channel: str | None, imported_by) -> OrderImport:
+    """Keep the uploaded files and queue their import on a worker (large files take a while)."""
+    record = OrderImport.objects.create(
+        channel=channel or "auto",
+        files=[upload.name for upload in files],
+        imported_by=imported_by,
+        source="upload",
+    )
+    folder = UPLOAD_DIR / str(record.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    for upload in files:
+        with open(folder / Path(upload.name).name, "wb") as target:
+            for chunk in upload.chunks():
+                target.write(chunk)
+    from contacts.tasks import import_orders_file
+
+    transaction.on_commit(lambda: import_orders_file.delay(record.pk))
+    return record
+
+
+def order_upload_process(*, record: OrderImport) -> None:
+    folder = UPLOAD_DIR / str(record.pk)
+    paths = [folder / name for name in record.files]
+    channel = None if record.channel == "auto" else record.channel
+    try:
+        orders_import(paths=paths, channel=channel, record=record)
+    except OrderFileError:
+        pass  # recorded on the import as failed, with the reason
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def order_import_progress(*, record: OrderImport) -> int:
+    """Rows read so far by a running import (from the cache; the import's own rows are not
+    visible outside its transaction until it commits)."""
+    return cache.get(f"order-import:{record.pk}:rows", 0)
+
+
+# -- one customer per person ----------------------------------------------------
+
+
+def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerge:
+    """Merge `absorb` into `keep`: identities, orders, relationships and group memberships move.
+
+    What moved is recorded by id, so `customer_merge_undo` puts back exactly
+    that. A relationship with a guide `keep` already has stays where it is (two
+    rows for one guide and person cannot both be kept), and is reported.
+    """
+    if keep.pk == absorb.pk:
+        raise ValueError("不能把客户合并到自己。")
+    with transaction.atomic():
+        keep, absorb = (
+            Customer.objects.select_for_update().get(pk=keep.pk),
+            Customer.objects.select_for_update().get(pk=absorb.pk),
+        )
+        if absorb.merged_into_id or keep.merged_into_id:
+            raise ValueError("已被合并的客户不能再合并。")
+        kept_guides = Relationship.objects.filter(customer=keep).values("guide_id")
+        moved = {
+            "identities": list(absorb.identities.values_list("pk", flat=True)),
+            "orders": list(absorb.orders.values_list("pk", flat=True)),
+            "relationships": list(
+                absorb.relationships.exclude(guide_id__in=kept_guides).values_list("pk", flat=True)
+            ),
+            "group_members": list(absorb.group_memberships.values_list("pk", flat=True)),
+            "absorbed": {
+                "is_member": absorb.is_member,
+                "joined_at": absorb.joined_at.isoformat() if absorb.joined_at else None,
+                "external_userid": absorb.external_userid,
+            },
+            "kept": {
+                "is_member": keep.is_member,
+                "joined_at": keep.joined_at.isoformat() if keep.joined_at else None,
+            },
+        }
+        CustomerIdentity.objects.filter(pk__in=moved["identities"]).update(customer=keep)
+        Order.objects.filter(pk__in=moved["orders"]).update(customer=keep)
+        Relationship.objects.filter(pk__in=moved["relationships"]).update(customer=keep)
+        CustomerGroupMember.objects.filter(pk__in=moved["group_members"]).update(customer=keep)
+        absorb.merged_into = keep
+        absorb.is_member = False
+        absorb.save(update_fields=["merged_into", "is_member", "updated_at"])
+        _membership_refresh(keep)
+        return CustomerMerge.objects.create(kept=keep, absorbed=absorb, moved=moved, merged_by=by)
+
+
+def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
+    """Put back exactly what the merge moved."""
+    with transaction.atomic():
+        merge = CustomerMerge.objects.select_for_update().get(pk=merge.pk)
+        if merge.undone_at:
+            raise ValueError("这次合并已经撤销过了。")
+        moved, absorbed = merge.moved, merge.absorbed
+        CustomerIdentity.objects.filter(pk__in=moved["identities"]).update(customer=absorbed)
+        Order.objects.filter(pk__in=moved["orders"]).update(customer=absorbed)
+        Relationship.objects.filter(pk__in=moved["relationships"]).update(customer=absorbed)
+        CustomerGroupMember.objects.filter(pk__in=moved["group_members"]).update(customer=absorbed)
+        Customer.objects.filter(pk=absorbed.pk).update(
+            merged_into=None,
+            is_member=moved["absorbed"]["is_member"],
+            joined_at=moved["absorbed"]["joined_at"],
+        )
+        Customer.objects.filter(pk=merge.kept_id).update(
+            is_member=moved["kept"]["is_member"], joined_at=moved["kept"]["joined_at"]
+        )
+        merge.undone_at = timezone.now()
+        merge.undone_by = by
+        merge.save(update_fields=["undone_at", "undone_by"])
+        return merge
+
+
+def _membership_refresh(customer: Customer) -> None:
+    live = customer.relationships.filter(is_active=True)
+    first = customer.relationships.order_by("added_at").values_list("added_at", flat=True).first()
+    Customer.objects.filter(pk=customer.pk).update(is_member=live.exists(), joined_at=first)
+
+
+def merge_suggestion_decide(*, suggestion: MergeSuggestion, confirm: bool, by=None) -> None:
+    """Confirm (link the order to the customer) or reject a merge suggestion."""
+    with transaction.atomic():
+        suggestion = MergeSuggestion.objects.select_for_update().get(pk=suggestion.pk)
+        if suggestion.status != MergeSuggestion.Status.PENDING:
+            raise ValueError("这条建议已经处理过了。")
+        suggestion.status = (
+            MergeSuggestion.Status.CONFIRMED if confirm else MergeSuggestion.Status.REJECTED
+        )
+        suggestion.decided_by, suggestion.decided_at = by, timezone.now()
+        suggestion.save(update_fields=["status", "decided_by", "decided_at"])
+        if confirm:
+            order_bind(order=suggestion.order, customer=suggestion.customer)
+            MergeSuggestion.objects.filter(
+                order=suggestion.order, status=MergeSuggestion.Status.PENDING
+            ).update(
+                status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=timezone.now()
+            )
+
+
+def order_bind(*, order: Order, customer: Customer) -> Order:
+    """Link an order (and its buyer's exact keys) to a customer: a confirmed suggestion,
+    or a guide binding the order number of the customer they are chatting with."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        order.customer, order.unmatched_reason = customer, ""
+        order.save(update_fields=["customer", "unmatched_reason", "updated_at"])
+        keys = [
+            (CustomerIdentity.Kind.UNIONID, order.buyer_unionid, ""),
+            (CustomerIdentity.Kind.PHONE_HASH, order.buyer_phone_hash, order.buyer_phone_masked),
+            (
+                CustomerIdentity.Kind.BUYER_ID,
+                f"{order.channel}:{order.buyer_id}" if order.buyer_id else "",
+                "",
+            ),
+        ]
+        CustomerIdentity.objects.bulk_create(
+            [
+                CustomerIdentity(customer=customer, kind=kind, value=value, display=display)
+                for kind, value, display in keys
+                if value
+            ],
+            ignore_conflicts=True,
+        )
+        return order
+
+
+def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: str) -> Order:
+    """A guide binds an order number to a customer they follow (live)."""
+    if not Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists():
+        raise PermissionError("只能绑定到你自己跟进的客户。")
+    orders = list(Order.objects.filter(channel_order_id=channel_order_id.strip())[:2])
+    if not orders:
+        raise LookupError(f"找不到订单号 {channel_order_id}。")
+    if len(orders) > 1:
+        raise LookupError(f"订单号 {channel_order_id} 在多个渠道都存在，请联系运营处理。")
+    if orders[0].customer_id not in (None, customer.pk):
+        raise ValueError(f"订单 {channel_order_id} 已属于另一位客户，请联系运营处理。")
+    return order_bind(order=orders[0], customer=customer)
+
+
+GENERIC_COLUMNS = [
+    "order_id",
+    "channel",
+    "parent_order_id",
+    "status",
+    "paid_at",
+    "buyer_phone",
+    "buyer_unionid",
+    "buyer_id",
+    "buyer_name",
+    "sku",
+    "product_name",
+    "category",
+    "material",
+    "style",
+    "quantity",
+    "unit_price",
+    "line_amount",
+    "refund_amount",
+    "store_code",
+    "guide_userid",
+]
+
+
+def orders_push(*, rows: list[dict], imported_by=None, key: str | None = None) -> OrderImport:
+    """Orders pushed through the API, in the generic columns: written as a generic CSV and
+    loaded by the same reader and loader as files, so both accept exactly the same rows.
+    Error rows are renumbered to the line's 1-based position in the request."""
+    record = OrderImport.objects.create(
+        channel="generic", files=["api"], imported_by=imported_by, source="api", idempotency_key=key
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "api.csv"
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=GENERIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        orders_import(paths=[path], channel="generic", record=record)
+    record.refresh_from_db()
+    record.errors = [{**error, "row": error["row"] - 1} for error in record.errors]
+    record.save(update_fields=["errors"])
+    return record
+
+
+PRODUCT_COLUMNS = ["sku", "name", "category", "material", "style"]
+
+
+def products_import(*, path: Path) -> dict:
+    """Upsert the product catalogue from a CSV (sku,name,category,material,style, UTF-8),
+    then fill the attributes of order lines that arrived without them."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in PRODUCT_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"商品文件缺少列：{', '.join(missing)}")
+        rows, errors = {}, []
+        for number, row in enumerate(reader, start=2):
+            sku = (row["sku"] or "").strip()
+            if not sku:
+                errors.append({"row": number, "column": "sku", "reason": "商品编码为空"})
+                continue
+            rows[sku] = tuple((row[column] or "").strip() for column in PRODUCT_COLUMNS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if rows:
+            execute_values(
+                cursor,
+                """
+                INSERT INTO contacts_product (sku, name, category, material, style, updated_at)
+                SELECT v.sku, v.name, v.category, v.material, v.style, now()
+                FROM (VALUES %s) AS v(sku, name, category, material, style)
+                ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name,
+                    category = EXCLUDED.category, material = EXCLUDED.material,
+                    style = EXCLUDED.style, updated_at = now()
+                WHERE (contacts_product.name, contacts_product.category, contacts_product.material,
+                       contacts_product.style)
+                      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.category, EXCLUDED.material,
+                       EXCLUDED.style)
+                """,
+                list(rows.values()),
+            )
+            changed = cursor.rowcount
+        else:
+            changed = 0
+        cursor.execute(
+            """
+            UPDATE contacts_orderline l
+            SET category = coalesce(nullif(l.category, ''), p.category),
+                material = coalesce(nullif(l.material, ''), p.material),
+                style = coalesce(nullif(l.style, ''), p.style)
+            FROM contacts_product p
+            WHERE p.sku = l.sku AND (l.category = '' OR l.material = '' OR l.style = '')
+            """
+        )
+        filled = cursor.rowcount
+    return {"products": len(rows), "changed": changed, "lines_filled": filled, "errors": errors}

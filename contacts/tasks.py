@@ -21,3 +21,17 @@ def reconcile_wecom() -> dict:
     """Nightly: a full sync that repairs drift from missed callbacks and reports it."""
     run = services.sync_run_start(kind=SyncRun.Kind.RECONCILE, triggered_by="beat")
     return sync_wecom(run.pk)
+
+
+@shared_task(name="contacts.tasks.import_orders_file")
+def import_orders_file(import_id: int) -> dict:
+    """Load an uploaded export. Safe twice: the upsert makes a second load change nothing,
+    and a finished import is not run again."""
+    from contacts.models import OrderImport
+
+    record = OrderImport.objects.get(pk=import_id)
+    if record.status != OrderImport.Status.RUNNING:
+        return {"skipped": record.status}
+    services.order_upload_process(record=record)
+    record.refresh_from_db()
+    return {"status": record.status, "inserted": record.inserted, "rejected": record.rejected}

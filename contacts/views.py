@@ -143,6 +143,9 @@ def _customer_context(customer: Customer) -> dict:
         "relationships": relationships,
         "tags": CorpTag.objects.filter(wecom_tag_id__in=tag_ids).select_related("group"),
         "groups": CustomerGroupMember.objects.filter(customer=customer).select_related("group"),
+        "orders": customer.orders.prefetch_related("lines").order_by(
+            F("paid_at").desc(nulls_last=True)
+        )[:200],
     }
 
 
@@ -166,8 +169,6 @@ def guide_customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @permission_required(Perm.VIEW_CONSOLE)
 def sync_page(request: HttpRequest) -> HttpResponse:
-    from scrm.wecom.selectors import callback_events_recent
-
     churn = (
         RelationshipEvent.objects.filter(kind=RelationshipEvent.Kind.DELETED_BY_CUSTOMER)
         .select_related("relationship__customer", "relationship__guide")
@@ -180,7 +181,6 @@ def sync_page(request: HttpRequest) -> HttpResponse:
             "runs": SyncRun.objects.all()[:20],
             "running": SyncRun.objects.filter(status=SyncRun.Status.RUNNING).exists(),
             "churn_alerts": churn,
-            "callback_events": callback_events_recent(limit=50),
         },
     )
 

@@ -108,7 +108,7 @@ class WeComWriter:
 
     def _upsert_guides(self, cursor, rows: list[tuple]) -> None:
         cursor.execute(
-            "CREATE TEMP TABLE stage_guide (userid text, name text, department_id bigint, is_active bool)"
+            "DROP TABLE IF EXISTS stage_guide; CREATE TEMP TABLE stage_guide (userid text, name text, department_id bigint, is_active bool)"
             " ON COMMIT DROP"
         )
         execute_values(cursor, "INSERT INTO stage_guide VALUES %s", rows)
@@ -155,8 +155,8 @@ class WeComWriter:
         ]
         with connection.cursor() as cursor:
             cursor.execute(
-                "CREATE TEMP TABLE stage_group (id text, name text, ord bigint) ON COMMIT DROP;"
-                "CREATE TEMP TABLE stage_tag (id text, group_id text, name text, ord bigint) ON COMMIT DROP"
+                "DROP TABLE IF EXISTS stage_group; CREATE TEMP TABLE stage_group (id text, name text, ord bigint) ON COMMIT DROP;"
+                "DROP TABLE IF EXISTS stage_tag; CREATE TEMP TABLE stage_tag (id text, group_id text, name text, ord bigint) ON COMMIT DROP"
             )
             if group_rows:
                 execute_values(cursor, "INSERT INTO stage_group VALUES %s", group_rows)
@@ -257,7 +257,7 @@ class WeComWriter:
 
     def _upsert_customers(self, cursor, rows: list[tuple]) -> None:
         cursor.execute(
-            "CREATE TEMP TABLE stage_customer (external_userid text, name text, type smallint,"
+            "DROP TABLE IF EXISTS stage_customer; CREATE TEMP TABLE stage_customer (external_userid text, name text, type smallint,"
             " gender smallint, avatar text, corp_name text, unionid text) ON COMMIT DROP"
         )
         execute_values(cursor, "INSERT INTO stage_customer VALUES %s", rows)
@@ -286,7 +286,7 @@ class WeComWriter:
 
     def _upsert_relationships(self, cursor, rows: list[tuple]) -> None:
         cursor.execute(
-            "CREATE TEMP TABLE stage_relation (external_userid text, userid text, remark text,"
+            "DROP TABLE IF EXISTS stage_relation; CREATE TEMP TABLE stage_relation (external_userid text, userid text, remark text,"
             " description text, remark_corp_name text, remark_mobiles varchar(32)[],"
             " added_at timestamptz, add_way int, oper_userid text, state text,"
             " wecom_tag_ids varchar(64)[], customer_id bigint, guide_id bigint) ON COMMIT DROP"
@@ -469,9 +469,9 @@ class WeComWriter:
         ]
         with connection.cursor() as cursor:
             cursor.execute(
-                "CREATE TEMP TABLE stage_chat (chat_id text, name text, owner text, notice text,"
+                "DROP TABLE IF EXISTS stage_chat; CREATE TEMP TABLE stage_chat (chat_id text, name text, owner text, notice text,"
                 " created timestamptz, status smallint, member_version text, member_count int) ON COMMIT DROP;"
-                "CREATE TEMP TABLE stage_member (chat_id text, userid text, type smallint, name text,"
+                "DROP TABLE IF EXISTS stage_member; CREATE TEMP TABLE stage_member (chat_id text, userid text, type smallint, name text,"
                 " join_time timestamptz, join_scene smallint) ON COMMIT DROP"
             )
             execute_values(cursor, "INSERT INTO stage_chat VALUES %s", group_rows)

@@ -1,8 +1,9 @@
-from datetime import UTC
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import factory
 
-from contacts.models import Customer, Guide, Relationship, Store
+from contacts.models import Customer, Guide, Order, Relationship, Store
 
 
 class StoreFactory(factory.django.DjangoModelFactory):
@@ -42,4 +43,18 @@ class RelationshipFactory(factory.django.DjangoModelFactory):
 
     customer = factory.SubFactory(CustomerFactory)
     guide = factory.SubFactory(GuideFactory)
-    added_at = factory.LazyAttribute(lambda o: o.customer.joined_at)
+    added_at = factory.LazyAttribute(
+        lambda o: o.customer.joined_at or datetime(2025, 6, 1, tzinfo=UTC)
+    )
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Order
+
+    channel = "tmall"
+    channel_order_id = factory.Sequence(lambda n: f"T{n:012d}")
+    status = Order.Status.PAID
+    paid_at = factory.Faker("date_time_between", start_date="-1y", tzinfo=UTC)
+    amount = Decimal("89.00")
+    content_hash = factory.Sequence(lambda n: f"{n:032x}")

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from contacts.models import Customer, CustomerIdentity, Guide
 from contacts.phones import phone_hash, phone_mask, phone_normalise
-from tests.contacts.factories import CustomerFactory, RelationshipFactory
+from tests.contacts.factories import RelationshipFactory
 
 pytestmark = pytest.mark.django_db
 

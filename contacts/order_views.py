@@ -1,0 +1,148 @@
+"""Order pages: upload and import history, rejected rows as CSV, unmatched orders and
+merge suggestions, customer merges and their undo."""
+
+import csv
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from contacts import services
+from contacts.models import Customer, CustomerMerge, MergeSuggestion, Order, OrderImport
+from contacts.order_files import CHANNELS
+from scrm.roles import Perm, permission_required
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def import_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(OrderImport.objects.select_related("imported_by"), 30).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "contacts/import_list.html", {"page": page, "channels": CHANNELS})
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def import_upload(request: HttpRequest) -> HttpResponse:
+    files = request.FILES.getlist("files")
+    channel = request.POST.get("channel") or None
+    if not files:
+        return JsonResponse({"error": "请选择要导入的文件。"}, status=400)
+    if channel not in (None, *CHANNELS):
+        return JsonResponse({"error": f"未知的渠道：{channel}"}, status=400)
+    record = services.order_upload_accept(files=files, channel=channel, imported_by=request.user)
+    return JsonResponse({"id": record.pk, "status_url": f"/orders/imports/{record.pk}/status"})
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def import_status(request: HttpRequest, pk: int) -> JsonResponse:
+    record = get_object_or_404(OrderImport, pk=pk)
+    return JsonResponse(
+        {
+            "status": record.status,
+            "rows_read": services.order_import_progress(record=record),
+            "inserted": record.inserted,
+            "updated": record.updated,
+            "unchanged": record.unchanged,
+            "rejected": record.rejected,
+            "detail_url": f"/orders/imports/{record.pk}/",
+        }
+    )
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    record = get_object_or_404(OrderImport, pk=pk)
+    return render(request, "contacts/import_detail.html", {"record": record})
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    record = get_object_or_404(OrderImport, pk=pk)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="import-{record.pk}-rejected.csv"'
+    response.write("\ufeff")  # so Excel opens it as UTF-8
+    writer = csv.writer(response)
+    writer.writerow(["file", "row", "column", "reason"])
+    for error in record.errors:
+        writer.writerow([error.get("file", ""), error["row"], error["column"], error["reason"]])
+    return response
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def unmatched_orders(request: HttpRequest) -> HttpResponse:
+    channel = request.GET.get("channel", "")
+    orders = Order.objects.filter(customer__isnull=True).order_by("-paid_at", "-id")
+    if channel:
+        orders = orders.filter(channel=channel)
+    suggestions = (
+        MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
+        .select_related("order", "customer")
+        .order_by("-created_at")[:100]
+    )
+    by_channel = {
+        row["channel"]: row["n"]
+        for row in Order.objects.filter(customer__isnull=True)
+        .values("channel")
+        .annotate(n=Count("id"))
+        .order_by()
+    }
+    return render(
+        request,
+        "contacts/unmatched_orders.html",
+        {
+            "page": Paginator(orders, 50).get_page(request.GET.get("page")),
+            "suggestions": suggestions,
+            "by_channel": by_channel,
+            "channel": channel,
+        },
+    )
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    suggestion = get_object_or_404(MergeSuggestion, pk=pk)
+    try:
+        services.merge_suggestion_decide(
+            suggestion=suggestion,
+            confirm=request.POST.get("decision") == "confirm",
+            by=request.user,
+        )
+    except ValueError as error:
+        messages.error(request, str(error))
+    return redirect("unmatched_orders")
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def customer_merge(request: HttpRequest, pk: int) -> HttpResponse:
+    keep = get_object_or_404(Customer, pk=pk)
+    try:
+        absorb = Customer.objects.get(pk=int(request.POST.get("absorb", "0")))
+        services.customer_merge(keep=keep, absorb=absorb, by=request.user)
+        messages.success(request, f"已把客户 #{absorb.pk} 合并到此客户。")
+    except (Customer.DoesNotExist, ValueError) as error:
+        messages.error(request, str(error) or "找不到要合并的客户。")
+    return redirect("customer_detail", pk=keep.pk)
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def merge_list(request: HttpRequest) -> HttpResponse:
+    merges = CustomerMerge.objects.select_related("kept", "absorbed", "merged_by")[:100]
+    return render(request, "contacts/merge_list.html", {"merges": merges})
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def merge_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    merge = get_object_or_404(CustomerMerge, pk=pk)
+    try:
+        services.customer_merge_undo(merge=merge, by=request.user)
+        messages.success(request, "合并已撤销。")
+    except ValueError as error:
+        messages.error(request, str(error))
+    return redirect("merge_list")

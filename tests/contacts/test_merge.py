@@ -1,0 +1,174 @@
+"""Merging two customer records and undoing it exactly; binding orders to customers."""
+
+import pytest
+from django.urls import reverse
+
+from contacts import services
+from contacts.models import (
+    Customer,
+    CustomerGroup,
+    CustomerGroupMember,
+    CustomerIdentity,
+    CustomerMerge,
+    Guide,
+    MergeSuggestion,
+    Order,
+    Relationship,
+)
+from tests.contacts.factories import (
+    CustomerFactory,
+    GuideFactory,
+    OrderFactory,
+    RelationshipFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _state() -> dict:
+    """Everything a merge may touch, as plain values."""
+    return {
+        "customers": sorted(
+            Customer.objects.values_list("pk", "is_member", "joined_at", "merged_into_id")
+        ),
+        "identities": sorted(CustomerIdentity.objects.values_list("pk", "customer_id")),
+        "orders": sorted(Order.objects.values_list("pk", "customer_id")),
+        "relationships": sorted(Relationship.objects.values_list("pk", "customer_id")),
+        "members": sorted(CustomerGroupMember.objects.values_list("pk", "customer_id")),
+    }
+
+
+@pytest.fixture
+def pair(store):
+    """A WeCom member and the same person seen only as a buyer, with a shared guide."""
+    guide_a, guide_b = GuideFactory(store=store), GuideFactory(store=store)
+    keep = RelationshipFactory(guide=guide_a).customer
+    absorb = CustomerFactory(external_userid=None, is_member=False, joined_at=None)
+    RelationshipFactory(customer=absorb, guide=guide_a)  # same guide: stays with absorb
+    moved_relationship = RelationshipFactory(customer=absorb, guide=guide_b)
+    CustomerIdentity.objects.create(
+        customer=absorb, kind="phone_hash", value="h1", display="138****0001"
+    )
+    CustomerIdentity.objects.create(customer=absorb, kind="buyer_id", value="tmall:tb_1")
+    orders = [OrderFactory(customer=absorb) for _ in range(3)]
+    group = CustomerGroup.objects.create(chat_id="wr1", owner_userid=guide_a.wecom_userid)
+    member = CustomerGroupMember.objects.create(group=group, userid="x", type=2, customer=absorb)
+    return {
+        "keep": keep,
+        "absorb": absorb,
+        "orders": orders,
+        "member": member,
+        "moved_relationship": moved_relationship,
+    }
+
+
+def test_merge_moves_everything_and_undo_restores_exactly(pair, operator):
+    before = _state()
+    keep, absorb = pair["keep"], pair["absorb"]
+    merge = services.customer_merge(keep=keep, absorb=absorb, by=operator)
+
+    assert set(Order.objects.filter(customer=keep).values_list("pk", flat=True)) == {
+        o.pk for o in pair["orders"]
+    }
+    assert set(keep.identities.values_list("kind", flat=True)) == {"phone_hash", "buyer_id"}
+    assert Relationship.objects.get(pk=pair["moved_relationship"].pk).customer_id == keep.pk
+    assert Relationship.objects.filter(customer=absorb).count() == 1  # the shared guide's
+    assert CustomerGroupMember.objects.get(pk=pair["member"].pk).customer_id == keep.pk
+    absorb.refresh_from_db()
+    assert absorb.merged_into_id == keep.pk
+    assert set(merge.moved["orders"]) == {o.pk for o in pair["orders"]}
+
+    services.customer_merge_undo(merge=merge, by=operator)
+    assert _state() == before
+    merge.refresh_from_db()
+    assert merge.undone_by == operator
+
+
+def test_undo_twice_is_refused(pair):
+    merge = services.customer_merge(keep=pair["keep"], absorb=pair["absorb"])
+    services.customer_merge_undo(merge=merge)
+    with pytest.raises(ValueError, match="已经撤销"):
+        services.customer_merge_undo(merge=merge)
+
+
+def test_merging_into_itself_or_a_merged_customer_is_refused(pair):
+    with pytest.raises(ValueError):
+        services.customer_merge(keep=pair["keep"], absorb=pair["keep"])
+    services.customer_merge(keep=pair["keep"], absorb=pair["absorb"])
+    other = CustomerFactory()
+    with pytest.raises(ValueError, match="已被合并"):
+        services.customer_merge(keep=other, absorb=pair["absorb"])
+
+
+def test_merge_and_undo_pages(client_for, operator, pair):
+    client = client_for(operator)
+    response = client.post(
+        reverse("customer_merge", args=[pair["keep"].pk]), {"absorb": pair["absorb"].pk}
+    )
+    assert response.status_code == 302
+    merge = CustomerMerge.objects.get()
+    assert client.get(reverse("merge_list")).status_code == 200
+    client.post(reverse("merge_undo", args=[merge.pk]))
+    merge.refresh_from_db()
+    assert merge.undone_at is not None
+
+
+def test_manager_and_guide_cannot_merge(client, manager, guide_user, pair):
+    for user in (manager, guide_user):
+        client.force_login(user)
+        response = client.post(
+            reverse("customer_merge", args=[pair["keep"].pk]), {"absorb": pair["absorb"].pk}
+        )
+        assert response.status_code == 403
+    assert not CustomerMerge.objects.exists()
+
+
+def test_guide_binds_an_order_number_to_their_customer(client_for, guide_user, other_guide_user):
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    customer = RelationshipFactory(guide=guide).customer
+    order = OrderFactory(
+        customer=None,
+        channel_order_id="DY123",
+        buyer_phone_hash="hx",
+        buyer_phone_masked="138****1",
+    )
+    client = client_for(guide_user)
+    response = client.post(
+        reverse("order-bind"),
+        {"customer_id": customer.pk, "order_number": "DY123"},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    order.refresh_from_db()
+    assert order.customer_id == customer.pk
+    assert CustomerIdentity.objects.filter(
+        customer=customer, kind="phone_hash", value="hx"
+    ).exists()
+
+
+def test_guide_cannot_bind_to_another_guides_customer(client_for, guide_user, other_guide_user):
+    theirs = RelationshipFactory(guide=Guide.objects.get(wecom_userid="guide0002")).customer
+    order = OrderFactory(customer=None, channel_order_id="DY999")
+    response = client_for(guide_user).post(
+        reverse("order-bind"),
+        {"customer_id": theirs.pk, "order_number": "DY999"},
+        content_type="application/json",
+    )
+    assert response.status_code == 404
+    order.refresh_from_db()
+    assert order.customer_id is None
+
+
+def test_confirming_a_suggestion_links_the_order(operator):
+    customer = CustomerFactory()
+    order = OrderFactory(customer=None, buyer_phone_masked="138****5601")
+    other = CustomerFactory()
+    suggestion = MergeSuggestion.objects.create(order=order, customer=customer, reason="r")
+    second = MergeSuggestion.objects.create(order=order, customer=other, reason="r")
+    services.merge_suggestion_decide(suggestion=suggestion, confirm=True, by=operator)
+    order.refresh_from_db()
+    second.refresh_from_db()
+    assert order.customer_id == customer.pk
+    assert second.status == MergeSuggestion.Status.REJECTED
+    with pytest.raises(ValueError):
+        services.merge_suggestion_decide(suggestion=suggestion, confirm=False)

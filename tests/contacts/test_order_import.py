@@ -1,0 +1,317 @@
+"""Order import from every sample export: counts checked against an independent reading
+of the raw files, validation, idempotent re-import, identity resolution, API and pages."""
+
+import csv
+import io
+import json
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import openpyxl
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.urls import reverse
+
+from contacts import services
+from contacts.models import (
+    Customer,
+    CustomerIdentity,
+    MergeSuggestion,
+    Order,
+    OrderImport,
+    OrderLine,
+)
+from tests.helpers import wait_for
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "orders"
+
+
+def _csv(name: str, encoding: str) -> list[dict]:
+    """The raw rows, read the plainest way (no code shared with the importer)."""
+    with open(DATA / name, encoding=encoding, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        {k: v.strip().removeprefix('="').removesuffix('"').lstrip("'") for k, v in r.items()}
+        for r in rows
+    ]
+
+
+def _jd() -> list[dict]:
+    sheet = openpyxl.load_workbook(DATA / "jd_orders.xlsx").worksheets[0]
+    rows = list(sheet.values)
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+# file(s), channel, expected orders, lines, cancelled orders, total paid amount
+def _expectations() -> list:
+    generic = _csv("generic_orders.csv", "utf-8")
+    tmall_orders = _csv("tmall_orders.csv", "gb18030")
+    tmall_items = _csv("tmall_items.csv", "gb18030")
+    jd = _jd()
+    douyin = _csv("douyin_orders.csv", "utf-8-sig")
+    youzan = _csv("youzan_orders.csv", "utf-8")
+    return [
+        (
+            ["generic_orders.csv"],
+            "generic",
+            len({r["order_id"] for r in generic}),
+            len(generic),
+            sum(r["status"] == "cancelled" for r in generic),
+            sum(Decimal(r["line_amount"]) for r in generic),
+        ),
+        (
+            ["tmall_orders.csv", "tmall_items.csv"],
+            "tmall",
+            len(tmall_orders),
+            len(tmall_items),
+            sum(not r["订单付款时间"] for r in tmall_orders),
+            sum(Decimal(r["价格"]) * int(r["购买数量"]) for r in tmall_items),
+        ),
+        (
+            ["jd_orders.xlsx"],
+            "jd",
+            len(jd),
+            len(jd),
+            sum(r["订单状态"] == "已取消" for r in jd),
+            sum(Decimal(str(r["应付金额"])) for r in jd),
+        ),
+        (
+            ["douyin_orders.csv"],
+            "douyin",
+            len(douyin),
+            len(douyin),
+            sum(not r["支付完成时间"] for r in douyin),
+            sum(Decimal(r["订单应付金额"]) for r in douyin),
+        ),
+        (
+            ["youzan_orders.csv"],
+            "youzan",
+            len(youzan),
+            len(youzan),
+            0,
+            sum(Decimal(r["订单实付金额"]) for r in youzan),
+        ),
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("index", range(5))
+def test_each_sample_imports_with_the_counts_its_rows_imply(index):
+    files, channel, orders, lines, cancelled, amount = _expectations()[index]
+    record, report = services.orders_import(paths=[DATA / f for f in files], channel=channel)
+    assert (report.inserted, report.updated, report.unchanged, report.rejected) == (orders, 0, 0, 0)
+    imported = Order.objects.all()
+    assert imported.count() == orders
+    assert OrderLine.objects.count() == lines
+    assert imported.filter(status="cancelled").count() == cancelled
+    assert sum(o.amount for o in imported) == amount
+    assert record.status == OrderImport.Status.SUCCEEDED and record.files == files
+
+
+@pytest.mark.django_db
+def test_channel_is_detected_from_the_header():
+    record, report = services.orders_import(
+        paths=[DATA / "tmall_orders.csv", DATA / "tmall_items.csv"], channel=None
+    )
+    assert report.inserted == len(_csv("tmall_orders.csv", "gb18030"))
+    assert set(Order.objects.values_list("channel", flat=True)) == {"tmall"}
+
+
+@pytest.mark.django_db
+def test_reimport_changes_nothing_and_corrections_update_in_place(tmp_path):
+    services.orders_import(paths=[DATA / "generic_orders.csv"], channel="generic")
+    before = list(Order.objects.order_by("pk").values_list("pk", "content_hash", "updated_at"))
+    _, again = services.orders_import(paths=[DATA / "generic_orders.csv"], channel="generic")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, len(before))
+    assert (
+        list(Order.objects.order_by("pk").values_list("pk", "content_hash", "updated_at")) == before
+    )
+
+    rows = _csv("generic_orders.csv", "utf-8")
+    target = next(r for r in rows if r["status"] == "paid" and Decimal(r["line_amount"]) > 10)
+    target["refund_amount"] = "10.00"
+    corrected = tmp_path / "corrected.csv"
+    with open(corrected, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    _, fixed = services.orders_import(paths=[corrected], channel="generic")
+    assert (fixed.inserted, fixed.updated) == (0, 1)
+    order = Order.objects.get(channel_order_id=target["order_id"])
+    assert order.refund_amount == Decimal("10.00")
+    assert order.status == "partially_refunded"
+    assert Order.objects.count() == len(before)
+
+
+@pytest.mark.django_db
+def test_bad_rows_file_loads_its_good_order_and_reports_every_other_row():
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_status:
+        call_command(
+            "import_orders",
+            str(DATA / "generic_orders_with_bad_rows.csv"),
+            "--channel",
+            "generic",
+            "--json",
+            "--dry-run",
+            stdout=out,
+        )
+    assert exit_status.value.code == 2
+    payload = json.loads(out.getvalue().strip().splitlines()[-1])
+    raw = _csv("generic_orders_with_bad_rows.csv", "utf-8")
+    good = [n for n, r in enumerate(raw, start=2) if r["order_id"].startswith("GOOD")]
+    assert payload["inserted"] == 1 and payload["rejected"] == len(raw) - len(good)
+    assert {e["row"] for e in payload["errors"]} == set(range(2, len(raw) + 2)) - set(good)
+    by_row = {e["row"]: e for e in payload["errors"]}
+    assert by_row[2]["column"] == "order_id"
+    assert by_row[3]["column"] == "paid_at" and "无法识别" in by_row[3]["reason"]
+    assert by_row[7]["column"] == "channel" and by_row[8]["column"] == "status"
+    assert by_row[10]["column"] == "refund_amount"
+    assert not Order.objects.exists()  # a dry run writes nothing
+
+    record, report = services.orders_import(
+        paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
+    )
+    assert list(Order.objects.values_list("channel_order_id", flat=True)) == ["GOOD-10"]
+
+
+@pytest.mark.django_db
+def test_an_order_with_one_bad_line_is_rejected_whole(tmp_path):
+    path = tmp_path / "split.csv"
+    rows = _csv("generic_orders.csv", "utf-8")[:1]
+    second = {**rows[0], "sku": "SECOND", "quantity": "zero"}
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([rows[0], second, rows[0]])  # and a duplicate line
+    _, report = services.orders_import(paths=[path], channel="generic")
+    assert report.inserted == 0 and report.rejected == 3
+    assert not Order.objects.exists()
+
+
+def test_unreadable_file_is_refused_with_a_reason(tmp_path, db):
+    path = tmp_path / "nonsense.csv"
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    from contacts.order_files import OrderFileError
+
+    with pytest.raises(OrderFileError, match="无法从表头识别渠道|表头"):
+        services.orders_import(paths=[path], channel=None)
+    assert OrderImport.objects.get().status == OrderImport.Status.FAILED
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_same_buyers_across_channels_become_one_customer_each():
+    for files, channel, *_ in _expectations():
+        services.orders_import(paths=[DATA / f for f in files], channel=channel)
+    phones = {r["buyer_phone"] for r in _csv("generic_orders.csv", "utf-8")} | {
+        r["买家手机号"] for r in _csv("youzan_orders.csv", "utf-8")
+    }
+    # one customer per distinct full phone number, and every order with a full phone is linked
+    assert CustomerIdentity.objects.filter(kind="phone_hash").count() == len(
+        phones
+        | {r["联系手机"] for r in _csv("tmall_orders.csv", "gb18030")}
+        | {str(r["联系电话"]) for r in _jd() if "*" not in str(r["联系电话"])}
+    )
+    wang = Customer.objects.get(identities__kind="unionid", identities__value="oUnion_wf01")
+    assert set(wang.orders.values_list("channel", flat=True)) >= {"pos", "tmall", "youzan"}
+    masked = Order.objects.filter(customer=None)
+    assert masked.count() == len(_csv("douyin_orders.csv", "utf-8-sig"))
+    assert all("打码" in o.unmatched_reason for o in masked)
+    # each masked order's phone and name fit exactly one known customer: a suggestion, no link
+    assert MergeSuggestion.objects.filter(status="pending").count() == masked.count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_overlapping_imports_at_once_leave_no_duplicates():
+    errors = []
+
+    def run() -> None:
+        try:
+            services.orders_import(paths=[DATA / "generic_orders.csv"], channel="generic")
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    expected = len({r["order_id"] for r in _csv("generic_orders.csv", "utf-8")})
+    assert Order.objects.count() == expected
+    assert OrderLine.objects.count() == len(_csv("generic_orders.csv", "utf-8"))
+    phones = {r["buyer_phone"] for r in _csv("generic_orders.csv", "utf-8")}
+    assert CustomerIdentity.objects.filter(kind="phone_hash").count() == len(phones)
+
+
+@pytest.mark.django_db
+def test_bulk_api_is_idempotent(client_for, operator):
+    rows = _csv("generic_orders.csv", "utf-8")[:3]
+    client = client_for(operator)
+    url = reverse("order-bulk")
+    first = client.post(
+        url, {"orders": rows}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k1"
+    )
+    assert first.status_code == 200, first.content
+    assert first.json()["inserted"] == len({r["order_id"] for r in rows})
+    again = client.post(
+        url, {"orders": rows}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k1"
+    )
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert OrderImport.objects.filter(source="api").count() == 1
+    bad = client.post(
+        url,
+        {"orders": [{**rows[0], "order_id": "", "channel": "pos"}]},
+        content_type="application/json",
+    )
+    assert bad.json()["rejected"] == 1 and bad.json()["errors"][0]["row"] == 1
+
+
+@pytest.mark.django_db
+def test_guides_and_managers_cannot_push_orders(client, guide_user, manager):
+    for user in (guide_user, manager):
+        client.force_login(user)
+        response = client.post(
+            reverse("order-bulk"), {"orders": []}, content_type="application/json"
+        )
+        assert response.status_code == 403
+    assert not OrderImport.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload_in_the_browser_runs_on_a_worker(client_for, operator, celery_worker):
+    client = client_for(operator)
+    with open(DATA / "youzan_orders.csv", "rb") as handle:
+        upload = io.BytesIO(handle.read())
+    upload.name = "youzan_orders.csv"
+    response = client.post(reverse("import_upload"), {"files": [upload]})
+    assert response.status_code == 200, response.content
+    status_url = response.json()["status_url"]
+    state = wait_for(lambda: (s := client.get(status_url).json())["status"] != "running" and s)
+    assert state["inserted"] == len(_csv("youzan_orders.csv", "utf-8"))
+    detail = client.get(state["detail_url"])
+    assert detail.status_code == 200
+    assert client.get(reverse("unmatched_orders")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_rejected_rows_download_as_csv(client_for, operator):
+    record, _ = services.orders_import(
+        paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
+    )
+    response = client_for(operator).get(reverse("import_errors", args=[record.pk]))
+    body = response.content.decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert {int(r["row"]) for r in rows} == {2, 3, 4, 5, 6, 7, 8, 9, 10}
+
+
+@pytest.mark.django_db
+def test_import_command_prints_a_summary():
+    out = io.StringIO()
+    call_command("import_orders", str(DATA / "youzan_orders.csv"), stdout=out)
+    assert "新增 12 单" in out.getvalue()
