@@ -193,18 +193,27 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# WeCom. The development defaults are the bundled emulator's credentials (not
+# secrets of any real corp); outside development the secrets default to empty.
+_DEV = DEBUG or IS_DEVELOPMENT
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="http://127.0.0.1:8090/cgi-bin/")
-WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="ww5f1e2d3c4b5a6978")
+WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="ww5f1e2d3c4b5a6978" if _DEV else "")
 WECOM_CONTACT_SECRET = env.str(
-    "WECOM_CONTACT_SECRET", default="dev-contact-secret-0123456789abcdef"
+    "WECOM_CONTACT_SECRET", default="dev-contact-secret-0123456789abcdef" if _DEV else ""
 )
 WECOM_AGENT_ID = env.int("WECOM_AGENT_ID", default=1000002)
-WECOM_AGENT_SECRET = env.str("WECOM_AGENT_SECRET", default="dev-agent-secret-0123456789abcdef")
-WECOM_CALLBACK_TOKEN = env.str("WECOM_CALLBACK_TOKEN", default="DevCallbackToken2026")
+WECOM_AGENT_SECRET = env.str(
+    "WECOM_AGENT_SECRET", default="dev-agent-secret-0123456789abcdef" if _DEV else ""
+)
+WECOM_CALLBACK_TOKEN = env.str(
+    "WECOM_CALLBACK_TOKEN", default="DevCallbackToken2026" if _DEV else ""
+)
 WECOM_CALLBACK_AES_KEY = env.str(
-    "WECOM_CALLBACK_AES_KEY", default="abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    "WECOM_CALLBACK_AES_KEY", default="abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG" if _DEV else ""
 )
 WECOM_CALLBACK_URL = env.str("WECOM_CALLBACK_URL", default="http://127.0.0.1:8000/wecom/callback/")
+# Calls per second per API path and corp (WeCom allows 10,000 a minute, about 166/s).
+WECOM_RATE_PER_SECOND = env.int("WECOM_RATE_PER_SECOND", default=100)
 
 # Key of the HMAC that phone numbers are matched by (contacts/phones.py). Changing
 # it orphans every stored phone hash, so it is not derived from SECRET_KEY.
