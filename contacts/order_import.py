@@ -206,6 +206,7 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
         if source.error is not None:
             raise source.error from None
         raise
+    cursor.execute("ANALYZE stage_line")
     # A line of one order and sku twice in a file: the later row is an error.
     cursor.execute(
         """
@@ -248,7 +249,7 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
     _stage_orders(cursor)
     _resolve_buyers(cursor)
     _upsert(cursor, report, record)
-    _suggest_merges(cursor)
+    _suggest_merges(cursor, record)
 
 
 def _stage_orders(cursor) -> None:
@@ -279,6 +280,7 @@ def _stage_orders(cursor) -> None:
         """
     )
     cursor.execute("CREATE INDEX ON stage_order (channel, order_id)")
+    cursor.execute("ANALYZE stage_order")
 
 
 # Identity keys of an order, strongest first. A buyer id is only unique within
@@ -411,6 +413,7 @@ def _upsert(cursor, report: ImportReport, record: OrderImport) -> None:
         " (SELECT count(*) FROM stage_order) FROM touched"
     )
     report.inserted, report.updated, staged = cursor.fetchone()
+    cursor.execute("ANALYZE touched")
     report.unchanged = staged - report.inserted - report.updated
     if report.updated:
         cursor.execute(
@@ -451,7 +454,7 @@ def order_import_finish(*, record: OrderImport, report: ImportReport, dry_run: b
     return record
 
 
-def _suggest_merges(cursor) -> None:
+def _suggest_merges(cursor, record: OrderImport) -> None:
     """Unmatched orders whose masked phone and (masked) name fit exactly one known customer.
 
     `138****5601` must equal a phone identity's masked form, and the name must
@@ -459,19 +462,22 @@ def _suggest_merges(cursor) -> None:
     """
     cursor.execute(
         r"""
+        WITH masked AS (  -- few rows: the unmatched orders of this import with a masked phone
+            SELECT o.id, o.buyer_phone_masked, o.buyer_name
+            FROM contacts_order o
+            WHERE o.last_import_id = %s AND o.customer_id IS NULL AND o.buyer_phone_masked LIKE '%%*%%' AND o.buyer_name <> ''
+        )
         INSERT INTO contacts_mergesuggestion (order_id, customer_id, reason, status, created_at)
         SELECT o.id, min(c.id),
                '打码手机号 ' || o.buyer_phone_masked || ' 与姓名 ' || o.buyer_name || ' 只匹配到这一位客户',
                'pending', now()
-        FROM contacts_order o
-        JOIN touched t ON t.id = o.id
+        FROM masked o
         JOIN contacts_customeridentity i ON i.kind = 'phone_hash' AND i.display = o.buyer_phone_masked
         JOIN contacts_customer c ON c.id = i.customer_id AND c.merged_into_id IS NULL
              AND c.name LIKE regexp_replace(replace(replace(o.buyer_name, '%%', '\%%'), '_', '\_'), '\*+', '%%', 'g')
-        WHERE o.customer_id IS NULL AND o.buyer_phone_masked LIKE '%%*%%' AND o.buyer_name <> ''
         GROUP BY o.id, o.buyer_phone_masked, o.buyer_name
         HAVING count(DISTINCT c.id) = 1
         ON CONFLICT (order_id, customer_id) DO NOTHING
         """,
-        [],  # no parameters, but %% must be read as %
+        [record.pk],
     )

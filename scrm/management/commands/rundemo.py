@@ -1,4 +1,6 @@
-"""Run the whole platform for a demo: web, Celery worker and beat.
+"""Run the whole platform for a demo: the WeCom emulator, web, Celery worker and beat.
+
+First syncs WeCom from the emulator, creates the logins and loads demo orders.
 
 Starts each part as a child process, prints the URL and the logins, and on
 Ctrl-C stops everything it started. The Makefile's `demo` target prepares the
@@ -7,6 +9,7 @@ database first.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +24,16 @@ def _stop(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _wait_for_port(port: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing answers on port {port} after {seconds:.0f} s")
+
+
 class Command(BaseCommand):
     help = "Run web (gunicorn), a Celery worker and beat until Ctrl-C."
 
@@ -32,8 +45,33 @@ class Command(BaseCommand):
         # process started in the background inherits SIGINT ignored, so set it).
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _stop)
-        call_command("seed_demo")
         python = sys.executable
+        emulator = subprocess.Popen(  # noqa: S603 - fixed arguments
+            [
+                python,
+                "manage.py",
+                "wecom_emulator",
+                "--port",
+                "8090",
+                "--seed",
+                "42",
+                "--guides",
+                "50",
+                "--customers",
+                "20000",
+            ]
+        )
+        try:
+            _wait_for_port(8090)
+            self.stdout.write("syncing WeCom (the bundled emulator)…")
+            call_command("sync_wecom", "--full", "--inline")
+            call_command("seed_demo")
+            call_command(
+                "seed_demo_orders", "--seed", "42", "--guides", "50", "--customers", "20000"
+            )
+        except BaseException:
+            emulator.terminate()
+            raise
         queues = ",".join(str(queue) for queue in Queues)
         parts = {
             "web": [
@@ -68,6 +106,7 @@ class Command(BaseCommand):
         }
         # Fixed argument lists built above, no shell: nothing untrusted reaches Popen.
         processes = {name: subprocess.Popen(command) for name, command in parts.items()}  # noqa: S603
+        processes["wecom-emulator"] = emulator
         password = os.environ.get("DEMO_PASSWORD", "scrm-demo-2026")
         self.stdout.write(
             self.style.SUCCESS(
