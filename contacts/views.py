@@ -21,6 +21,7 @@ from contacts.models import (
     Store,
     SyncRun,
 )
+from scrm.models import CallbackEvent
 from scrm.roles import Perm, permission_required
 
 PAGE_SIZE = 50
@@ -181,6 +182,7 @@ def sync_page(request: HttpRequest) -> HttpResponse:
             "runs": SyncRun.objects.all()[:20],
             "running": SyncRun.objects.filter(status=SyncRun.Status.RUNNING).exists(),
             "churn_alerts": churn,
+            "callback_events": CallbackEvent.objects.order_by("-received_at")[:50],
         },
     )
 

@@ -35,3 +35,31 @@ class Access(models.Model):
 
     def __str__(self) -> str:
         return "platform access"
+
+
+class CallbackEvent(models.Model):
+    """A WeCom callback as received (decrypted), stored once, handled on a worker."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "已接收"
+        HANDLING = "handling", "处理中"
+        HANDLED = "handled", "已处理"
+        FAILED = "failed", "失败"
+
+    # Event, ChangeType, the ids and CreateTime: a replay of the same event has the same key.
+    key = models.CharField(max_length=300, unique=True)
+    event = models.CharField(max_length=64)
+    change_type = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "回调事件"
+        verbose_name_plural = "回调事件"
+
+    def __str__(self) -> str:
+        return f"{self.event}/{self.change_type} {self.status}"

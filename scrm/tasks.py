@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.db.models import F
 from django.utils import timezone
 
 from scrm.models import WorkerHeartbeat
@@ -10,3 +11,32 @@ def heartbeat() -> None:
     WorkerHeartbeat.objects.update_or_create(
         hostname=heartbeat.request.hostname or "unknown", defaults={"beat_at": timezone.now()}
     )
+
+
+@shared_task(name="scrm.tasks.handle_callback_event", bind=True, max_retries=5)
+def handle_callback_event(self, event_id: int) -> str:
+    """Run the registered handlers of one stored callback. Safe twice: the event is
+    claimed with a conditional UPDATE, and only a received or failed one is claimed."""
+    from scrm.models import CallbackEvent
+    from scrm.wecom.events import handlers_for
+    from scrm.wecom.gateway import WeComGateway
+
+    claimed = CallbackEvent.objects.filter(
+        pk=event_id, status__in=[CallbackEvent.Status.RECEIVED, CallbackEvent.Status.FAILED]
+    ).update(status=CallbackEvent.Status.HANDLING, attempts=F("attempts") + 1)
+    if not claimed:
+        return "already handled or being handled"
+    event = CallbackEvent.objects.get(pk=event_id)
+    try:
+        gateway = WeComGateway.from_settings()
+        for handler in handlers_for(event.event, event.change_type):
+            handler(event=event.payload, gateway=gateway)
+    except Exception as error:
+        CallbackEvent.objects.filter(pk=event_id).update(
+            status=CallbackEvent.Status.FAILED, error=f"{type(error).__name__}: {error}"
+        )
+        raise self.retry(exc=error, countdown=2**event.attempts) from error
+    CallbackEvent.objects.filter(pk=event_id).update(
+        status=CallbackEvent.Status.HANDLED, handled_at=timezone.now(), error=""
+    )
+    return "handled"

@@ -63,6 +63,18 @@ class WeComData:
     tag_groups: list[dict] = field(default_factory=list)
     groups: dict[str, dict] = field(default_factory=dict)
 
+    def follows_of(self, external_userid: str) -> list[dict]:
+        """The relations of one customer, from an index built on first use (rebuilt when
+        the number of relations changed since)."""
+        total = sum(len(follows) for follows in self.follows.values())
+        if getattr(self, "_index_size", None) != total:
+            index: dict[str, list[dict]] = {}
+            for follows in self.follows.values():
+                for follow in follows:
+                    index.setdefault(follow["external_userid"], []).append(follow)
+            self._index, self._index_size = index, total
+        return self._index.get(external_userid, [])
+
 
 def generate(*, seed: int, guides: int, customers: int) -> WeComData:
     """A brand: stores of about eight guides, customers followed by one to three guides."""
@@ -294,14 +306,10 @@ class WeComEmulator:
         if contact is None:
             return _error(40096, "invalid external userid")
         follow_user = []
-        for follows in self.data.follows.values():
-            for follow in follows:
-                if follow["external_userid"] == external_userid:
-                    info = {
-                        k: v for k, v in follow.items() if k not in ("external_userid", "tag_id")
-                    }
-                    info["tags"] = [{"tag_id": t, "type": 1} for t in follow["tag_id"]]
-                    follow_user.append(info)
+        for follow in self.data.follows_of(external_userid):
+            info = {k: v for k, v in follow.items() if k not in ("external_userid", "tag_id")}
+            info["tags"] = [{"tag_id": t, "type": 1} for t in follow["tag_id"]]
+            follow_user.append(info)
         return {
             "errcode": 0,
             "errmsg": "ok",

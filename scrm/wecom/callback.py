@@ -1,0 +1,77 @@
+"""/wecom/callback/: WeCom's URL verification and its event deliveries.
+
+GET answers the verification handshake with the decrypted echostr. POST checks
+msg_signature and the timestamp window, decrypts, stores the event once (a
+replay changes nothing), answers at once and leaves the handling to a worker.
+A bad signature gets 403, a body that cannot be read 400; neither writes.
+"""
+
+import logging
+import time
+
+import xmltodict
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from wechatpy.enterprise.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException
+
+from scrm.models import CallbackEvent
+
+logger = logging.getLogger(__name__)
+TIMESTAMP_WINDOW = 300  # seconds; WeCom retries within seconds, replays come later
+KEY_FIELDS = ("Event", "ChangeType", "UserID", "ExternalUserID", "ChatId", "Id", "CreateTime")
+
+
+def _crypto() -> WeChatCrypto:
+    return WeChatCrypto(
+        settings.WECOM_CALLBACK_TOKEN, settings.WECOM_CALLBACK_AES_KEY, settings.WECOM_CORP_ID
+    )
+
+
+@csrf_exempt
+def callback(request: HttpRequest) -> HttpResponse:
+    query = request.GET
+    signature, timestamp, nonce = (
+        query.get(k, "") for k in ("msg_signature", "timestamp", "nonce")
+    )
+    if request.method == "GET":
+        try:
+            echo = _crypto().check_signature(signature, timestamp, nonce, query.get("echostr", ""))
+        except InvalidSignatureException:
+            logger.warning("wecom callback verification: bad signature")
+            return HttpResponse("bad signature", status=403)
+        except Exception:  # noqa: BLE001 - an unreadable echostr
+            return HttpResponse("bad echostr", status=400)
+        return HttpResponse(
+            echo if isinstance(echo, str) else echo.decode(), content_type="text/plain"
+        )
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > TIMESTAMP_WINDOW:
+        logger.warning("wecom callback: timestamp outside the window")
+        return HttpResponse("stale timestamp", status=403)
+    try:
+        plain = _crypto().decrypt_message(request.body, signature, timestamp, nonce)
+        fields = xmltodict.parse(plain)["xml"]
+        fields = {key: ("" if value is None else str(value)) for key, value in fields.items()}
+        event = fields["Event"]
+    except InvalidSignatureException:
+        logger.warning("wecom callback: bad signature")
+        return HttpResponse("bad signature", status=403)
+    except Exception:  # noqa: BLE001 - any unreadable body is the sender's error
+        logger.warning("wecom callback: malformed body", exc_info=True)
+        return HttpResponse("malformed", status=400)
+    key = ":".join(fields.get(name, "") for name in KEY_FIELDS)
+    try:
+        with transaction.atomic():
+            stored = CallbackEvent.objects.create(
+                key=key, event=event, change_type=fields.get("ChangeType", ""), payload=fields
+            )
+    except IntegrityError:
+        return HttpResponse("success")  # a replay: stored before, nothing changes
+    from scrm.tasks import handle_callback_event
+
+    transaction.on_commit(lambda: handle_callback_event.delay(stored.pk))
+    return HttpResponse("success")

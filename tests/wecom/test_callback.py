@@ -1,0 +1,128 @@
+"""The callback endpoint: verification, signature and replay checks, handling on a worker."""
+
+import time
+from urllib.parse import urlencode
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+from wechatpy.enterprise.crypto import WeChatCrypto
+
+from contacts.models import Relationship, RelationshipEvent
+from scrm.models import CallbackEvent
+from tests.contacts.factories import GuideFactory, RelationshipFactory
+from tests.helpers import wait_for
+
+
+def _crypto(token: str | None = None) -> WeChatCrypto:
+    return WeChatCrypto(
+        token or settings.WECOM_CALLBACK_TOKEN,
+        settings.WECOM_CALLBACK_AES_KEY,
+        settings.WECOM_CORP_ID,
+    )
+
+
+def _event_xml(change_type: str, userid: str, external_userid: str, created: int) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[{settings.WECOM_CORP_ID}]]></ToUserName>"
+        "<FromUserName><![CDATA[sys]]></FromUserName>"
+        f"<CreateTime>{created}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[change_external_contact]]></Event>"
+        f"<ChangeType><![CDATA[{change_type}]]></ChangeType>"
+        f"<UserID><![CDATA[{userid}]]></UserID>"
+        f"<ExternalUserID><![CDATA[{external_userid}]]></ExternalUserID></xml>"
+    )
+
+
+def _deliver(client, xml: str, *, token: str | None = None, timestamp: int | None = None):
+    """POST as WeCom does: encrypted with the AES key, signed with the Token."""
+    import xmltodict
+
+    timestamp = timestamp or int(time.time())
+    encrypted = xmltodict.parse(_crypto(token).encrypt_message(xml, "nonce123", timestamp))["xml"]
+    query = urlencode(
+        {"msg_signature": encrypted["MsgSignature"], "timestamp": timestamp, "nonce": "nonce123"}
+    )
+    body = (
+        f"<xml><ToUserName><![CDATA[{settings.WECOM_CORP_ID}]]></ToUserName>"
+        f"<Encrypt><![CDATA[{encrypted['Encrypt']}]]></Encrypt></xml>"
+    )
+    return client.post(f"{reverse('wecom_callback')}?{query}", body, content_type="text/xml")
+
+
+@pytest.mark.django_db
+def test_url_verification_returns_the_plain_echostr(client):
+    import xmltodict
+
+    timestamp = int(time.time())
+    encrypted = xmltodict.parse(_crypto().encrypt_message("1616140317555161061", "n1", timestamp))[
+        "xml"
+    ]
+    query = urlencode(
+        {
+            "msg_signature": encrypted["MsgSignature"],
+            "timestamp": timestamp,
+            "nonce": "n1",
+            "echostr": encrypted["Encrypt"],
+        }
+    )
+    response = client.get(f"{reverse('wecom_callback')}?{query}")
+    assert response.status_code == 200
+    assert response.content == b"1616140317555161061"
+    bad = client.get(
+        f"{reverse('wecom_callback')}?{query.replace('msg_signature=', 'msg_signature=0')}"
+    )
+    assert bad.status_code == 403
+
+
+@pytest.mark.django_db
+def test_event_is_stored_once_and_a_replay_changes_nothing(client):
+    xml = _event_xml("edit_external_contact", "guide0001", "wm1", 1700000000)
+    assert _deliver(client, xml).status_code == 200
+    assert _deliver(client, xml).status_code == 200
+    event = CallbackEvent.objects.get()
+    assert (event.event, event.change_type) == ("change_external_contact", "edit_external_contact")
+    assert event.payload["ExternalUserID"] == "wm1"
+
+
+@pytest.mark.django_db
+def test_bad_signature_is_403_and_writes_nothing(client):
+    response = _deliver(client, _event_xml("del_follow_user", "g", "w", 1), token="not-our-token")
+    assert response.status_code == 403
+    assert not CallbackEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_malformed_body_is_400_and_writes_nothing(client):
+    query = urlencode({"msg_signature": "x", "timestamp": int(time.time()), "nonce": "n"})
+    response = client.post(
+        f"{reverse('wecom_callback')}?{query}", b"not xml", content_type="text/xml"
+    )
+    assert response.status_code == 400
+    assert not CallbackEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_stale_timestamp_is_refused(client):
+    xml = _event_xml("del_follow_user", "g", "w", 1)
+    assert _deliver(client, xml, timestamp=int(time.time()) - 3600).status_code == 403
+    assert not CallbackEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_customer_deleting_their_guide_becomes_a_churn_alert_on_the_worker(
+    client, celery_worker, store
+):
+    guide = GuideFactory(wecom_userid="guide0007", store=store)
+    relationship = RelationshipFactory(guide=guide)
+    xml = _event_xml(
+        "del_follow_user", "guide0007", relationship.customer.external_userid, int(time.time())
+    )
+    assert _deliver(client, xml).status_code == 200
+    event = CallbackEvent.objects.get()
+    wait_for(lambda: CallbackEvent.objects.get(pk=event.pk).status == CallbackEvent.Status.HANDLED)
+    relationship.refresh_from_db()
+    assert not relationship.is_active and relationship.ended_by == "customer"
+    alert = RelationshipEvent.objects.get(relationship=relationship, kind="deleted_by_customer")
+    assert alert.source == "callback"
+    assert Relationship.objects.get(pk=relationship.pk).customer.is_member is False
