@@ -9,6 +9,7 @@ process refuses to start.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -190,6 +191,11 @@ CELERY_BEAT_SCHEDULE = {
     "scrm-heartbeat": {
         "task": "scrm.tasks.heartbeat",
         "schedule": 60.0,
+    },
+    # Repairs drift from missed callbacks; its counts are the drift it found.
+    "contacts-reconcile-wecom": {
+        "task": "contacts.tasks.reconcile_wecom",
+        "schedule": crontab(hour=3, minute=0),
     },
 }
 

@@ -6,6 +6,8 @@ from django.urls import reverse
 from contacts.models import Store
 
 CONSOLE_PAGES = ["home", "customers", "tags", "sop", "campaigns", "dashboards", "reports", "sync"]
+# Console pages outside the main navigation: also closed to guides.
+MORE_CONSOLE_PAGES = ["import_list", "unmatched_orders", "merge_list"]
 CONSOLE_APIS = ["store-list", "guide-list"]
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +20,7 @@ def test_anonymous_is_sent_to_login(client, name):
     assert response["Location"].startswith(reverse("login"))
 
 
-@pytest.mark.parametrize("name", CONSOLE_PAGES[1:])
+@pytest.mark.parametrize("name", CONSOLE_PAGES[1:] + MORE_CONSOLE_PAGES)
 def test_guide_cannot_open_operator_pages(client_for, guide_user, name):
     response = client_for(guide_user).get(reverse(name))
     assert response.status_code == 403
@@ -55,6 +57,23 @@ def test_guide_cannot_write_console_api(client_for, guide_user):
     )
     assert response.status_code == 403
     assert not Store.objects.filter(code="X1").exists()
+
+
+@pytest.mark.parametrize("name", MORE_CONSOLE_PAGES)
+def test_operator_and_manager_open_order_pages(client, operator, manager, name):
+    for user in (operator, manager):
+        client.force_login(user)
+        assert client.get(reverse(name)).status_code == 200
+
+
+def test_guide_cannot_start_a_sync_or_upload(client_for, guide_user):
+    from contacts.models import OrderImport, SyncRun
+
+    client = client_for(guide_user)
+    assert client.post(reverse("sync_now")).status_code == 403
+    assert client.post(reverse("import_upload")).status_code == 403
+    assert client.post(reverse("syncrun-list")).status_code == 403
+    assert not SyncRun.objects.exists() and not OrderImport.objects.exists()
 
 
 def test_operators_get_no_guide_page(client_for, operator):
