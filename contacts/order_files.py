@@ -25,6 +25,29 @@ ORDER_CHANNELS = ("tmall", "jd", "douyin", "youzan", "miniapp", "pos", "other")
 STATUSES = ("paid", "cancelled", "refunded", "partially_refunded")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
+# The generic format's columns, in file order (DESIGN.md, "Order files").
+GENERIC_COLUMNS = [
+    "order_id",
+    "channel",
+    "parent_order_id",
+    "status",
+    "paid_at",
+    "buyer_phone",
+    "buyer_unionid",
+    "buyer_id",
+    "buyer_name",
+    "sku",
+    "product_name",
+    "category",
+    "material",
+    "style",
+    "quantity",
+    "unit_price",
+    "line_amount",
+    "refund_amount",
+    "store_code",
+    "guide_userid",
+]
 GENERIC_REQUIRED = ["order_id", "channel", "status", "sku", "quantity", "unit_price", "line_amount"]
 
 # The header column that identifies each channel's export.
@@ -318,31 +341,7 @@ def _generic_line(
 # Each maps one raw row onto generic field names, and names the raw column
 # behind each field so that errors point at the column the operator sees.
 
-GENERIC_NAMES = {
-    name: name
-    for name in [
-        "order_id",
-        "channel",
-        "parent_order_id",
-        "status",
-        "paid_at",
-        "buyer_phone",
-        "buyer_unionid",
-        "buyer_id",
-        "buyer_name",
-        "sku",
-        "product_name",
-        "category",
-        "material",
-        "style",
-        "quantity",
-        "unit_price",
-        "line_amount",
-        "refund_amount",
-        "store_code",
-        "guide_userid",
-    ]
-}
+GENERIC_NAMES = {name: name for name in GENERIC_COLUMNS}
 
 
 def _status_from_words(*, paid: bool, words: str, refunded: Decimal, amount: Decimal) -> str:

@@ -12,28 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-GENERIC_COLUMNS = [
-    "order_id",
-    "channel",
-    "parent_order_id",
-    "status",
-    "paid_at",
-    "buyer_phone",
-    "buyer_unionid",
-    "buyer_id",
-    "buyer_name",
-    "sku",
-    "product_name",
-    "category",
-    "material",
-    "style",
-    "quantity",
-    "unit_price",
-    "line_amount",
-    "refund_amount",
-    "store_code",
-    "guide_userid",
-]
+from contacts.order_files import GENERIC_COLUMNS
+
+__all__ = ["GENERIC_COLUMNS", "Buyer", "generate_order_rows", "make_buyers"]
+
 
 # sku, name, category, material, style, price
 CATALOGUE = [

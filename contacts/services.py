@@ -26,7 +26,7 @@ from contacts.models import (
     RelationshipEvent,
     SyncRun,
 )
-from contacts.order_files import OrderFileError, read_orders
+from contacts.order_files import GENERIC_COLUMNS, OrderFileError, read_orders
 from contacts.order_import import ImportReport, order_import_finish, orders_load
 from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
 
@@ -403,30 +403,6 @@ def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: 
     if orders[0].customer_id not in (None, customer.pk):
         raise ValueError(f"订单 {channel_order_id} 已属于另一位客户，请联系运营处理。")
     return order_bind(order=orders[0], customer=customer)
-
-
-GENERIC_COLUMNS = [
-    "order_id",
-    "channel",
-    "parent_order_id",
-    "status",
-    "paid_at",
-    "buyer_phone",
-    "buyer_unionid",
-    "buyer_id",
-    "buyer_name",
-    "sku",
-    "product_name",
-    "category",
-    "material",
-    "style",
-    "quantity",
-    "unit_price",
-    "line_amount",
-    "refund_amount",
-    "store_code",
-    "guide_userid",
-]
 
 
 def orders_push(*, rows: list[dict], imported_by=None, key: str | None = None) -> OrderImport:
