@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 MEMBERS_PER_CALL = 100  # batch/get_by_user: userid_list ≤ 100
 RELATIONS_PER_CALL = 100  # batch/get_by_user: limit ≤ 100
-FLUSH_RELATIONS = 5000  # relationships written per transaction
+FLUSH_RELATIONS = settings.SYNC_FLUSH_RELATIONS  # relationships written per transaction
 GROUPS_PER_CALL = 1000  # groupchat/list: limit ≤ 1000
 STAGES = ["guides", "tags", "customers", "groups", "finish"]
 # Session-level advisory lock: one sync executes at a time; it is released

@@ -93,7 +93,19 @@ def client_for(client):
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker):
+def emulator_server():
+    """The WeCom emulator for the whole session, over HTTP; the test worker uses it too."""
+    from scrm.wecom.emulator import Config, WeComEmulator, generate, serve_in_thread
+    from tests.wecom import CUSTOMERS, GUIDES, SEED
+
+    emulator = WeComEmulator(generate(seed=SEED, guides=GUIDES, customers=CUSTOMERS), Config())
+    served = serve_in_thread(emulator)
+    yield emulator, served
+    served.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, emulator_server):
     """A real Celery worker in a subprocess, on every queue, against the test database.
 
     Tests that use it must be `django_db(transaction=True)` so their rows are
@@ -103,6 +115,9 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "scrm.settings_test",
+        "WECOM_API_BASE": emulator_server[1].base_url,
+        # small transactions, so a sync killed on the worker has saved progress to resume
+        "SYNC_FLUSH_RELATIONS": "100",
         "DATABASE_URL": (
             f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
         ),

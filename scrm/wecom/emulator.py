@@ -51,6 +51,7 @@ class Config:
     )
     token_ttl: int = 7200
     qps_limit: int = 0  # calls per second per API path; 0 = off (WeCom: 10,000/min)
+    latency: float = 0.0  # seconds added to every answer, as over a real network
 
 
 @dataclass
@@ -240,6 +241,8 @@ class WeComEmulator:
         return [payload]
 
     def handle(self, path: str, query: dict, body: dict | None) -> dict:
+        if self.config.latency:
+            time.sleep(self.config.latency)
         with self.lock:
             self.calls[path] += 1
             second = int(self.clock())

@@ -1,0 +1,2 @@
+# The emulator data the tests share: small, seeded.
+SEED, GUIDES, CUSTOMERS = 3, 12, 400

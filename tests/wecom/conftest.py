@@ -1,16 +1,9 @@
+import time
+
 import pytest
 
-from scrm.wecom.emulator import Config, WeComEmulator, generate, serve_in_thread
-
-SEED, GUIDES, CUSTOMERS = 3, 12, 400
-
-
-@pytest.fixture(scope="session")
-def emulator_server():
-    emulator = WeComEmulator(generate(seed=SEED, guides=GUIDES, customers=CUSTOMERS), Config())
-    served = serve_in_thread(emulator)
-    yield emulator, served
-    served.stop()
+from scrm.wecom.emulator import Config, generate
+from tests.wecom import CUSTOMERS, GUIDES, SEED
 
 
 @pytest.fixture
@@ -19,7 +12,7 @@ def emulator(emulator_server, settings):
     emulator, served = emulator_server
     emulator.data = generate(seed=SEED, guides=GUIDES, customers=CUSTOMERS)
     emulator.config = Config()
-    emulator.clock = __import__("time").time
+    emulator.clock = time.time
     emulator.faults.clear()
     emulator.revoke_tokens()
     with emulator.lock:
