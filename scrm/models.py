@@ -63,3 +63,29 @@ class CallbackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event}/{self.change_type} {self.status}"
+
+
+class WeComSetup(models.Model):
+    """The corp's WeCom credentials as an admin entered them on the setup page (one row).
+
+    Secrets are stored encrypted (Fernet, key SCRM_ENCRYPTION_KEY) and never shown
+    again in full. Without a row the platform uses the WECOM_* settings.
+    """
+
+    corp_id = models.CharField(max_length=64)
+    agent_id = models.BigIntegerField()
+    contact_secret = models.TextField()
+    agent_secret = models.TextField()
+    callback_token = models.TextField()
+    callback_aes_key = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "企业微信配置"
+        verbose_name_plural = "企业微信配置"
+
+    def __str__(self) -> str:
+        return self.corp_id

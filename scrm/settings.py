@@ -218,6 +218,9 @@ WECOM_CALLBACK_AES_KEY = env.str(
     "WECOM_CALLBACK_AES_KEY", default="abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG" if _DEV else ""
 )
 WECOM_CALLBACK_URL = env.str("WECOM_CALLBACK_URL", default="http://127.0.0.1:8000/wecom/callback/")
+# Key that WeCom secrets entered on the setup page are encrypted with; required
+# in production (the development default is derived from the development key).
+SCRM_ENCRYPTION_KEY = env.str("SCRM_ENCRYPTION_KEY", default=SECRET_KEY if _DEV else "")
 # Relationships a WeCom sync writes per transaction (and saves its cursor after).
 SYNC_FLUSH_RELATIONS = env.int("SYNC_FLUSH_RELATIONS", default=5000)
 # Calls per second per API path and corp (WeCom allows 10,000 a minute, about 166/s).

@@ -10,7 +10,6 @@ import logging
 import time
 
 import xmltodict
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -18,6 +17,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 
 from scrm.models import CallbackEvent
+from scrm.wecom.credentials import current
 
 logger = logging.getLogger(__name__)
 TIMESTAMP_WINDOW = 300  # seconds; WeCom retries within seconds, replays come later
@@ -25,8 +25,9 @@ KEY_FIELDS = ("Event", "ChangeType", "UserID", "ExternalUserID", "ChatId", "Id",
 
 
 def _crypto() -> WeChatCrypto:
+    credentials = current()
     return WeChatCrypto(
-        settings.WECOM_CALLBACK_TOKEN, settings.WECOM_CALLBACK_AES_KEY, settings.WECOM_CORP_ID
+        credentials.callback_token, credentials.callback_aes_key, credentials.corp_id
     )
 
 

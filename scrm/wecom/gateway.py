@@ -94,9 +94,17 @@ class WeComGateway:
 
     @classmethod
     def from_settings(cls) -> "WeComGateway":
-        return cls(Credentials(settings.WECOM_CORP_ID, settings.WECOM_CONTACT_SECRET))
+        """The 客户联系 app, with the setup page's credentials if saved, else the settings'."""
+        from scrm.wecom.credentials import current
+
+        credentials = current()
+        return cls(Credentials(credentials.corp_id, credentials.contact_secret))
 
     # -- the one way every call is made -------------------------------------------
+
+    def fetch_token(self) -> None:
+        """Fetch a fresh access token now (the setup page's first check)."""
+        self._refresh_token(self._token())
 
     def _token(self) -> str | None:
         return self.client.session.get(self.client.access_token_key)

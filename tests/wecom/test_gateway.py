@@ -7,6 +7,9 @@ import pytest
 
 from scrm.wecom.gateway import WeComError, WeComGateway
 
+# The gateway reads the setup page's credentials (none saved here: the settings' are used).
+pytestmark = pytest.mark.django_db
+
 
 def test_token_is_shared_between_gateways(emulator):
     WeComGateway.from_settings().follow_user_list()
