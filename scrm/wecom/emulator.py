@@ -8,8 +8,11 @@ Errors answer as WeCom does: HTTP 200 with errcode (41001, 40014, 42001,
 40013, 40001, 40058, 40096, 84061, 40068, 45009 past the per-second limit).
 API calls raise no callbacks, as in WeCom.
 
-What it does not do yet: callbacks from simulated user actions, mass
-messages, welcome messages and contact ways (see docs/ARCHITECTURE.md).
+Simulated user actions (a customer adds or deletes a guide, a guide deletes a
+customer or edits a remark) change the data and push a signed, encrypted
+callback to `callback_url`, as Python methods and as POST
+/_emulator/actions/<name>. What it does not do yet: mass messages, welcome
+messages and contact ways (see docs/ARCHITECTURE.md).
 """
 
 import base64
@@ -21,8 +24,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import requests
+import xmltodict
+from wechatpy.enterprise.crypto import WeChatCrypto
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 GIVEN = "芳娜敏静丽艳娟霞秀英华玲婷雪琳晶燕红梅颖欣怡佳宁雅琪蕾萍洁然琦慧倩月瑶璐楠涛伟强磊军洋勇杰斌浩宇鹏"
@@ -52,6 +59,9 @@ class Config:
     token_ttl: int = 7200
     qps_limit: int = 0  # calls per second per API path; 0 = off (WeCom: 10,000/min)
     latency: float = 0.0  # seconds added to every answer, as over a real network
+    callback_url: str = ""  # where simulated user actions deliver their callbacks
+    callback_token: str = "DevCallbackToken2026"  # noqa: S105 - the emulator's own
+    callback_aes_key: str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
 @dataclass
@@ -217,9 +227,151 @@ class WeComEmulator:
     def relations_count(self) -> int:
         return sum(len(follows) for follows in self.data.follows.values())
 
+    # -- simulated user actions: the only source of callbacks, as in WeCom ---------
+    def customer_deletes_guide(self, external_userid: str, userid: str) -> int:
+        """The customer deletes the guide in WeChat: del_follow_user."""
+        self._drop_relation(external_userid, userid)
+        return self.deliver("change_external_contact", "del_follow_user", userid, external_userid)
+
+    def guide_deletes_customer(self, external_userid: str, userid: str) -> int:
+        """The guide deletes the customer in the WeCom client: del_external_contact."""
+        self._drop_relation(external_userid, userid)
+        return self.deliver(
+            "change_external_contact", "del_external_contact", userid, external_userid
+        )
+
+    def guide_edits_remark(self, external_userid: str, userid: str, remark: str) -> int:
+        """The guide edits the remark in the client: edit_external_contact."""
+        with self.lock:
+            for follow in self.data.follows[userid]:
+                if follow["external_userid"] == external_userid:
+                    follow["remark"] = remark
+        return self.deliver(
+            "change_external_contact", "edit_external_contact", userid, external_userid
+        )
+
+    def customer_adds_guide(self, external_userid: str, userid: str, state: str = "") -> int:
+        """A customer (existing or new) adds a guide, e.g. by scanning a channel code."""
+        with self.lock:
+            if external_userid not in self.data.customers:
+                self.data.customers[external_userid] = {
+                    "external_userid": external_userid,
+                    "name": "新客户",
+                    "type": 1,
+                    "gender": 0,
+                    "avatar": "",
+                }
+            follow = {
+                "external_userid": external_userid,
+                "userid": userid,
+                "remark": "",
+                "description": "",
+                "createtime": int(self.clock()),
+                "tag_id": [],
+                "oper_userid": external_userid,
+                "add_way": 1,
+            }
+            if state:
+                follow["state"] = state
+            self.data.follows[userid].append(follow)
+        return self.deliver(
+            "change_external_contact",
+            "add_external_contact",
+            userid,
+            external_userid,
+            State=state,
+            WelcomeCode=secrets.token_urlsafe(16),
+        )
+
+    def random_action(self, rng: random.Random) -> int:
+        """One plausible user action, for a steady stream of callbacks (demo, load tests)."""
+        userid = rng.choice(list(self.data.follows))
+        follows = self.data.follows[userid]
+        roll = rng.random()
+        if roll < 0.5 or not follows:
+            return self.customer_adds_guide(
+                f"wmnew{rng.getrandbits(64):026x}", userid, rng.choice(STATES)
+            )
+        external_userid = rng.choice(follows)["external_userid"]
+        if roll < 0.75:
+            return self.guide_edits_remark(external_userid, userid, f"备注{rng.randrange(100)}")
+        if roll < 0.9:
+            return self.customer_deletes_guide(external_userid, userid)
+        return self.guide_deletes_customer(external_userid, userid)
+
+    def _drop_relation(self, external_userid: str, userid: str) -> None:
+        with self.lock:
+            self.data.follows[userid] = [
+                f for f in self.data.follows[userid] if f["external_userid"] != external_userid
+            ]
+
+    def deliver(
+        self, event: str, change_type: str, userid: str, external_userid: str, **extra
+    ) -> int:
+        """Encrypt and sign the event as WeCom does and POST it to the callback URL; WeCom
+        tries three times in all when the answer is not 200 within 5 s. Returns the status."""
+        if not self.config.callback_url:
+            return 0
+        fields = {
+            "ToUserName": self.config.corp_id,
+            "FromUserName": "sys",
+            "CreateTime": str(int(self.clock())),
+            "MsgType": "event",
+            "Event": event,
+            "ChangeType": change_type,
+            "UserID": userid,
+            "ExternalUserID": external_userid,
+            **{k: v for k, v in extra.items() if v},
+        }
+        plain = (
+            "<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items()) + "</xml>"
+        )
+        crypto = WeChatCrypto(
+            self.config.callback_token, self.config.callback_aes_key, self.config.corp_id
+        )
+        nonce, timestamp = secrets.token_hex(8), int(time.time())
+        signed = xmltodict.parse(crypto.encrypt_message(plain, nonce, timestamp))["xml"]
+        body = (
+            f"<xml><ToUserName><![CDATA[{self.config.corp_id}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{signed['Encrypt']}]]></Encrypt></xml>"
+        )
+        query = urlencode(
+            {"msg_signature": signed["MsgSignature"], "timestamp": timestamp, "nonce": nonce}
+        )
+        status = 0
+        for _ in range(3):
+            try:
+                status = requests.post(
+                    f"{self.config.callback_url}?{query}", data=body.encode(), timeout=5
+                ).status_code
+            except requests.RequestException:
+                status = 0
+            if status == 200:
+                break
+        return status
+
     # -- WSGI --------------------------------------------------------------------
+    ACTIONS = (
+        "customer_deletes_guide",
+        "guide_deletes_customer",
+        "guide_edits_remark",
+        "customer_adds_guide",
+    )
+
     def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "").removeprefix("/cgi-bin/")
+        raw_path = environ.get("PATH_INFO", "")
+        if raw_path.startswith("/_emulator/actions/"):
+            # Simulated user actions for demos and load tests: POST JSON arguments.
+            name = raw_path.removeprefix("/_emulator/actions/")
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            arguments = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+            if name not in self.ACTIONS:
+                start_response("404 Not Found", [("Content-Type", "text/plain")])
+                return [b"unknown action"]
+            status = getattr(self, name)(**arguments)
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps({"callback_status": status}).encode()]
+        path = raw_path.removeprefix("/cgi-bin/")
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         body = {}
         if environ.get("REQUEST_METHOD") == "POST":

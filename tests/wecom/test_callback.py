@@ -126,3 +126,34 @@ def test_customer_deleting_their_guide_becomes_a_churn_alert_on_the_worker(
     alert = RelationshipEvent.objects.get(relationship=relationship, kind="deleted_by_customer")
     assert alert.source == "callback"
     assert Relationship.objects.get(pk=relationship.pk).customer.is_member is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_action_in_the_emulator_reaches_us_and_is_handled(
+    emulator, live_server, celery_worker
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("sync_wecom", "--inline", "--json", stdout=StringIO())
+    emulator.config.callback_url = f"{live_server.url}/wecom/callback/"
+    userid = sorted(emulator.data.follows)[0]
+    external_userid = emulator.data.follows[userid][0]["external_userid"]
+
+    assert emulator.customer_deletes_guide(external_userid, userid) == 200
+    event = CallbackEvent.objects.get(change_type="del_follow_user")
+    wait_for(lambda: CallbackEvent.objects.get(pk=event.pk).status == CallbackEvent.Status.HANDLED)
+    relationship = Relationship.objects.get(
+        customer__external_userid=external_userid, guide__wecom_userid=userid
+    )
+    assert relationship.ended_by == "customer"
+
+    new_customer = "wmnew0000000000000000000000000001"
+    assert emulator.customer_adds_guide(new_customer, userid, state="pkg_card") == 200
+    added = CallbackEvent.objects.get(change_type="add_external_contact")
+    assert added.payload["State"] == "pkg_card" and added.payload["WelcomeCode"]
+    wait_for(lambda: CallbackEvent.objects.get(pk=added.pk).status == CallbackEvent.Status.HANDLED)
+    fresh = Relationship.objects.get(customer__external_userid=new_customer)
+    assert fresh.state == "pkg_card" and fresh.is_active
+    assert fresh.events.filter(kind="added", source="callback").count() == 1

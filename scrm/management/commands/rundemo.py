@@ -59,6 +59,10 @@ class Command(BaseCommand):
                 "50",
                 "--customers",
                 "20000",
+                "--callback-url",
+                f"http://127.0.0.1:{port}/wecom/callback/",
+                "--events-per-minute",
+                "6",
             ]
         )
         try:

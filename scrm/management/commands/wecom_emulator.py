@@ -4,6 +4,7 @@ Serves the bundled WeCom emulator (scrm/wecom/emulator.py) in the foreground,
 with the corp id and secrets of the settings' development defaults.
 """
 
+import random
 import time
 
 from django.conf import settings
@@ -23,6 +24,15 @@ class Command(BaseCommand):
         parser.add_argument("--customers", type=int, default=20000)
         parser.add_argument("--token-ttl", type=int, default=7200, help="seconds a token lives")
         parser.add_argument("--qps-limit", type=int, default=0, help="calls/s per API, 0 = off")
+        parser.add_argument(
+            "--callback-url", default=settings.WECOM_CALLBACK_URL, help="where callbacks go"
+        )
+        parser.add_argument(
+            "--events-per-minute",
+            type=float,
+            default=0,
+            help="simulated user actions (each pushes a callback), 0 = none",
+        )
 
     def handle(self, *args, **options) -> None:
         data = generate(
@@ -33,6 +43,9 @@ class Command(BaseCommand):
             secrets=(settings.WECOM_CONTACT_SECRET, settings.WECOM_AGENT_SECRET),
             token_ttl=options["token_ttl"],
             qps_limit=options["qps_limit"],
+            callback_url=options["callback_url"],
+            callback_token=settings.WECOM_CALLBACK_TOKEN,
+            callback_aes_key=settings.WECOM_CALLBACK_AES_KEY,
         )
         emulator = WeComEmulator(data, config)
         served = serve_in_thread(emulator, options["host"], options["port"])
@@ -41,8 +54,13 @@ class Command(BaseCommand):
             f"{len(data.customers)} customers, {emulator.relations_count()} relationships, "
             f"{len(data.groups)} groups",
         )
+        rng = random.Random(options["seed"])  # noqa: S311 - simulated users
         try:
             while True:
-                time.sleep(3600)
+                if options["events_per_minute"]:
+                    time.sleep(60 / options["events_per_minute"])
+                    emulator.random_action(rng)
+                else:
+                    time.sleep(3600)
         except KeyboardInterrupt:
             served.stop()
