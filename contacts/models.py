@@ -606,3 +606,120 @@ class CustomerMerge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.absorbed_id} → {self.kept_id}"
+
+
+class CustomerFacts(models.Model):
+    """Each customer's purchase and membership summary: what tag rules, SOP triggers and
+    dashboards read instead of scanning orders (refreshed by `contacts.facts`).
+
+    Purchase days follow DESIGN.md ("Words"): distinct Asia/Shanghai days with at
+    least one paid, not fully refunded order. Shares count purchased lines (not
+    fully refunded); the dominant value is the one with the most lines.
+    """
+
+    customer = models.OneToOneField(
+        Customer, on_delete=models.CASCADE, primary_key=True, related_name="facts"
+    )
+    purchase_days = models.IntegerField("购买天数", default=0)
+    orders = models.IntegerField("订单数", default=0)
+    lines = models.IntegerField("商品行数", default=0)
+    net_revenue = models.DecimalField("净销售额", max_digits=12, decimal_places=2, default=0)
+    # What the purchased lines brought (before order-level postage and discounts):
+    # the base of revenue shares by category, material and style.
+    line_revenue = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    avg_order_value = models.DecimalField(
+        "客单价", max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    first_purchase_on = models.DateField("首次购买", null=True, blank=True)
+    last_purchase_on = models.DateField("最近购买", null=True, blank=True)
+    median_interval_days = models.FloatField("购买间隔中位数（天）", null=True, blank=True)
+    channels = ArrayField(models.CharField(max_length=16), default=list, blank=True)
+    top_category = models.CharField(max_length=50, blank=True)
+    top_category_share = models.FloatField(null=True, blank=True)
+    top_material = models.CharField(max_length=50, blank=True)
+    top_material_share = models.FloatField(null=True, blank=True)
+    top_style = models.CharField(max_length=50, blank=True)
+    top_style_share = models.FloatField(null=True, blank=True)
+    is_member = models.BooleanField(default=False)
+    joined_at = models.DateTimeField(null=True, blank=True)
+    guide_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    store_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    in_group = models.BooleanField("在客户群中", default=False)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "客户购买概况"
+        verbose_name_plural = "客户购买概况"
+        indexes = [
+            GinIndex(fields=["guide_ids"], name="facts_guides_gin"),
+            GinIndex(fields=["store_ids"], name="facts_stores_gin"),
+            GinIndex(fields=["channels"], name="facts_channels_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"facts of {self.customer_id}"
+
+
+class CustomerPurchaseDay(models.Model):
+    """One purchase day of one customer (DESIGN.md, "Purchase day"): windowed rules,
+    cohorts and repurchase rates count these rows."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    orders = models.IntegerField()
+    net_revenue = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        verbose_name = "购买日"
+        verbose_name_plural = "购买日"
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "day"], name="purchase_day_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.day}"
+
+
+class CustomerAttributeShare(models.Model):
+    """How many purchased lines (and how much net revenue) of a customer carry one
+    category, material or style: what preference rules and tags are built on."""
+
+    class Kind(models.TextChoices):
+        CATEGORY = "category", "品类"
+        MATERIAL = "material", "材质"
+        STYLE = "style", "款式"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.CharField(max_length=50)
+    lines = models.IntegerField()
+    net_revenue = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        verbose_name = "商品属性占比"
+        verbose_name_plural = "商品属性占比"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "kind", "value"], name="attribute_share_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "value"], name="attribute_share_value_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.kind}={self.value}: {self.lines}"
+
+
+class CustomerFactsPending(models.Model):
+    """Customers whose facts must be refreshed: written in the same transaction as the
+    change (import, merge, callback, sync), consumed by the refresh task, so nothing is
+    lost when a worker dies."""
+
+    customer_id = models.BigIntegerField(primary_key=True)
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "待刷新客户概况"
+        verbose_name_plural = "待刷新客户概况"
+
+    def __str__(self) -> str:
+        return str(self.customer_id)

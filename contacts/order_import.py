@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from django.db import connection, transaction
 from django.utils import timezone
 
+from contacts.facts import facts_mark_pending
 from contacts.models import OrderImport
 from contacts.order_files import OrderLine, RowError
 from contacts.phones import phone_hash, phone_mask, phone_normalise
@@ -435,6 +436,11 @@ def _upsert(cursor, report: ImportReport, record: OrderImport) -> None:
         LEFT JOIN contacts_product p ON p.sku = l.sku
         """
     )
+    cursor.execute(
+        "SELECT DISTINCT o.customer_id FROM contacts_order o JOIN touched t ON t.id = o.id"
+        " WHERE o.customer_id IS NOT NULL"
+    )
+    facts_mark_pending(row[0] for row in cursor.fetchall())
 
 
 def order_import_finish(*, record: OrderImport, report: ImportReport, dry_run: bool) -> OrderImport:

@@ -5,6 +5,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from django.conf import settings
 from django.core.cache import cache
@@ -12,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
+from contacts.facts import facts_mark_pending
 from contacts.models import (
     Customer,
     CustomerGroup,
@@ -150,6 +152,7 @@ def relationship_end(*, event: dict, gateway=None) -> None:
         Customer.objects.filter(pk=relationship.customer_id).exclude(
             relationships__is_active=True
         ).update(is_member=False)
+        facts_mark_pending([relationship.customer_id])
 
 
 def relationship_transfer_failed(*, event: dict, gateway=None) -> None:
@@ -170,7 +173,13 @@ def group_refresh(*, event: dict, gateway) -> None:
     """A customer group was created, changed or dismissed."""
     chat_id = event["ChatId"]
     if event["ChangeType"] == "dismiss":
-        CustomerGroup.objects.filter(chat_id=chat_id).update(is_dismissed=True)
+        with transaction.atomic():
+            CustomerGroup.objects.filter(chat_id=chat_id).update(is_dismissed=True)
+            facts_mark_pending(
+                CustomerGroupMember.objects.filter(
+                    group__chat_id=chat_id, customer__isnull=False
+                ).values_list("customer_id", flat=True)
+            )
         return
     detail = gateway.groupchat_get(chat_id)
     with transaction.atomic():
@@ -310,7 +319,11 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
         absorb.is_member = False
         absorb.save(update_fields=["merged_into", "is_member", "updated_at"])
         _membership_refresh(keep)
-        return CustomerMerge.objects.create(kept=keep, absorbed=absorb, moved=moved, merged_by=by)
+        merge = CustomerMerge.objects.create(kept=keep, absorbed=absorb, moved=moved, merged_by=by)
+        for listener in _merge_listeners:
+            listener.merged(merge)
+        facts_mark_pending([keep.pk, absorb.pk])
+        return merge
 
 
 def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
@@ -335,7 +348,28 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
         merge.undone_at = timezone.now()
         merge.undone_by = by
         merge.save(update_fields=["undone_at", "undone_by"])
+        for listener in _merge_listeners:
+            listener.undone(merge)
+        facts_mark_pending([merge.kept_id, absorbed.pk])
         return merge
+
+
+class MergeListener(Protocol):
+    """What another app does when customers are merged (tagging moves manual tags), in
+    the merge's transaction; `undone` puts back exactly what `merged` moved."""
+
+    def merged(self, merge: CustomerMerge) -> None: ...
+
+    def undone(self, merge: CustomerMerge) -> None: ...
+
+
+_merge_listeners: list[MergeListener] = []
+
+
+def register_merge_listener(listener: MergeListener) -> None:
+    """Apps register in `AppConfig.ready()` (contacts knows no app)."""
+    if listener not in _merge_listeners:
+        _merge_listeners.append(listener)
 
 
 def _membership_refresh(customer: Customer) -> None:
@@ -369,6 +403,7 @@ def order_bind(*, order: Order, customer: Customer) -> Order:
     or a guide binding the order number of the customer they are chatting with."""
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
+        facts_mark_pending([order.customer_id, customer.pk])
         order.customer, order.unmatched_reason = customer, ""
         order.save(update_fields=["customer", "unmatched_reason", "updated_at"])
         keys = [

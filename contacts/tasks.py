@@ -35,3 +35,12 @@ def import_orders_file(import_id: int) -> dict:
     services.order_upload_process(record=record)
     record.refresh_from_db()
     return {"status": record.status, "inserted": record.inserted, "rejected": record.rejected}
+
+
+@shared_task(name="contacts.tasks.refresh_pending_facts", acks_late=True)
+def refresh_pending_facts() -> dict:
+    """Refresh the facts of customers marked pending. Safe twice: each batch is claimed in
+    the transaction that refreshes it, and a refresh of unchanged data writes nothing."""
+    from contacts.facts import facts_refresh_pending
+
+    return {"customers": facts_refresh_pending()}

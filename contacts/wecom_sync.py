@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
+from contacts.facts import facts_mark_pending
 from contacts.models import SyncRun
 from contacts.phones import phone_hash, phone_mask, phone_normalise
 
@@ -315,9 +316,11 @@ class WeComWriter:
                    r.add_way, r.oper_userid, r.state, r.wecom_tag_ids, r.is_active)
                   IS DISTINCT FROM (s.remark, s.description, s.remark_corp_name, s.remark_mobiles,
                    s.added_at, s.add_way, s.oper_userid, s.state, s.wecom_tag_ids, true)
+            RETURNING r.customer_id
             """
         )
-        updated = cursor.rowcount
+        changed = [row[0] for row in cursor.fetchall()]
+        updated = len(changed)
         cursor.execute(
             """
             WITH inserted AS (
@@ -328,14 +331,19 @@ class WeComWriter:
                        added_at, add_way, oper_userid, state, wecom_tag_ids, true, '', now()
                 FROM stage_relation WHERE customer_id IS NOT NULL AND guide_id IS NOT NULL
                 ON CONFLICT (customer_id, guide_id) DO NOTHING
-                RETURNING id, added_at
+                RETURNING id, added_at, customer_id
+            ), events AS (
+                INSERT INTO contacts_relationshipevent (relationship_id, kind, source, occurred_at,
+                                                        detail, created_at)
+                SELECT id, 'added', %s, added_at, '{}'::jsonb, now() FROM inserted
             )
-            INSERT INTO contacts_relationshipevent (relationship_id, kind, source, occurred_at, detail, created_at)
-            SELECT id, 'added', %s, added_at, '{}'::jsonb, now() FROM inserted
+            SELECT customer_id FROM inserted
             """,
             [self.source],
         )
-        created = cursor.rowcount
+        added = [row[0] for row in cursor.fetchall()]
+        created = len(added)
+        facts_mark_pending(changed + added)
         if self.run_id is not None:
             cursor.execute(
                 """
@@ -413,6 +421,7 @@ class WeComWriter:
             )
             ended = [row[0] for row in cursor.fetchall()]
             touched = sorted(set(ended))
+            facts_mark_pending(touched)
             self.progress.add("relationships", removed=len(ended))
             cursor.execute(
                 """
@@ -478,6 +487,19 @@ class WeComWriter:
             execute_values(cursor, "INSERT INTO stage_chat VALUES %s", group_rows)
             if member_rows:
                 execute_values(cursor, "INSERT INTO stage_member VALUES %s", member_rows)
+            # Customers joining or leaving a group change their facts (in_group).
+            cursor.execute(
+                """
+                SELECT m.customer_id FROM contacts_customergroupmember m
+                JOIN contacts_customergroup g ON g.id = m.group_id
+                JOIN stage_chat s ON s.chat_id = g.chat_id
+                WHERE m.customer_id IS NOT NULL
+                UNION
+                SELECT c.id FROM stage_member s JOIN contacts_customer c
+                  ON s.type = 2 AND c.external_userid = s.userid
+                """
+            )
+            facts_mark_pending(row[0] for row in cursor.fetchall())
             cursor.execute(
                 """
                 UPDATE contacts_customergroup g
@@ -551,14 +573,21 @@ class WeComWriter:
         with connection.cursor() as cursor:
             cursor.execute(
                 """
-                UPDATE contacts_customergroup g SET is_dismissed = true
-                WHERE NOT g.is_dismissed AND NOT EXISTS (
-                    SELECT 1 FROM contacts_syncseen s
-                    WHERE s.run_id = %s AND s.guide_id = -1 AND s.customer_id = g.id)
+                WITH dismissed AS (
+                    UPDATE contacts_customergroup g SET is_dismissed = true
+                    WHERE NOT g.is_dismissed AND NOT EXISTS (
+                        SELECT 1 FROM contacts_syncseen s
+                        WHERE s.run_id = %s AND s.guide_id = -1 AND s.customer_id = g.id)
+                    RETURNING g.id
+                )
+                SELECT d.id, m.customer_id FROM dismissed d
+                LEFT JOIN contacts_customergroupmember m ON m.group_id = d.id
                 """,
                 [self.run_id],
             )
-            self.progress.add("groups", removed=cursor.rowcount)
+            rows = cursor.fetchall()
+            self.progress.add("groups", removed=len({group for group, _ in rows}))
+            facts_mark_pending(customer for _, customer in rows)
             cursor.execute("DELETE FROM contacts_syncseen WHERE run_id = %s", [self.run_id])
 
 

@@ -1,1 +1,200 @@
-# Models arrive with the issue that builds this app (see docs/ARCHITECTURE.md).
+from django.conf import settings
+from django.db import models
+
+
+class TagGroup(models.Model):
+    """A family of tags operators think of together (材质偏好, 生命周期, RFM 分层, …)."""
+
+    name = models.CharField("名称", max_length=30, unique=True)
+    # Built-in groups are computed by a system segment (tagging.system); their tags
+    # are mutually exclusive per customer.
+    system_key = models.CharField(max_length=32, blank=True, db_index=True)
+    order = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+        verbose_name = "标签组"
+        verbose_name_plural = "标签组"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    """A label a customer carries. Where it comes from decides who may change it: by
+    hand (manual), by its rule (rule), by a system segment (system), or from WeCom's corp
+    tag library (wecom: read-only here, guides set them in WeCom)."""
+
+    class Source(models.TextChoices):
+        MANUAL = "manual", "手动"
+        RULE = "rule", "规则"
+        SYSTEM = "system", "系统"
+        WECOM = "wecom", "企业微信"
+
+    group = models.ForeignKey(TagGroup, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField("名称", max_length=30)
+    color = models.CharField("颜色", max_length=7, default="#1677ff")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    description = models.CharField("说明", max_length=200, blank=True)
+    # The corp tag this tag is pushed to (rule and system tags) or mirrors (wecom).
+    wecom_tag_id = models.CharField(max_length=64, blank=True, db_index=True)
+    order = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group__order", "order", "id"]
+        verbose_name = "标签"
+        verbose_name_plural = "标签"
+        constraints = [models.UniqueConstraint(fields=["group", "name"], name="tag_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.group.name}:{self.name}"
+
+    @property
+    def is_pushed_to_wecom(self) -> bool:
+        return self.source in (self.Source.RULE, self.Source.SYSTEM)
+
+
+class TagRule(models.Model):
+    """A rule that gives its tag to every customer matching a condition (tagging.rules
+    defines the JSON condition language)."""
+
+    tag = models.OneToOneField(Tag, on_delete=models.CASCADE, related_name="rule")
+    condition = models.JSONField()
+    is_active = models.BooleanField("启用", default=True)
+    # Kept by every evaluation: how many customers carry the tag, and when it ran.
+    audience = models.IntegerField(default=0)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "标签规则"
+        verbose_name_plural = "标签规则"
+
+    def __str__(self) -> str:
+        return f"rule for {self.tag}"
+
+
+class CustomerTag(models.Model):
+    """A tag a customer carries now. History is in CustomerTagEvent."""
+
+    customer = models.ForeignKey("contacts.Customer", on_delete=models.CASCADE, related_name="+")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="assignments")
+    added_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "客户标签"
+        verbose_name_plural = "客户标签"
+        constraints = [
+            models.UniqueConstraint(fields=["tag", "customer"], name="customer_tag_unique")
+        ]
+        indexes = [models.Index(fields=["customer"], name="customer_tag_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} · {self.tag_id}"
+
+
+class CustomerTagEvent(models.Model):
+    """One tag added to or removed from one customer: when, and by what (a rule, a system
+    segment, an operator's hand, a WeCom sync)."""
+
+    class Action(models.TextChoices):
+        ADDED = "added", "添加"
+        REMOVED = "removed", "移除"
+
+    class Cause(models.TextChoices):
+        RULE = "rule", "规则"
+        SYSTEM = "system", "系统分层"
+        MANUAL = "manual", "手动"
+        SYNC = "sync", "企业微信同步"
+        MERGE = "merge", "客户合并"
+
+    customer = models.ForeignKey("contacts.Customer", on_delete=models.CASCADE, related_name="+")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    cause = models.CharField(max_length=8, choices=Cause.choices)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "标签变更"
+        verbose_name_plural = "标签变更"
+        indexes = [
+            models.Index(fields=["customer", "-at"], name="tag_event_customer_idx"),
+            models.Index(fields=["tag", "-at"], name="tag_event_tag_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.tag_id} → {self.customer_id}"
+
+
+class RetagPending(models.Model):
+    """Customers whose tags must be re-evaluated (their facts or tags changed), consumed
+    in batches by the incremental retag; written in the transaction of the change."""
+
+    customer_id = models.BigIntegerField(primary_key=True)
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "待重算标签客户"
+        verbose_name_plural = "待重算标签客户"
+
+    def __str__(self) -> str:
+        return str(self.customer_id)
+
+
+class TagPushPending(models.Model):
+    """Customers whose rule and system tags changed and must be pushed to WeCom
+    (mark_tag on each live relationship); removed once pushed, so a push resumes."""
+
+    customer_id = models.BigIntegerField(primary_key=True)
+    marked_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.IntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = "待推送标签客户"
+        verbose_name_plural = "待推送标签客户"
+
+    def __str__(self) -> str:
+        return str(self.customer_id)
+
+
+class SystemTagSettings(models.Model):
+    """The thresholds of the built-in segments, editable by operators (one row)."""
+
+    values = models.JSONField(default=dict, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "系统标签设置"
+        verbose_name_plural = "系统标签设置"
+
+    def __str__(self) -> str:
+        return "system tag settings"
+
+
+class TagMergeMove(models.Model):
+    """Manual tags a customer merge moved, so undoing the merge moves them back exactly."""
+
+    merge = models.OneToOneField(
+        "contacts.CustomerMerge", on_delete=models.CASCADE, related_name="+"
+    )
+    assignment_ids = models.JSONField(default=list)
+    dropped = models.JSONField(default=list)  # [tag_id, added_at] the kept customer had already
+
+    class Meta:
+        verbose_name = "合并移动的标签"
+        verbose_name_plural = "合并移动的标签"
+
+    def __str__(self) -> str:
+        return f"merge {self.merge_id}"

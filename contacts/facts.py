@@ -1,0 +1,266 @@
+"""Customer facts: each customer's purchase and membership summary, kept by `contacts`.
+
+Tag rules, SOP triggers and dashboards read `CustomerFacts`,
+`CustomerPurchaseDay` and `CustomerAttributeShare` instead of scanning orders.
+Everything that changes what they summarise (an order import, a merge, a
+binding, a callback, a sync) marks the customers pending in the same
+transaction (`facts_mark_pending`); a debounced task refreshes the pending
+customers in batches and tells the registered listeners (tagging re-evaluates
+exactly those customers). A nightly full refresh repairs anything missed.
+
+The refresh is set-based SQL over a temporary scope table: the same statements
+serve five customers and five million. Facts rows are written only where a
+value changed (`IS DISTINCT FROM`), so an unchanged customer costs a read.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db import connection, transaction
+
+FactsListener = Callable[[list[int]], None]
+_listeners: list[FactsListener] = []
+
+PENDING_BATCH = 20_000
+DEBOUNCE_SECONDS = 5
+_SCHEDULED_KEY = "contacts:facts-refresh-scheduled"
+
+# An order counts as a purchase when it is paid and not fully refunded
+# (DESIGN.md, "Purchase day"); a line counts when it is not fully refunded.
+PURCHASED = "o.status IN ('paid', 'partially_refunded') AND o.paid_at IS NOT NULL"
+LINE_KEPT = "(l.refund_amount < l.line_amount OR l.line_amount = 0)"
+
+# The columns of CustomerFacts the refresh computes, in the order of _FACTS_SELECT.
+FACT_COLUMNS = [
+    "purchase_days",
+    "orders",
+    "lines",
+    "net_revenue",
+    "line_revenue",
+    "avg_order_value",
+    "first_purchase_on",
+    "last_purchase_on",
+    "median_interval_days",
+    "channels",
+    "top_category",
+    "top_category_share",
+    "top_material",
+    "top_material_share",
+    "top_style",
+    "top_style_share",
+    "is_member",
+    "joined_at",
+    "guide_ids",
+    "store_ids",
+    "in_group",
+]
+
+_FACTS_SELECT = f"""
+WITH days AS (
+    SELECT d.customer_id, d.day, d.orders, d.net_revenue,
+           d.day - lag(d.day) OVER (PARTITION BY d.customer_id ORDER BY d.day) AS gap
+    FROM contacts_customerpurchaseday d JOIN facts_scope s ON s.id = d.customer_id
+), bought AS (
+    SELECT customer_id, count(*) AS purchase_days, sum(orders) AS orders,
+           sum(net_revenue) AS net_revenue, min(day) AS first_day, max(day) AS last_day,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS median_gap
+    FROM days GROUP BY customer_id
+), lines AS (
+    SELECT o.customer_id, count(*) AS lines, sum(l.line_amount - l.refund_amount) AS revenue
+    FROM contacts_order o JOIN facts_scope s ON s.id = o.customer_id
+    JOIN contacts_orderline l ON l.order_id = o.id
+    WHERE {PURCHASED} AND {LINE_KEPT}
+    GROUP BY o.customer_id
+), channels AS (
+    SELECT o.customer_id, array_agg(DISTINCT o.channel ORDER BY o.channel) AS channels
+    FROM contacts_order o JOIN facts_scope s ON s.id = o.customer_id
+    WHERE {PURCHASED}
+    GROUP BY o.customer_id
+), top AS (
+    SELECT DISTINCT ON (a.customer_id, a.kind) a.customer_id, a.kind, a.value, a.lines
+    FROM contacts_customerattributeshare a JOIN facts_scope s ON s.id = a.customer_id
+    ORDER BY a.customer_id, a.kind, a.lines DESC, a.net_revenue DESC, a.value
+), tops AS (
+    SELECT customer_id,
+           max(value) FILTER (WHERE kind = 'category') AS category,
+           max(lines) FILTER (WHERE kind = 'category') AS category_lines,
+           max(value) FILTER (WHERE kind = 'material') AS material,
+           max(lines) FILTER (WHERE kind = 'material') AS material_lines,
+           max(value) FILTER (WHERE kind = 'style') AS style,
+           max(lines) FILTER (WHERE kind = 'style') AS style_lines
+    FROM top GROUP BY customer_id
+), follows AS (
+    SELECT r.customer_id,
+           array_agg(DISTINCT r.guide_id ORDER BY r.guide_id) AS guide_ids,
+           array_remove(array_agg(DISTINCT g.store_id ORDER BY g.store_id), NULL) AS store_ids
+    FROM contacts_relationship r JOIN facts_scope s ON s.id = r.customer_id
+    JOIN contacts_guide g ON g.id = r.guide_id
+    WHERE r.is_active
+    GROUP BY r.customer_id
+)
+SELECT s.id,
+       coalesce(b.purchase_days, 0), coalesce(b.orders, 0), coalesce(ln.lines, 0),
+       coalesce(b.net_revenue, 0), coalesce(ln.revenue, 0),
+       round(b.net_revenue / nullif(b.orders, 0), 2),
+       b.first_day, b.last_day, b.median_gap,
+       coalesce(ch.channels, '{{}}'),
+       coalesce(t.category, ''), t.category_lines::float / nullif(ln.lines, 0),
+       coalesce(t.material, ''), t.material_lines::float / nullif(ln.lines, 0),
+       coalesce(t.style, ''), t.style_lines::float / nullif(ln.lines, 0),
+       c.is_member, c.joined_at,
+       coalesce(f.guide_ids, '{{}}'), coalesce(f.store_ids, '{{}}'),
+       EXISTS (SELECT 1 FROM contacts_customergroupmember m
+               JOIN contacts_customergroup grp ON grp.id = m.group_id
+               WHERE m.customer_id = s.id AND NOT grp.is_dismissed)
+FROM facts_scope s
+JOIN contacts_customer c ON c.id = s.id AND c.merged_into_id IS NULL
+LEFT JOIN bought b ON b.customer_id = s.id
+LEFT JOIN lines ln ON ln.customer_id = s.id
+LEFT JOIN channels ch ON ch.customer_id = s.id
+LEFT JOIN tops t ON t.customer_id = s.id
+LEFT JOIN follows f ON f.customer_id = s.id
+"""
+
+
+@dataclass
+class FactsRefresh:
+    customers: int  # customers in scope
+    changed: int  # facts rows written (new or different)
+    seconds: float
+
+
+def register_facts_listener(listener: FactsListener) -> None:
+    """Call `listener(customer_ids)` inside the transaction that refreshed their facts
+    (apps register in `AppConfig.ready()`; contacts knows no app)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def facts_mark_pending(customer_ids: Iterable[int]) -> None:
+    """Mark customers for a facts refresh, in the caller's transaction; the refresh is
+    scheduled once that transaction commits."""
+    ids = sorted({int(i) for i in customer_ids if i is not None})
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO contacts_customerfactspending (customer_id, marked_at)"
+            " SELECT unnest(%s::bigint[]), now() ON CONFLICT DO NOTHING",
+            [ids],
+        )
+    transaction.on_commit(schedule_facts_refresh)
+
+
+def schedule_facts_refresh() -> None:
+    """Enqueue one refresh a few seconds from now, unless one is already waiting: a burst
+    of changes (a callback storm, many small imports) costs one refresh."""
+    from contacts.tasks import refresh_pending_facts
+
+    if cache.add(_SCHEDULED_KEY, 1, timeout=DEBOUNCE_SECONDS + 60):
+        refresh_pending_facts.apply_async(countdown=DEBOUNCE_SECONDS)
+
+
+def facts_refresh_pending(*, batch: int = PENDING_BATCH) -> int:
+    """Refresh every pending customer, a batch per transaction. A batch is claimed
+    (deleted from the pending table) in the transaction that refreshes it, so a killed
+    worker leaves it pending. Returns the number of customers refreshed."""
+    cache.delete(_SCHEDULED_KEY)  # changes from now on schedule another run
+    total = 0
+    while True:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    """
+                    DELETE FROM contacts_customerfactspending WHERE customer_id IN (
+                        SELECT customer_id FROM contacts_customerfactspending
+                        ORDER BY customer_id LIMIT %s FOR UPDATE SKIP LOCKED)
+                    RETURNING customer_id
+                    """,
+                    [batch],
+                )
+                ids = sorted(row[0] for row in cursor.fetchall())
+            if not ids:
+                return total
+            _refresh(ids)
+            for listener in _listeners:
+                listener(ids)
+        total += len(ids)
+
+
+def facts_refresh(*, customer_ids: list[int] | None = None) -> FactsRefresh:
+    """Refresh the facts of these customers, or of every customer (None), now."""
+    with transaction.atomic():
+        return _refresh(customer_ids)
+
+
+def _refresh(customer_ids: list[int] | None) -> FactsRefresh:
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TABLE IF EXISTS facts_scope;"
+            " CREATE TEMP TABLE facts_scope (id bigint PRIMARY KEY) ON COMMIT DROP"
+        )
+        if customer_ids is None:
+            cursor.execute(
+                "INSERT INTO facts_scope SELECT id FROM contacts_customer"
+                " WHERE merged_into_id IS NULL"
+            )
+        else:
+            cursor.execute(
+                "INSERT INTO facts_scope SELECT DISTINCT unnest(%s::bigint[])", [customer_ids]
+            )
+        scope = cursor.rowcount
+        cursor.execute("ANALYZE facts_scope")
+        cursor.execute(
+            "DELETE FROM contacts_customerpurchaseday d USING facts_scope s"
+            " WHERE d.customer_id = s.id"
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO contacts_customerpurchaseday (customer_id, day, orders, net_revenue)
+            SELECT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date,
+                   count(*), sum(o.amount - o.refund_amount)
+            FROM contacts_order o JOIN facts_scope s ON s.id = o.customer_id
+            WHERE {PURCHASED}
+            GROUP BY 1, 2
+            """
+        )
+        cursor.execute(
+            "DELETE FROM contacts_customerattributeshare a USING facts_scope s"
+            " WHERE a.customer_id = s.id"
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO contacts_customerattributeshare (customer_id, kind, value, lines,
+                                                         net_revenue)
+            SELECT o.customer_id, a.kind, a.value, count(*),
+                   sum(l.line_amount - l.refund_amount)
+            FROM contacts_order o JOIN facts_scope s ON s.id = o.customer_id
+            JOIN contacts_orderline l ON l.order_id = o.id
+            CROSS JOIN LATERAL (VALUES ('category', l.category), ('material', l.material),
+                                       ('style', l.style)) a(kind, value)
+            WHERE {PURCHASED} AND {LINE_KEPT} AND a.value <> ''
+            GROUP BY 1, 2, 3
+            """
+        )
+        # Merged-away records keep no facts: their orders moved to the kept customer.
+        cursor.execute(
+            "DELETE FROM contacts_customerfacts f USING facts_scope s, contacts_customer c"
+            " WHERE f.customer_id = s.id AND c.id = s.id AND c.merged_into_id IS NOT NULL"
+        )
+        columns = ", ".join(FACT_COLUMNS)
+        assignments = ", ".join(f"{name} = EXCLUDED.{name}" for name in FACT_COLUMNS)
+        current = ", ".join(f"contacts_customerfacts.{name}" for name in FACT_COLUMNS)
+        fresh = ", ".join(f"EXCLUDED.{name}" for name in FACT_COLUMNS)
+        cursor.execute(
+            f"""
+            INSERT INTO contacts_customerfacts (customer_id, {columns}, changed_at)
+            SELECT *, now() FROM ({_FACTS_SELECT}) computed
+            ON CONFLICT (customer_id) DO UPDATE SET {assignments}, changed_at = now()
+            WHERE ({current}) IS DISTINCT FROM ({fresh})
+            """
+        )
+        changed = cursor.rowcount
+    return FactsRefresh(customers=scope, changed=changed, seconds=time.monotonic() - started)
