@@ -6,150 +6,294 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('contacts', '0005_customer_facts'),
+        ("contacts", "0005_customer_facts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RetagPending',
+            name="RetagPending",
             fields=[
-                ('customer_id', models.BigIntegerField(primary_key=True, serialize=False)),
-                ('marked_at', models.DateTimeField(auto_now_add=True)),
+                ("customer_id", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("marked_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name': '待重算标签客户',
-                'verbose_name_plural': '待重算标签客户',
+                "verbose_name": "待重算标签客户",
+                "verbose_name_plural": "待重算标签客户",
             },
         ),
         migrations.CreateModel(
-            name='TagGroup',
+            name="TagGroup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=30, unique=True, verbose_name='名称')),
-                ('system_key', models.CharField(blank=True, db_index=True, max_length=32)),
-                ('order', models.IntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=30, unique=True, verbose_name="名称")),
+                ("system_key", models.CharField(blank=True, db_index=True, max_length=32)),
+                ("order", models.IntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name': '标签组',
-                'verbose_name_plural': '标签组',
-                'ordering': ['order', 'id'],
+                "verbose_name": "标签组",
+                "verbose_name_plural": "标签组",
+                "ordering": ["order", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TagPushPending',
+            name="TagPushPending",
             fields=[
-                ('customer_id', models.BigIntegerField(primary_key=True, serialize=False)),
-                ('marked_at', models.DateTimeField(auto_now_add=True)),
-                ('attempts', models.IntegerField(default=0)),
-                ('last_error', models.CharField(blank=True, max_length=300)),
+                ("customer_id", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("marked_at", models.DateTimeField(auto_now_add=True)),
+                ("attempts", models.IntegerField(default=0)),
+                ("last_error", models.CharField(blank=True, max_length=300)),
             ],
             options={
-                'verbose_name': '待推送标签客户',
-                'verbose_name_plural': '待推送标签客户',
+                "verbose_name": "待推送标签客户",
+                "verbose_name_plural": "待推送标签客户",
             },
         ),
         migrations.CreateModel(
-            name='SystemTagSettings',
+            name="SystemTagSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('values', models.JSONField(blank=True, default=dict)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('updated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("values", models.JSONField(blank=True, default=dict)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '系统标签设置',
-                'verbose_name_plural': '系统标签设置',
+                "verbose_name": "系统标签设置",
+                "verbose_name_plural": "系统标签设置",
             },
         ),
         migrations.CreateModel(
-            name='Tag',
+            name="Tag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=30, verbose_name='名称')),
-                ('color', models.CharField(default='#1677ff', max_length=7, verbose_name='颜色')),
-                ('source', models.CharField(choices=[('manual', '手动'), ('rule', '规则'), ('system', '系统'), ('wecom', '企业微信')], default='manual', max_length=16)),
-                ('description', models.CharField(blank=True, max_length=200, verbose_name='说明')),
-                ('wecom_tag_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('order', models.IntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('group', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tags', to='tagging.taggroup')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=30, verbose_name="名称")),
+                ("color", models.CharField(default="#1677ff", max_length=7, verbose_name="颜色")),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("manual", "手动"),
+                            ("rule", "规则"),
+                            ("system", "系统"),
+                            ("wecom", "企业微信"),
+                        ],
+                        default="manual",
+                        max_length=16,
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=200, verbose_name="说明")),
+                ("wecom_tag_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("order", models.IntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "group",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tags",
+                        to="tagging.taggroup",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '标签',
-                'verbose_name_plural': '标签',
-                'ordering': ['group__order', 'order', 'id'],
+                "verbose_name": "标签",
+                "verbose_name_plural": "标签",
+                "ordering": ["group__order", "order", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TagMergeMove',
+            name="TagMergeMove",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('assignment_ids', models.JSONField(default=list)),
-                ('dropped', models.JSONField(default=list)),
-                ('merge', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='contacts.customermerge')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("assignment_ids", models.JSONField(default=list)),
+                ("dropped", models.JSONField(default=list)),
+                (
+                    "merge",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="contacts.customermerge",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '合并移动的标签',
-                'verbose_name_plural': '合并移动的标签',
+                "verbose_name": "合并移动的标签",
+                "verbose_name_plural": "合并移动的标签",
             },
         ),
         migrations.CreateModel(
-            name='TagRule',
+            name="TagRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('condition', models.JSONField()),
-                ('is_active', models.BooleanField(default=True, verbose_name='启用')),
-                ('audience', models.IntegerField(default=0)),
-                ('evaluated_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('tag', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='rule', to='tagging.tag')),
-                ('updated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("condition", models.JSONField()),
+                ("is_active", models.BooleanField(default=True, verbose_name="启用")),
+                ("audience", models.IntegerField(default=0)),
+                ("evaluated_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "tag",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rule",
+                        to="tagging.tag",
+                    ),
+                ),
+                (
+                    "updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '标签规则',
-                'verbose_name_plural': '标签规则',
+                "verbose_name": "标签规则",
+                "verbose_name_plural": "标签规则",
             },
         ),
         migrations.CreateModel(
-            name='CustomerTagEvent',
+            name="CustomerTagEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(choices=[('added', '添加'), ('removed', '移除')], max_length=8)),
-                ('cause', models.CharField(choices=[('rule', '规则'), ('system', '系统分层'), ('manual', '手动'), ('sync', '企业微信同步'), ('merge', '客户合并')], max_length=8)),
-                ('at', models.DateTimeField()),
-                ('by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='contacts.customer')),
-                ('tag', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='tagging.tag')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[("added", "添加"), ("removed", "移除")], max_length=8
+                    ),
+                ),
+                (
+                    "cause",
+                    models.CharField(
+                        choices=[
+                            ("rule", "规则"),
+                            ("system", "系统分层"),
+                            ("manual", "手动"),
+                            ("sync", "企业微信同步"),
+                            ("merge", "客户合并"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("at", models.DateTimeField()),
+                (
+                    "by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="contacts.customer",
+                    ),
+                ),
+                (
+                    "tag",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="tagging.tag",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '标签变更',
-                'verbose_name_plural': '标签变更',
-                'indexes': [models.Index(fields=['customer', '-at'], name='tag_event_customer_idx'), models.Index(fields=['tag', '-at'], name='tag_event_tag_idx')],
+                "verbose_name": "标签变更",
+                "verbose_name_plural": "标签变更",
+                "indexes": [
+                    models.Index(fields=["customer", "-at"], name="tag_event_customer_idx"),
+                    models.Index(fields=["tag", "-at"], name="tag_event_tag_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='CustomerTag',
+            name="CustomerTag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('added_at', models.DateTimeField()),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='contacts.customer')),
-                ('tag', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='tagging.tag')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("added_at", models.DateTimeField()),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="contacts.customer",
+                    ),
+                ),
+                (
+                    "tag",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="tagging.tag",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '客户标签',
-                'verbose_name_plural': '客户标签',
-                'indexes': [models.Index(fields=['customer'], name='customer_tag_customer_idx')],
-                'constraints': [models.UniqueConstraint(fields=('tag', 'customer'), name='customer_tag_unique')],
+                "verbose_name": "客户标签",
+                "verbose_name_plural": "客户标签",
+                "indexes": [models.Index(fields=["customer"], name="customer_tag_customer_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tag", "customer"), name="customer_tag_unique")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='tag',
-            constraint=models.UniqueConstraint(fields=('group', 'name'), name='tag_unique'),
+            model_name="tag",
+            constraint=models.UniqueConstraint(fields=("group", "name"), name="tag_unique"),
         ),
     ]
