@@ -188,6 +188,27 @@ def group_refresh(*, event: dict, gateway) -> None:
         )
 
 
+def corp_tags_store(*, groups: list[dict]) -> None:
+    """Mirror WeCom's corp tag library as get_corp_tag_list returns it (after our own
+    changes through the API, which raise no callback)."""
+    with transaction.atomic():
+        WeComWriter(progress=SyncProgress(), source=RelationshipEvent.Source.SYNC).corp_tags(groups)
+
+
+def relationship_tags_update(*, relationship_id: int, add: list[str], remove: list[str]) -> None:
+    """Record corp tags we set or removed on a relationship with mark_tag."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE contacts_relationship SET updated_at = now(), wecom_tag_ids = ARRAY(
+                SELECT DISTINCT t FROM unnest(wecom_tag_ids || %s::varchar[]) t
+                WHERE t <> ALL(%s::varchar[]) ORDER BY t)
+            WHERE id = %s
+            """,
+            [add, remove, relationship_id],
+        )
+
+
 def corp_tags_refresh(*, event: dict, gateway) -> None:
     """A corp tag or group changed in the admin console: re-read the (small) tag library."""
     groups = gateway.corp_tag_list()

@@ -197,6 +197,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.reconcile_wecom",
         "schedule": crontab(hour=3, minute=0),
     },
+    # After the reconcile: every customer's facts, then every tag (time moves lifecycle
+    # and recency even when nothing else changed).
+    "tagging-retag-nightly": {
+        "task": "tagging.tasks.retag_nightly",
+        "schedule": crontab(hour=3, minute=30),
+    },
 }
 
 # WeCom. The development defaults are the bundled emulator's credentials (not

@@ -8,7 +8,7 @@ class TagGroup(models.Model):
     name = models.CharField("名称", max_length=30, unique=True)
     # Built-in groups are computed by a system segment (tagging.system); their tags
     # are mutually exclusive per customer.
-    system_key = models.CharField(max_length=32, blank=True, db_index=True)
+    system_key = models.CharField(max_length=80, blank=True, db_index=True)
     order = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 

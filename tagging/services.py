@@ -30,7 +30,7 @@ from tagging.rules import Compiled, RuleError, compile_condition
 RETAG_BATCH = 20_000
 DEBOUNCE_SECONDS = 5
 _RETAG_SCHEDULED = "tagging:retag-scheduled"
-_PUSH_SCHEDULED = "tagging:push-scheduled"
+PUSH_SCHEDULED = "tagging:push-scheduled"
 PREVIEW_SAMPLE = 20
 
 
@@ -62,7 +62,7 @@ def schedule_retag() -> None:
 def schedule_push() -> None:
     from tagging.tasks import push_tags
 
-    if cache.add(_PUSH_SCHEDULED, 1, timeout=DEBOUNCE_SECONDS + 60):
+    if cache.add(PUSH_SCHEDULED, 1, timeout=DEBOUNCE_SECONDS + 60):
         push_tags.apply_async(countdown=DEBOUNCE_SECONDS)
 
 

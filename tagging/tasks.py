@@ -1,6 +1,11 @@
-from celery import shared_task
+from dataclasses import asdict
 
+from celery import shared_task
+from django.core.cache import cache
+
+from scrm.wecom.gateway import WeComGateway
 from tagging import services
+from tagging.push import push_pending
 
 
 @shared_task(name="tagging.tasks.retag_pending", acks_late=True)
@@ -25,3 +30,11 @@ def retag_nightly() -> dict:
 
     facts_refresh()
     return services.retag_full().as_dict()
+
+
+@shared_task(name="tagging.tasks.push_tags", acks_late=True)
+def push_tags() -> dict:
+    """Push changed rule and system tags to WeCom. Safe twice: each customer leaves the
+    queue once pushed, and a repeated mark_tag sends an empty difference (skipped)."""
+    cache.delete(services.PUSH_SCHEDULED)
+    return asdict(push_pending(gateway=WeComGateway.from_settings()))

@@ -229,3 +229,9 @@ class WeComGateway:
             "remove_tag": remove,
         }
         self.call("post", "externalcontact/mark_tag", data=data)
+
+    def corp_tag_add(self, *, group_name: str, names: list[str]) -> dict:
+        """Add tags to the corp tag group of that name (WeCom creates it when missing, and
+        reuses it when it exists); returns the group with the tags created."""
+        data = {"group_name": group_name, "tag": [{"name": name} for name in names]}
+        return self.call("post", "externalcontact/add_corp_tag", data=data)["tag_group"]
