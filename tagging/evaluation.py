@@ -67,6 +67,10 @@ def evaluate(*, customer_ids: list[int] | None, now: datetime | None = None) -> 
         settings = current_settings()
         for segment in SEGMENTS:
             _segment(context, result, segment, settings)
+        if not scoped:
+            # Rules reading tags (has / lacks) look assignments up per customer: give the
+            # planner the statistics of the assignments just written.
+            cursor.execute("ANALYZE tagging_customertag")
         _rules(context, result)
     result.seconds = time.monotonic() - started
     return result

@@ -31,6 +31,7 @@ RETAG_BATCH = 20_000
 DEBOUNCE_SECONDS = 5
 _RETAG_SCHEDULED = "tagging:retag-scheduled"
 PUSH_SCHEDULED = "tagging:push-scheduled"
+FULL_SCHEDULED = "tagging:full-scheduled"
 PREVIEW_SAMPLE = 20
 
 
@@ -208,14 +209,17 @@ def rule_save(
         rule.condition, rule.is_active, rule.updated_by = condition, is_active, by
         rule.save()
         rule_order(list(TagRule.objects.filter(is_active=True).select_related("tag")))
-        transaction.on_commit(_schedule_full_retag)
+        transaction.on_commit(schedule_full_retag)
     return rule
 
 
-def _schedule_full_retag() -> None:
+def schedule_full_retag() -> None:
+    """One full retag a few seconds from now (after a rule or a threshold changed), unless
+    one is already waiting: saving eight rules in a row costs one run."""
     from tagging.tasks import retag_full_task
 
-    retag_full_task.delay()
+    if cache.add(FULL_SCHEDULED, 1, timeout=DEBOUNCE_SECONDS + 60):
+        retag_full_task.apply_async(countdown=DEBOUNCE_SECONDS)
 
 
 # -- manual tags ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ def retag_pending() -> dict:
 def retag_full_task() -> dict:
     """Every rule over every customer (a rule changed, or nightly). Safe twice: a second
     run finds nothing to change."""
+    cache.delete(services.FULL_SCHEDULED)
     return services.retag_full().as_dict()
 
 

@@ -1,6 +1,7 @@
 """Run the whole platform for a demo: the WeCom emulator, web, Celery worker and beat.
 
-First syncs WeCom from the emulator, creates the logins and loads demo orders.
+First syncs WeCom from the emulator, creates the logins, loads demo orders and tags
+every customer.
 
 Starts each part as a child process, prints the URL and the logins, and on
 Ctrl-C stops everything it started. The Makefile's `demo` target prepares the
@@ -73,6 +74,9 @@ class Command(BaseCommand):
             call_command(
                 "seed_demo_orders", "--seed", "42", "--guides", "50", "--customers", "20000"
             )
+            call_command("seed_demo_tags")
+            self.stdout.write("tagging every customer…")
+            call_command("retag", "--full", "--inline")
         except BaseException:
             emulator.terminate()
             raise
