@@ -16,6 +16,8 @@ class Store(models.Model):
     wecom_department_id = models.BigIntegerField(
         "企业微信部门ID", null=True, blank=True, unique=True
     )
+    # The store manager's WeCom userid: guides' overdue tasks are escalated to them.
+    manager_userid = models.CharField("店长 UserID", max_length=64, blank=True, db_default="")
 
     class Meta:
         ordering = ["code"]
@@ -144,6 +146,7 @@ class Customer(models.Model):
     corp_name = models.CharField(max_length=100, blank=True)
     unionid = models.CharField(max_length=64, blank=True, db_index=True)
     joined_at = models.DateTimeField("入会时间", null=True, blank=True, db_index=True)
+    birthday = models.DateField("生日", null=True, blank=True)
     is_member = models.BooleanField("私域会员", default=False, db_index=True)
     # Set when this record was merged into another (kept for an exact undo).
     merged_into = models.ForeignKey(

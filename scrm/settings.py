@@ -203,11 +203,24 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tagging.tasks.retag_nightly",
         "schedule": crontab(hour=3, minute=30),
     },
+    "sop-dispatch": {"task": "sop.tasks.dispatch_due", "schedule": 60.0},
+    "sop-enroll-tags": {"task": "sop.tasks.enroll_tags", "schedule": 60.0},
+    # After the nightly retag, so date triggers see today's facts; steps due today wait
+    # for their send windows.
+    "sop-enroll-daily": {
+        "task": "sop.tasks.enroll_daily",
+        "schedule": crontab(hour=4, minute=0),
+    },
+    "sop-automatic-results": {"task": "sop.tasks.fetch_automatic_results", "schedule": 300.0},
+    "sop-reminders": {"task": "sop.tasks.send_reminders", "schedule": 300.0},
 }
 
 # WeCom. The development defaults are the bundled emulator's credentials (not
 # secrets of any real corp); outside development the secrets default to empty.
 _DEV = DEBUG or IS_DEVELOPMENT
+# Where users reach the platform: links in WeCom app messages (guides' task list).
+SCRM_BASE_URL = env.str("SCRM_BASE_URL", default="http://127.0.0.1:8000")
+
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="http://127.0.0.1:8090/cgi-bin/")
 WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="ww5f1e2d3c4b5a6978" if _DEV else "")
 WECOM_CONTACT_SECRET = env.str(

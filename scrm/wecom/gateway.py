@@ -90,6 +90,7 @@ class WeComGateway:
             session=RedisStorage(self.redis, prefix="wecom"),
         )
         self.api_calls = 0  # HTTP calls made by this gateway, token fetches included
+        self.agent_id: int | None = None  # set for the self-built app (for_app)
         self._bucket = self.redis.register_script(_TOKEN_BUCKET)
 
     @classmethod
@@ -99,6 +100,16 @@ class WeComGateway:
 
         credentials = current()
         return cls(Credentials(credentials.corp_id, credentials.contact_secret))
+
+    @classmethod
+    def for_app(cls) -> "WeComGateway":
+        """The self-built app (its own secret and token): app messages to staff."""
+        from scrm.wecom.credentials import current
+
+        credentials = current()
+        gateway = cls(Credentials(credentials.corp_id, credentials.agent_secret))
+        gateway.agent_id = credentials.agent_id
+        return gateway
 
     # -- the one way every call is made -------------------------------------------
 
@@ -235,3 +246,40 @@ class WeComGateway:
         reuses it when it exists); returns the group with the tags created."""
         data = {"group_name": group_name, "tag": [{"name": name} for name in names]}
         return self.call("post", "externalcontact/add_corp_tag", data=data)["tag_group"]
+
+    def add_msg_template(
+        self, *, sender: str, external_userids: list[str], text: str, attachments: list[dict]
+    ) -> dict:
+        """A 1:1 mass-message task for one guide's customers; nothing is sent until the
+        guide confirms in WeCom. Returns {"msgid", "fail_list"}."""
+        data = {"chat_type": "single", "sender": sender, "external_userid": external_userids}
+        if text:
+            data["text"] = {"content": text}
+        if attachments:
+            data["attachments"] = attachments
+        result = self.call("post", "externalcontact/add_msg_template", data=data)
+        return {"msgid": result.get("msgid", ""), "fail_list": result.get("fail_list", [])}
+
+    def groupmsg_send_result(self, *, msgid: str, userid: str) -> list[dict]:
+        """Per customer: status 0 not sent, 1 sent, 2 not a friend, 3 over WeCom's limit."""
+        rows, cursor = [], ""
+        while True:
+            result = self.call(
+                "post",
+                "externalcontact/get_groupmsg_send_result",
+                data={"msgid": msgid, "userid": userid, "limit": 1000, "cursor": cursor},
+            )
+            rows += result.get("send_list", [])
+            cursor = result.get("next_cursor", "")
+            if not cursor:
+                return rows
+
+    def message_send(self, *, userids: list[str], text: str) -> dict:
+        """An app message to staff (guides, store managers); needs the app's gateway."""
+        data = {
+            "touser": "|".join(userids),
+            "msgtype": "text",
+            "agentid": self.agent_id,
+            "text": {"content": text},
+        }
+        return self.call("post", "message/send", data=data)

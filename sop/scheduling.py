@@ -1,0 +1,331 @@
+"""Enrolment and dispatch, set-based (docs/SOP.md).
+
+`enroll` turns candidate rows (customer, guide, trigger key, trigger time) into
+enrollments and their touchpoints in one statement; unique keys make a trigger
+that fires twice a no-op. `dispatch` hands due touchpoints to guides as tasks,
+a batch of rows claimed with FOR UPDATE SKIP LOCKED per transaction, applying
+stop conditions, expiry, quiet hours and the contact policy with a handful of
+UPDATEs over the batch. Every statement here runs for a whole batch: the cost
+per touchpoint is index lookups, never a Python loop.
+"""
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db import connection, transaction
+
+from sop.models import ContactPolicy, SopPlan
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+DISPATCH_BATCH = 10_000
+PURCHASED = "o.status IN ('paid', 'partially_refunded') AND o.paid_at IS NOT NULL"
+
+# When a step is due: trigger time plus offset, in Shanghai (no DST), moved into the
+# step's send window (its start that day, or the next day's start when already past).
+_DUE = """
+WITH raw AS (
+    SELECT e.id AS enrollment_id, e.customer_id, e.guide_id, s.id AS step_id,
+           (e.triggered_at AT TIME ZONE 'Asia/Shanghai')
+             + s.offset_days * interval '1 day' + s.offset_hours * interval '1 hour' AS local,
+           s.window_start, s.window_end
+    FROM enrolled e JOIN sop_sopstep s ON s.plan_id = %(plan)s
+), placed AS (
+    SELECT raw.*, CASE
+        WHEN local::time < window_start THEN local::date + window_start
+        WHEN local::time > window_end THEN local::date + 1 + window_start
+        ELSE local END AS start_local
+    FROM raw
+)
+INSERT INTO sop_touchpoint (enrollment_id, step_id, plan_id, customer_id, guide_id, priority,
+                            due_at, window_ends_at, status, reason)
+SELECT enrollment_id, step_id, %(plan)s, customer_id, guide_id, %(priority)s,
+       start_local AT TIME ZONE 'Asia/Shanghai',
+       (start_local::date + window_end) AT TIME ZONE 'Asia/Shanghai', 'planned', ''
+FROM placed
+ON CONFLICT (enrollment_id, step_id) DO NOTHING
+"""
+
+# The guide who acts for a customer: the most recently added live relationship.
+LATEST_GUIDE = """(SELECT r.guide_id FROM contacts_relationship r
+                   WHERE r.customer_id = {customer} AND r.is_active
+                   ORDER BY r.added_at DESC, r.id DESC LIMIT 1)"""
+
+
+def enroll(*, plan: SopPlan, candidates: str, params: dict) -> int:
+    """Enrol the rows of `candidates` (SQL giving customer_id, guide_id, trigger_key,
+    triggered_at) that pass the plan's audience; returns the number of new enrollments.
+    Rows without a guide are skipped (nobody could act on them)."""
+    from tagging.evaluation import resolve_ids
+    from tagging.rules import compile_condition
+
+    audience, audience_params = "true", {}
+    if plan.audience:
+        compiled = compile_condition(plan.audience, resolve=resolve_ids)
+        audience, audience_params = compiled.sql, compiled.params
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            DROP TABLE IF EXISTS enrolled;
+            CREATE TEMP TABLE enrolled ON COMMIT DROP AS
+            WITH c AS ({candidates}), inserted AS (
+                INSERT INTO sop_enrollment (plan_id, customer_id, guide_id, trigger_key,
+                                            triggered_at, status, stopped_reason, created_at)
+                SELECT DISTINCT ON (c.customer_id, c.trigger_key) %(plan)s, c.customer_id,
+                       c.guide_id, c.trigger_key, c.triggered_at, 'active', '', now()
+                FROM c JOIN contacts_customerfacts f ON f.customer_id = c.customer_id
+                WHERE c.guide_id IS NOT NULL AND ({audience})
+                ORDER BY c.customer_id, c.trigger_key, c.triggered_at
+                ON CONFLICT (plan_id, customer_id, trigger_key) DO NOTHING
+                RETURNING id, customer_id, guide_id, triggered_at
+            )
+            SELECT * FROM inserted
+            """,
+            {"today": _today(), **params, **audience_params, "plan": plan.pk},
+        )
+        enrolled = cursor.rowcount
+        if enrolled:
+            cursor.execute(_DUE, {"plan": plan.pk, "priority": plan.priority})
+    return enrolled
+
+
+def _today(now: datetime | None = None) -> date:
+    return (now or datetime.now(tz=SHANGHAI)).astimezone(SHANGHAI).date()
+
+
+def local_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+
+
+@dataclass
+class DispatchResult:
+    created: int = 0
+    deferred: int = 0  # quiet hours: moved to their end
+    expired: int = 0
+    suppressed: Counter = field(default_factory=Counter)  # reason → count
+    stopped: Counter = field(default_factory=Counter)
+    automatic: list[int] = field(default_factory=list)  # touchpoints queued for sending
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "created": self.created,
+            "suppressed": dict(self.suppressed),
+            "stopped": dict(self.stopped),
+            "expired": self.expired,
+            "deferred": self.deferred,
+            "automatic": len(self.automatic),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def in_quiet_hours(policy: ContactPolicy, now: datetime) -> datetime | None:
+    """The end of the quiet hours `now` falls in (as an aware time), or None."""
+    local = now.astimezone(SHANGHAI)
+    start, end, clock = policy.quiet_start, policy.quiet_end, local.time()
+    if start == end:
+        return None
+    if start < end:
+        inside = start <= clock < end
+        ends_on = local.date()
+    else:  # across midnight, e.g. 21:30–09:00
+        inside = clock >= start or clock < end
+        ends_on = local.date() + timedelta(days=1) if clock >= start else local.date()
+    if not inside:
+        return None
+    return datetime.combine(ends_on, end, tzinfo=SHANGHAI)
+
+
+def dispatch(*, now: datetime, batch: int = DISPATCH_BATCH) -> DispatchResult:
+    """Turn every touchpoint due by `now` into a task (or record why not)."""
+    started = time.monotonic()
+    result = DispatchResult()
+    policy = ContactPolicy.current()
+    while _dispatch_batch(now=now, policy=policy, batch=batch, result=result):
+        pass
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Open tasks whose window has ended: expired (counted, shown to the guide as such).
+        cursor.execute(
+            "UPDATE sop_touchpoint SET status = 'expired'"
+            " WHERE status = 'task' AND window_ends_at < %s",
+            [now],
+        )
+        result.expired += cursor.rowcount
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result) -> bool:
+    today = _today(now)
+    week_start = today - timedelta(days=today.weekday())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TABLE IF EXISTS claimed;"
+            " CREATE TEMP TABLE claimed (id bigint PRIMARY KEY) ON COMMIT DROP"
+        )
+        cursor.execute(
+            """
+            INSERT INTO claimed SELECT id FROM sop_touchpoint
+            WHERE status = 'planned' AND due_at <= %s
+            ORDER BY due_at, id LIMIT %s FOR UPDATE SKIP LOCKED
+            """,
+            [now, batch],
+        )
+        if cursor.rowcount == 0:
+            return False
+        claimed = cursor.rowcount
+        cursor.execute("ANALYZE claimed")
+        params = {
+            "now": now,
+            "day_start": local_midnight(today),
+            "week_start": local_midnight(week_start),
+            "complaint_tag": policy.complaint_tag_id,
+            "complaint_since": now - timedelta(days=policy.complaint_days),
+            "max_day": policy.max_per_day,
+            "max_week": policy.max_per_week,
+        }
+        # 1. Stop conditions, first match wins; the enrolment stops with its touchpoint.
+        cursor.execute(
+            f"""
+            WITH reasons AS (
+                SELECT t.id, t.enrollment_id, CASE
+                    WHEN e.status = 'stopped' THEN e.stopped_reason
+                    WHEN EXISTS (SELECT 1 FROM sop_optout x WHERE x.customer_id = t.customer_id)
+                        THEN 'opted_out'
+                    WHEN p.stop_on_contact_deleted AND NOT EXISTS (
+                        SELECT 1 FROM contacts_relationship r WHERE r.customer_id = t.customer_id
+                          AND r.guide_id = t.guide_id AND r.is_active) THEN 'contact_deleted'
+                    WHEN p.stop_on_purchase AND EXISTS (
+                        SELECT 1 FROM contacts_order o WHERE o.customer_id = t.customer_id
+                          AND {PURCHASED} AND o.paid_at > e.triggered_at
+                          AND o.paid_at <= %(now)s) THEN 'purchased'
+                    WHEN p.stop_on_tag_added_id IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = t.customer_id
+                          AND ct.tag_id = p.stop_on_tag_added_id
+                          AND ct.added_at > e.triggered_at) THEN 'tag_added'
+                    WHEN p.stop_on_tag_removed_id IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = t.customer_id
+                          AND ct.tag_id = p.stop_on_tag_removed_id) THEN 'tag_removed'
+                    WHEN NOT p.is_active THEN 'plan_paused'
+                    END AS reason
+                FROM claimed c JOIN sop_touchpoint t ON t.id = c.id
+                JOIN sop_enrollment e ON e.id = t.enrollment_id
+                JOIN sop_sopplan p ON p.id = t.plan_id
+            ), stopped AS (
+                UPDATE sop_touchpoint t SET status = 'stopped', reason = r.reason
+                FROM reasons r WHERE t.id = r.id AND r.reason IS NOT NULL
+                RETURNING t.enrollment_id, r.reason
+            ), enrollments AS (
+                UPDATE sop_enrollment e SET status = 'stopped', stopped_reason = s.reason,
+                       stopped_at = %(now)s
+                FROM (SELECT DISTINCT ON (enrollment_id) enrollment_id, reason FROM stopped) s
+                WHERE e.id = s.enrollment_id AND e.status = 'active'
+                  AND s.reason <> 'plan_paused'
+            )
+            SELECT reason, count(*) FROM stopped GROUP BY reason
+            """,
+            params,
+        )
+        for reason, count in cursor.fetchall():
+            result.stopped[reason] += count
+        # 2. Windows that ended before the touch could be given.
+        cursor.execute(
+            """
+            UPDATE sop_touchpoint t SET status = 'expired' FROM claimed c
+            WHERE t.id = c.id AND t.status = 'planned' AND t.window_ends_at < %(now)s
+            """,
+            params,
+        )
+        result.expired += cursor.rowcount
+        # 3. Quiet hours: nothing is given now; the rest waits for their end.
+        quiet_end = in_quiet_hours(policy, now)
+        if quiet_end is not None:
+            cursor.execute(
+                """
+                UPDATE sop_touchpoint t SET due_at = %(until)s FROM claimed c
+                WHERE t.id = c.id AND t.status = 'planned'
+                """,
+                {"until": quiet_end},
+            )
+            result.deferred += cursor.rowcount
+            return claimed == batch
+        # 4. The contact policy, per customer: complaint, one plan a day, daily and weekly caps.
+        cursor.execute(
+            """
+            WITH candidates AS (
+                SELECT t.id, t.customer_id, t.plan_id, t.priority, t.due_at
+                FROM claimed c JOIN sop_touchpoint t ON t.id = c.id WHERE t.status = 'planned'
+            ), given AS (
+                SELECT g.customer_id,
+                       count(*) FILTER (WHERE g.task_at >= %(day_start)s) AS today,
+                       count(*) AS week,
+                       min(g.plan_id) FILTER (WHERE g.task_at >= %(day_start)s) AS today_plan
+                FROM sop_touchpoint g
+                WHERE g.customer_id IN (SELECT customer_id FROM candidates)
+                  AND g.task_at >= %(week_start)s
+                GROUP BY g.customer_id
+            ), top AS (
+                SELECT DISTINCT ON (customer_id) customer_id, plan_id
+                FROM candidates ORDER BY customer_id, priority DESC, due_at, id
+            ), ranked AS (
+                SELECT k.*, coalesce(g.today_plan, top.plan_id) AS day_plan,
+                       coalesce(g.today, 0) AS today, coalesce(g.week, 0) AS week,
+                       row_number() OVER (
+                           PARTITION BY k.customer_id,
+                                        k.plan_id = coalesce(g.today_plan, top.plan_id)
+                           ORDER BY k.priority DESC, k.due_at, k.id) AS rank
+                FROM candidates k JOIN top ON top.customer_id = k.customer_id
+                LEFT JOIN given g ON g.customer_id = k.customer_id
+            ), decided AS (
+                SELECT id, CASE
+                    WHEN %(complaint_tag)s::bigint IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM tagging_customertag ct
+                        WHERE ct.customer_id = ranked.customer_id
+                          AND ct.tag_id = %(complaint_tag)s::bigint
+                          AND ct.added_at >= %(complaint_since)s) THEN 'complaint'
+                    WHEN plan_id <> day_plan THEN 'another_plan_today'
+                    WHEN today + rank > %(max_day)s THEN 'daily_cap'
+                    WHEN week + rank > %(max_week)s THEN 'weekly_cap'
+                    END AS reason
+                FROM ranked
+            ), suppressed AS (
+                UPDATE sop_touchpoint t SET status = 'suppressed', reason = d.reason
+                FROM decided d WHERE t.id = d.id AND d.reason IS NOT NULL
+                RETURNING d.reason
+            )
+            SELECT reason, count(*) FROM suppressed GROUP BY reason
+            """,
+            params,
+        )
+        for reason, count in cursor.fetchall():
+            result.suppressed[reason] += count
+        # 5. The rest are the guides' tasks; automatic steps are queued for sending.
+        cursor.execute(
+            """
+            WITH tasks AS (
+                UPDATE sop_touchpoint t SET status = 'task', task_at = %(now)s FROM claimed c
+                WHERE t.id = c.id AND t.status = 'planned'
+                RETURNING t.id, t.step_id
+            ), automatic AS (
+                INSERT INTO sop_automaticsend (touchpoint_id, status, msgid, error, created_at,
+                                               updated_at)
+                SELECT tasks.id, 'queued', '', '', %(now)s, %(now)s
+                FROM tasks JOIN sop_sopstep s ON s.id = tasks.step_id WHERE s.is_automatic
+                ON CONFLICT (touchpoint_id) DO NOTHING
+                RETURNING touchpoint_id
+            )
+            SELECT (SELECT count(*) FROM tasks), coalesce(array_agg(touchpoint_id), '{}')
+            FROM automatic
+            """,
+            params,
+        )
+        created, automatic = cursor.fetchone()
+        result.created += created
+        result.automatic += automatic
+        if automatic:
+            from sop.tasks import send_automatic
+
+            transaction.on_commit(lambda ids=list(automatic): send_automatic.delay(ids))
+        return claimed == batch

@@ -1,0 +1,431 @@
+"""Operations on SOP: plans, guides' tasks, opt-outs, automatic sends and reminders."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from contacts.models import Customer, Guide, OrderLine, Relationship, Store
+from scrm.wecom.gateway import WeComError
+from sop import triggers
+from sop.models import (
+    AutomaticSend,
+    ContactPolicy,
+    GuideReminder,
+    OptOut,
+    SopPlan,
+    SopStep,
+    Touchpoint,
+)
+from sop.scheduling import SHANGHAI, _today, local_midnight
+
+logger = logging.getLogger(__name__)
+
+DEBOUNCE_SECONDS = 5
+TRIGGERS_SCHEDULED = "sop:triggers-scheduled"
+TRIGGER_BATCH = 20_000
+REMINDER_EVERY = timedelta(minutes=30)
+
+
+class PlanError(ValueError):
+    """A plan that cannot be saved, with the reason an operator can act on."""
+
+
+# -- plans ------------------------------------------------------------------------------
+
+
+def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> SopPlan:
+    """Create or change a plan and its steps (replaced as given). Refused with PlanError
+    when the audience, trigger or a step is invalid; nothing is written then."""
+    from tagging.rules import RuleError
+    from tagging.services import rule_compile
+
+    if fields.get("audience"):
+        try:
+            rule_compile(fields["audience"])
+        except RuleError as error:
+            raise PlanError(f"人群条件：{error}") from None
+    trigger, params = fields.get("trigger"), fields.get("trigger_params") or {}
+    if trigger not in SopPlan.Trigger.values:
+        raise PlanError(f"未知的触发条件：{trigger}")
+    if trigger == SopPlan.Trigger.TAG_ADDED and not params.get("tag"):
+        raise PlanError("「被打上标签」需要选择一个标签")
+    if trigger == SopPlan.Trigger.DAYS_SINCE_PURCHASE and not int(params.get("days") or 0) > 0:
+        raise PlanError("「距最近购买 N 天」需要一个大于 0 的天数")
+    if not steps:
+        raise PlanError("计划至少要有一个步骤")
+    for number, step in enumerate(steps, start=1):
+        start, end = step.get("window_start", time(10)), step.get("window_end", time(21))
+        if start >= end:
+            raise PlanError(f"第 {number} 步：发送窗口的开始要早于结束")
+        if step.get("action", SopStep.Action.MESSAGE) not in SopStep.Action.values:
+            raise PlanError(f"第 {number} 步：未知的动作 {step.get('action')}")
+    with transaction.atomic():
+        if plan is None:
+            plan = SopPlan(created_by=by, started_at=timezone.now())
+        for name, value in fields.items():
+            setattr(plan, name, value)
+        plan.save()
+        kept = []
+        for position, step in enumerate(steps, start=1):
+            row, _ = SopStep.objects.update_or_create(
+                plan=plan, position=position, defaults={**step, "position": position}
+            )
+            kept.append(row.pk)
+        # Steps removed from the plan: their touchpoints not yet given are stopped.
+        Touchpoint.objects.filter(
+            plan=plan, status=Touchpoint.Status.PLANNED, step__position__gt=len(steps)
+        ).update(status=Touchpoint.Status.STOPPED, reason="step_removed")
+        SopStep.objects.filter(plan=plan).exclude(pk__in=kept).filter(
+            touchpoints__isnull=True
+        ).delete()
+    return plan
+
+
+def enroll_manual(*, plan: SopPlan, customer_ids: list[int], by) -> int:
+    with transaction.atomic():
+        return triggers.manual(plan=plan, customer_ids=customer_ids)
+
+
+def optout_set(*, customer: Customer, reason: str, by) -> None:
+    OptOut.objects.get_or_create(customer=customer, defaults={"reason": reason, "created_by": by})
+
+
+# -- order triggers, fed by the facts listener -------------------------------------------
+
+
+def customers_mark_for_triggers(customer_ids: list[int]) -> None:
+    """The facts listener: customers whose facts changed may have new paid orders."""
+    if (
+        not customer_ids
+        or not SopPlan.objects.filter(
+            is_active=True, trigger__in=[SopPlan.Trigger.PAID_ORDER, SopPlan.Trigger.FIRST_ORDER]
+        ).exists()
+    ):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO sop_triggerpending (customer_id, marked_at)"
+            " SELECT unnest(%s::bigint[]), now() ON CONFLICT DO NOTHING",
+            [sorted(set(customer_ids))],
+        )
+    transaction.on_commit(_schedule_triggers)
+
+
+def _schedule_triggers() -> None:
+    from sop.tasks import enroll_pending_orders
+
+    if cache.add(TRIGGERS_SCHEDULED, 1, timeout=DEBOUNCE_SECONDS + 60):
+        enroll_pending_orders.apply_async(countdown=DEBOUNCE_SECONDS)
+
+
+def enroll_pending(*, now: datetime | None = None) -> int:
+    """Order triggers for queued customers, a batch per transaction (claimed in it)."""
+    cache.delete(TRIGGERS_SCHEDULED)
+    total = 0
+    while True:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    """
+                    DELETE FROM sop_triggerpending WHERE customer_id IN (
+                        SELECT customer_id FROM sop_triggerpending ORDER BY customer_id
+                        LIMIT %s FOR UPDATE SKIP LOCKED)
+                    RETURNING customer_id
+                    """,
+                    [TRIGGER_BATCH],
+                )
+                ids = [row[0] for row in cursor.fetchall()]
+            if not ids:
+                return total
+            total += triggers.orders_placed(customer_ids=ids, now=now)
+
+
+def contact_added(*, event: dict, gateway=None) -> None:
+    """Callback handler (registered after contacts and campaigns)."""
+    with transaction.atomic():
+        triggers.contact_added(event=event)
+
+
+# -- the guide's tasks -------------------------------------------------------------------
+
+
+class TaskError(ValueError):
+    """A task the guide cannot change (not theirs, or no longer open)."""
+
+
+def _open_task(touchpoint_id: int, guide: Guide) -> Touchpoint:
+    touchpoint = (
+        Touchpoint.objects.select_for_update().filter(pk=touchpoint_id, guide=guide).first()
+    )
+    if touchpoint is None:
+        raise TaskError("找不到这个任务")
+    if touchpoint.status != Touchpoint.Status.TASK:
+        raise TaskError(f"这个任务已经{touchpoint.get_status_display()}了")
+    return touchpoint
+
+
+def task_done(*, touchpoint_id: int, guide: Guide, now: datetime | None = None) -> Touchpoint:
+    with transaction.atomic():
+        touchpoint = _open_task(touchpoint_id, guide)
+        touchpoint.status, touchpoint.done_at = Touchpoint.Status.DONE, now or timezone.now()
+        touchpoint.save(update_fields=["status", "done_at"])
+        return touchpoint
+
+
+def task_skip(*, touchpoint_id: int, guide: Guide, reason: str) -> Touchpoint:
+    reason = reason.strip()
+    if not reason:
+        raise TaskError("跳过需要写明原因")
+    with transaction.atomic():
+        touchpoint = _open_task(touchpoint_id, guide)
+        touchpoint.status, touchpoint.reason = Touchpoint.Status.SKIPPED, reason[:200]
+        touchpoint.done_at = timezone.now()
+        touchpoint.save(update_fields=["status", "reason", "done_at"])
+        return touchpoint
+
+
+def task_snooze(*, touchpoint_id: int, guide: Guide, until: datetime) -> Touchpoint:
+    """Move a task later within its window (it still expires at the window's end)."""
+    with transaction.atomic():
+        touchpoint = _open_task(touchpoint_id, guide)
+        if until >= touchpoint.window_ends_at:
+            raise TaskError("推迟后就超出了这个任务的发送窗口")
+        touchpoint.snoozed_until = until
+        touchpoint.save(update_fields=["snoozed_until"])
+        return touchpoint
+
+
+# -- scripts -----------------------------------------------------------------------------
+
+VARIABLES = {
+    "{称呼}": "备注名，没有备注时用客户名",
+    "{客户姓名}": "客户名",
+    "{最近购买商品}": "最近一单的第一件商品",
+    "{导购姓名}": "导购的名字",
+    "{门店}": "导购所在门店",
+}
+
+
+def script_render(*, script: str, customer: Customer, guide: Guide) -> str:
+    """The script with its variables filled in for this customer and guide."""
+    relationship = Relationship.objects.filter(customer=customer, guide=guide).first()
+    last_line = (
+        OrderLine.objects.filter(
+            order__customer=customer, order__status__in=["paid", "partially_refunded"]
+        )
+        .order_by("-order__paid_at", "line_no")
+        .values_list("product_name", flat=True)
+        .first()
+    )
+    store = Store.objects.filter(pk=guide.store_id).values_list("name", flat=True).first()
+    values = {
+        "{称呼}": (relationship.remark if relationship and relationship.remark else customer.name),
+        "{客户姓名}": customer.name,
+        "{最近购买商品}": last_line or "",
+        "{导购姓名}": guide.name,
+        "{门店}": store or "",
+    }
+    for variable, value in values.items():
+        script = script.replace(variable, value)
+    return script
+
+
+# -- automatic steps ----------------------------------------------------------------------
+
+
+def _attachments(step: SopStep) -> list[dict]:
+    """Our attachment shape → add_msg_template's."""
+    converted = []
+    for item in step.attachments or []:
+        kind = item.get("type")
+        if kind == "image":
+            converted.append({"msgtype": "image", "image": {"pic_url": item.get("pic_url", "")}})
+        elif kind == "link":
+            converted.append(
+                {
+                    "msgtype": "link",
+                    "link": {
+                        "title": item.get("title", ""),
+                        "url": item.get("url", ""),
+                        "picurl": item.get("pic_url", ""),
+                        "desc": item.get("desc", ""),
+                    },
+                }
+            )
+        elif kind == "miniprogram":
+            converted.append(
+                {
+                    "msgtype": "miniprogram",
+                    "miniprogram": {
+                        "title": item.get("title", ""),
+                        "appid": item.get("appid", ""),
+                        "page": item.get("page", ""),
+                        "pic_media_id": item.get("pic_media_id", ""),
+                    },
+                }
+            )
+    return converted
+
+
+def automatic_send(*, touchpoint_ids: list[int], gateway) -> dict:
+    """Send queued automatic steps: each record moves queued → sending (committed) before
+    WeCom is called, so a retry of this task never sends a touchpoint twice; a record
+    found `sending` (the process died during the call) is marked unknown, not resent."""
+    counts = {"sent": 0, "failed": 0, "unknown": 0}
+    counts["unknown"] = AutomaticSend.objects.filter(
+        touchpoint_id__in=touchpoint_ids, status=AutomaticSend.Status.SENDING
+    ).update(status=AutomaticSend.Status.UNKNOWN, error="发送时进程中断，请在企业微信中核对")
+    for touchpoint_id in touchpoint_ids:
+        claimed = AutomaticSend.objects.filter(
+            touchpoint_id=touchpoint_id, status=AutomaticSend.Status.QUEUED
+        ).update(status=AutomaticSend.Status.SENDING)
+        if not claimed:
+            continue
+        touchpoint = Touchpoint.objects.select_related("customer", "guide", "step").get(
+            pk=touchpoint_id
+        )
+        text = script_render(
+            script=touchpoint.step.script, customer=touchpoint.customer, guide=touchpoint.guide
+        )
+        try:
+            result = gateway.add_msg_template(
+                sender=touchpoint.guide.wecom_userid,
+                external_userids=[touchpoint.customer.external_userid],
+                text=text,
+                attachments=_attachments(touchpoint.step),
+            )
+        except WeComError as error:
+            AutomaticSend.objects.filter(touchpoint_id=touchpoint_id).update(
+                status=AutomaticSend.Status.FAILED, error=f"{error.errcode} {error.errmsg}"[:300]
+            )
+            counts["failed"] += 1
+            continue
+        failed = touchpoint.customer.external_userid in result["fail_list"]
+        AutomaticSend.objects.filter(touchpoint_id=touchpoint_id).update(
+            status=AutomaticSend.Status.FAILED if failed else AutomaticSend.Status.SENT,
+            msgid=result["msgid"],
+            error="企业微信拒绝了这位客户（fail_list）" if failed else "",
+        )
+        counts["failed" if failed else "sent"] += 1
+    return counts
+
+
+def automatic_results(*, gateway) -> int:
+    """Fetch back the results of sent automatic steps: a customer who received it makes
+    the touchpoint done. Returns how many were confirmed."""
+    confirmed = 0
+    for send in AutomaticSend.objects.filter(status=AutomaticSend.Status.SENT).select_related(
+        "touchpoint__guide", "touchpoint__customer"
+    ):
+        rows = gateway.groupmsg_send_result(
+            msgid=send.msgid, userid=send.touchpoint.guide.wecom_userid
+        )
+        row = next(
+            (
+                r
+                for r in rows
+                if r.get("external_userid") == send.touchpoint.customer.external_userid
+            ),
+            None,
+        )
+        if row is None or row.get("status") == 0:
+            continue  # the guide has not confirmed the send in WeCom yet
+        with transaction.atomic():
+            if row["status"] == 1:
+                sent_at = datetime.fromtimestamp(row.get("send_time", 0), tz=SHANGHAI)
+                Touchpoint.objects.filter(
+                    pk=send.touchpoint_id, status=Touchpoint.Status.TASK
+                ).update(status=Touchpoint.Status.DONE, done_at=sent_at)
+                send.status, send.error = AutomaticSend.Status.CONFIRMED, ""
+                confirmed += 1
+            else:
+                send.status = AutomaticSend.Status.FAILED
+                send.error = {2: "客户已不是好友", 3: "客户已达到企业微信的接收上限"}.get(
+                    row["status"], f"status {row['status']}"
+                )
+            send.save(update_fields=["status", "error", "updated_at"])
+    return confirmed
+
+
+# -- reminders ----------------------------------------------------------------------------
+
+
+@dataclass
+class ReminderResult:
+    morning: int = 0
+    overdue: int = 0
+    escalated: int = 0
+
+
+def _task_link() -> str:
+    return settings.SCRM_BASE_URL.rstrip("/") + reverse("guide_home")
+
+
+def _send(gateway, guide: Guide, kind: str, recipient: str, tasks: int, text: str, now) -> None:
+    error = ""
+    try:
+        gateway.message_send(userids=[recipient], text=text)
+    except WeComError as failure:
+        error = f"{failure.errcode} {failure.errmsg}"[:300]
+    GuideReminder.objects.create(
+        guide=guide, kind=kind, recipient=recipient, tasks=tasks, sent_at=now, error=error
+    )
+
+
+def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
+    """The morning list (once a day after the policy's time), overdue reminders (at most
+    one per guide per half hour) and escalations to the store manager."""
+    now = now or timezone.now()
+    policy = ContactPolicy.current()
+    result = ReminderResult()
+    today = _today(now)
+    day_start = local_midnight(today)
+    open_tasks = Touchpoint.objects.filter(status=Touchpoint.Status.TASK)
+    if now.astimezone(SHANGHAI).time() >= policy.morning_reminder_at:
+        already = GuideReminder.objects.filter(
+            kind=GuideReminder.Kind.MORNING, sent_at__gte=day_start
+        ).values("guide_id")
+        for guide_id, count in _counts_by_guide(open_tasks.exclude(guide_id__in=already)):
+            guide = Guide.objects.get(pk=guide_id)
+            text = f"今天有 {count} 个客户待跟进：{_task_link()}"
+            _send(gateway, guide, GuideReminder.Kind.MORNING, guide.wecom_userid, count, text, now)
+            result.morning += 1
+    overdue = open_tasks.filter(due_at__lt=now - timedelta(minutes=policy.overdue_after_minutes))
+    recent = GuideReminder.objects.filter(
+        kind=GuideReminder.Kind.OVERDUE, sent_at__gt=now - REMINDER_EVERY
+    ).values("guide_id")
+    for guide_id, count in _counts_by_guide(overdue.exclude(guide_id__in=recent)):
+        guide = Guide.objects.get(pk=guide_id)
+        text = f"有 {count} 个任务已逾期，请尽快处理：{_task_link()}"
+        _send(gateway, guide, GuideReminder.Kind.OVERDUE, guide.wecom_userid, count, text, now)
+        result.overdue += 1
+    late = overdue.filter(
+        due_at__lt=now - timedelta(minutes=policy.escalate_after_minutes), escalated_at__isnull=True
+    )
+    for guide_id, count in _counts_by_guide(late):
+        guide = Guide.objects.select_related("store").get(pk=guide_id)
+        manager = guide.store.manager_userid if guide.store else ""
+        if manager:
+            hours = policy.escalate_after_minutes // 60
+            text = f"导购 {guide.name} 有 {count} 个任务逾期超过 {hours} 小时"
+            _send(gateway, guide, GuideReminder.Kind.ESCALATION, manager, count, text, now)
+            result.escalated += 1
+        late.filter(guide_id=guide_id).update(escalated_at=now)
+    return result
+
+
+def _counts_by_guide(queryset) -> list[tuple[int, int]]:
+    from django.db.models import Count
+
+    return list(
+        queryset.values("guide_id")
+        .annotate(n=Count("id"))
+        .order_by("guide_id")
+        .values_list("guide_id", "n")
+    )
