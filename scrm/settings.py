@@ -221,6 +221,9 @@ _DEV = DEBUG or IS_DEVELOPMENT
 # Where users reach the platform: links in WeCom app messages (guides' task list).
 SCRM_BASE_URL = env.str("SCRM_BASE_URL", default="http://127.0.0.1:8000")
 
+# WeCom's OAuth pages (sign-in from the app menu and the chat sidebar): the emulator's
+# in development, https://open.weixin.qq.com in production.
+WECOM_OAUTH_BASE = env.str("WECOM_OAUTH_BASE", default="http://127.0.0.1:8090")
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="http://127.0.0.1:8090/cgi-bin/")
 WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="ww5f1e2d3c4b5a6978" if _DEV else "")
 WECOM_CONTACT_SECRET = env.str(

@@ -1,7 +1,7 @@
 """Run the whole platform for a demo: the WeCom emulator, web, Celery worker and beat.
 
-First syncs WeCom from the emulator, creates the logins, loads demo orders and tags
-every customer.
+First syncs WeCom from the emulator, creates the logins, loads demo orders, tags
+every customer and gives the demo guides today's SOP tasks.
 
 Starts each part as a child process, prints the URL and the logins, and on
 Ctrl-C stops everything it started. The Makefile's `demo` target prepares the
@@ -77,6 +77,7 @@ class Command(BaseCommand):
             call_command("seed_demo_tags")
             self.stdout.write("tagging every customer…")
             call_command("retag", "--full", "--inline")
+            call_command("seed_demo_sop")
         except BaseException:
             emulator.terminate()
             raise

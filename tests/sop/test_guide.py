@@ -1,0 +1,131 @@
+"""The guide's task list: only their own tasks, actions that check ownership and state,
+and a query count that does not grow with the number of tasks."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from contacts.facts import facts_refresh
+from contacts.models import Guide, Order
+from sop import scheduling, triggers
+from sop.models import SopPlan, SopStep, Touchpoint
+from tests.contacts.factories import OrderFactory, RelationshipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tasks(guide_user, other_guide_user):
+    """Three tasks of guide1 and one of guide2, given just now."""
+    mine, theirs = Guide.objects.get(user=guide_user), Guide.objects.get(user=other_guide_user)
+    relationships = [RelationshipFactory(guide=mine, remark=f"王姐{n}") for n in range(3)]
+    relationships.append(RelationshipFactory(guide=theirs, remark="别人的客户"))
+    facts_refresh()
+    plan = SopPlan.objects.create(
+        name="新客欢迎",
+        trigger=SopPlan.Trigger.MANUAL,
+        started_at=timezone.now() - timedelta(days=1),
+    )
+    SopStep.objects.create(
+        plan=plan,
+        position=1,
+        script="{称呼}您好，我是{导购姓名}，最近买的{最近购买商品}穿着合适吗？",
+        window_start=(timezone.localtime() - timedelta(minutes=5)).time().replace(second=0),
+        window_end=(timezone.localtime() + timedelta(hours=2)).time().replace(second=0),
+    )
+    OrderFactory(customer=relationships[0].customer, paid_at=timezone.now() - timedelta(days=3))
+    order = Order.objects.get()
+    order.lines.create(
+        line_no=1, sku="S1", product_name="冰丝睡裙", quantity=1, unit_price=99, line_amount=99
+    )
+    triggers.manual(plan=plan, customer_ids=[r.customer_id for r in relationships])
+    scheduling.dispatch(now=timezone.now())
+    assert Touchpoint.objects.filter(status="task").count() == 4
+    return {"mine": mine, "theirs": theirs, "relationships": relationships}
+
+
+def test_a_guide_sees_only_their_tasks_with_the_script_filled_in(client_for, guide_user, tasks):
+    page = client_for(guide_user).get(reverse("guide_home"))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert text.count('class="task') == 3
+    assert "别人的客户" not in text
+    assert "王姐0您好，我是" in text and "最近买的冰丝睡裙穿着合适吗" in text
+    assert "王姐1您好" in text
+
+
+def test_the_list_costs_a_fixed_number_of_queries(client_for, guide_user, tasks):
+    client = client_for(guide_user)
+    client.get(reverse("guide_home"))  # session and permission caches warm
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(reverse("guide_home")).status_code == 200
+        return len(queries)
+
+    three = count()
+    plan = SopPlan.objects.get()
+    more = [RelationshipFactory(guide=tasks["mine"]) for _ in range(5)]
+    facts_refresh(customer_ids=[r.customer_id for r in more])
+    triggers.manual(plan=plan, customer_ids=[r.customer_id for r in more])
+    scheduling.dispatch(now=timezone.now())
+    assert Touchpoint.objects.filter(guide=tasks["mine"], status="task").count() == 8
+    assert count() == three <= 14
+
+
+def test_done_skip_and_snooze(client_for, guide_user, tasks):
+    client = client_for(guide_user)
+    mine = list(Touchpoint.objects.filter(guide=tasks["mine"]).order_by("pk"))
+    url = lambda t, action: reverse("guide_task_action", args=[t.pk, action])  # noqa: E731
+    assert client.post(url(mine[0], "done")).status_code == 302
+    assert client.post(url(mine[1], "skip"), {"reason": ""}).status_code == 302
+    mine[1].refresh_from_db()
+    assert mine[1].status == "task"  # a skip needs a reason
+    client.post(url(mine[1], "skip"), {"reason": "联系不上"})
+    client.post(url(mine[2], "snooze"), {"hours": "1"})
+    statuses = dict(Touchpoint.objects.filter(guide=tasks["mine"]).values_list("pk", "status"))
+    assert statuses == {mine[0].pk: "done", mine[1].pk: "skipped", mine[2].pk: "task"}
+    mine[2].refresh_from_db()
+    assert mine[2].snoozed_until > timezone.now() + timedelta(minutes=59)
+    # done twice: refused with a message, nothing changes
+    done_at = Touchpoint.objects.get(pk=mine[0].pk).done_at
+    client.post(url(mine[0], "done"))
+    assert Touchpoint.objects.get(pk=mine[0].pk).done_at == done_at
+
+
+def test_another_guides_task_is_404_and_unchanged(client_for, guide_user, tasks):
+    theirs = Touchpoint.objects.get(guide=tasks["theirs"])
+    response = client_for(guide_user).post(reverse("guide_task_action", args=[theirs.pk, "done"]))
+    assert response.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == "task" and theirs.done_at is None
+
+
+def test_operators_have_no_task_list(client_for, operator):
+    assert client_for(operator).get(reverse("guide_home")).status_code == 403
+
+
+def test_sidebar_shows_the_chats_customer_and_binds_an_order(client_for, guide_user, tasks):
+    customer = tasks["relationships"][1].customer
+    stray = OrderFactory(customer=None, channel_order_id="JD778899")
+    client = client_for(guide_user)
+    url = reverse("guide_sidebar") + f"?external_userid={customer.external_userid}"
+    page = client.get(url)
+    assert page.status_code == 200 and page.content.decode().count('class="task') == 1
+    client.post(
+        reverse("guide_sidebar_bind"),
+        {"customer": customer.pk, "order_id": "JD778899", "next": url},
+    )
+    stray.refresh_from_db()
+    assert stray.customer_id == customer.pk
+    other = tasks["relationships"][3].customer
+    assert (
+        client.get(
+            reverse("guide_sidebar") + f"?external_userid={other.external_userid}"
+        ).status_code
+        == 404
+    )
