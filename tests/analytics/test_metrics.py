@@ -1,0 +1,278 @@
+"""Every metric against an independent computation: hand-built cases whose answer is
+worked out in the test, and seeded random data recomputed in plain Python straight from
+the order rows, per DESIGN.md ("Words")."""
+
+import random
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from statistics import median
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from analytics import metrics
+from analytics.metrics import Filters
+from contacts.facts import facts_refresh
+from contacts.models import Customer, Order, OrderLine
+from tests.contacts.factories import (
+    CustomerFactory,
+    GuideFactory,
+    OrderFactory,
+    RelationshipFactory,
+)
+
+pytestmark = pytest.mark.django_db
+SH = ZoneInfo("Asia/Shanghai")
+PURCHASED = {"paid", "partially_refunded"}
+
+
+def at(day: str, hour: int = 12) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=SH)
+
+
+def buy(customer, when: datetime, amount="100", status="paid", channel="tmall", category="文胸"):
+    order = OrderFactory(
+        customer=customer,
+        paid_at=when,
+        amount=Decimal(amount),
+        status=status,
+        channel=channel,
+        refund_amount=Decimal(amount) if status == "refunded" else Decimal(0),
+    )
+    OrderLine.objects.create(
+        order=order,
+        line_no=1,
+        sku="S",
+        category=category,
+        quantity=1,
+        unit_price=Decimal(amount),
+        line_amount=Decimal(amount),
+        refund_amount=Decimal(amount) if status == "refunded" else Decimal(0),
+    )
+    return order
+
+
+def test_repurchase_by_hand():
+    a, b, c, d = (CustomerFactory() for _ in range(4))
+    buy(a, at("2026-03-01"))
+    buy(a, at("2026-03-01", 20), channel="douyin")  # split order, same day: one purchase day
+    buy(b, at("2026-03-01"))
+    buy(b, at("2026-03-15"))
+    buy(c, at("2026-03-02"))
+    buy(c, at("2026-03-20"), status="refunded")  # fully refunded: not a purchase day
+    buy(d, at("2026-02-28", 23))  # 23:00 Shanghai on the 28th: outside a March window
+    buy(d, datetime(2026, 2, 28, 16, 30, tzinfo=UTC))  # 00:30 on 1 March in Shanghai
+    facts_refresh()
+    result = metrics.repurchase(start=date(2026, 3, 1), end=date(2026, 3, 31))
+    # buyers a, b, c, d (d's second order is 1 March in Shanghai); repeaters: b only
+    assert (result["buyers"], result["repeat_buyers"], result["rate"]) == (4, 1, 0.25)
+    tmall = metrics.repurchase(
+        start=date(2026, 3, 1), end=date(2026, 3, 31), filters=Filters(channels=("douyin",))
+    )
+    assert (tmall["buyers"], tmall["repeat_buyers"]) == (1, 0)
+    back = metrics.returning(
+        a_start=date(2026, 2, 1),
+        a_end=date(2026, 2, 28),
+        b_start=date(2026, 3, 1),
+        b_end=date(2026, 3, 31),
+    )
+    assert (back["buyers"], back["returned"], back["rate"]) == (1, 1, 1.0)
+
+
+def test_conversion_by_hand():
+    guide = GuideFactory(wecom_userid="gc")
+    joined = at("2026-05-10", 9)
+    people = {}
+    for name, first_buy, state in [
+        ("in7", "2026-05-15", "pkg_card"),
+        ("in30", "2026-06-05", "pkg_card"),
+        ("late", "2026-06-20", "live"),
+        ("never", None, "live"),
+        ("before", "2026-05-01", "live"),  # bought before joining: not eligible
+    ]:
+        customer = CustomerFactory(joined_at=joined)
+        RelationshipFactory(customer=customer, guide=guide, added_at=joined, state=state)
+        if first_buy:
+            buy(customer, at(first_buy))
+        people[name] = customer
+    outside = CustomerFactory(joined_at=at("2026-04-01"))
+    buy(outside, at("2026-04-02"))
+    facts_refresh()
+    (row,) = metrics.conversion(start=date(2026, 5, 1), end=date(2026, 5, 31))
+    # eligible: in7, in30, late, never. 05-15 is 5 days after, 06-05 is 26, 06-20 is 41.
+    assert row["members"] == 4
+    assert (row["within_7"], row["within_14"], row["within_30"]) == (1, 1, 2)
+    assert row["rate_30"] == 0.5
+    by_state = {
+        r["key"]: r
+        for r in metrics.conversion(start=date(2026, 5, 1), end=date(2026, 5, 31), group="state")
+    }
+    assert (by_state["pkg_card"]["members"], by_state["pkg_card"]["within_30"]) == (2, 2)
+    assert (by_state["live"]["members"], by_state["live"]["within_30"]) == (2, 0)
+
+
+# -- seeded random data, recomputed in Python from the order rows ---------------------------
+
+
+@pytest.fixture
+def shop():
+    rng = random.Random(7)
+    guides = [GuideFactory(wecom_userid=f"rg{n}") for n in range(3)]
+    for number in range(80):
+        member = rng.random() < 0.6
+        joined = at("2025-01-01") + timedelta(days=rng.randrange(500)) if member else None
+        customer = CustomerFactory(
+            is_member=member,
+            joined_at=joined,
+            external_userid=None if not member else f"wx{number:030d}",
+        )
+        if member:
+            RelationshipFactory(customer=customer, guide=rng.choice(guides), added_at=joined)
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 5, 8])):
+            when = at("2025-01-01") + timedelta(days=rng.randrange(600), hours=rng.randrange(24))
+            buy(
+                customer,
+                when,
+                amount=str(rng.choice([59, 89, 159, 399])),
+                status=rng.choices(
+                    ["paid", "refunded", "partially_refunded", "cancelled"], [85, 6, 4, 5]
+                )[0],
+                channel=rng.choice(["tmall", "jd", "douyin", "youzan", "miniapp"]),
+                category=rng.choice(["文胸", "内裤", "睡衣"]),
+            )
+    # Partial refunds: refund a part.
+    for order in Order.objects.filter(status="partially_refunded"):
+        order.refund_amount = order.amount / 4
+        order.save()
+    facts_refresh()
+
+
+def _raw_days(channels=None, member=None) -> dict[int, set[date]]:
+    days = defaultdict(set)
+    members = dict(Customer.objects.values_list("pk", "is_member"))
+    for order in Order.objects.all():
+        if order.status not in PURCHASED or order.customer_id is None:
+            continue
+        if channels and order.channel not in channels:
+            continue
+        if member is not None and members[order.customer_id] != member:
+            continue
+        days[order.customer_id].add(order.paid_at.astimezone(SH).date())
+    return days
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "filters", "raw"),
+    [
+        (date(2025, 1, 1), date(2026, 12, 31), Filters(), {}),
+        (date(2025, 6, 1), date(2025, 12, 31), Filters(), {}),
+        (
+            date(2025, 1, 1),
+            date(2026, 12, 31),
+            Filters(channels=("tmall", "jd")),
+            {"channels": {"tmall", "jd"}},
+        ),
+        (date(2025, 1, 1), date(2026, 12, 31), Filters(member=True), {"member": True}),
+        (date(2025, 1, 1), date(2026, 12, 31), Filters(member=False), {"member": False}),
+    ],
+)
+def test_repurchase_matches_python(shop, start, end, filters, raw):
+    days = _raw_days(**raw)
+    in_window = {c: {d for d in s if start <= d <= end} for c, s in days.items()}
+    buyers = [c for c, s in in_window.items() if s]
+    repeat = [c for c in buyers if len(in_window[c]) >= 2]
+    result = metrics.repurchase(start=start, end=end, filters=filters)
+    assert (result["buyers"], result["repeat_buyers"]) == (len(buyers), len(repeat))
+    assert len(buyers) > 5
+
+
+@pytest.mark.parametrize("period", ["month", "week"])
+def test_cohorts_match_python(shop, period):
+    start, end = date(2025, 1, 1), date(2026, 8, 31)
+    days = _raw_days()
+    expected = defaultdict(lambda: {"members": set(), "active": defaultdict(set)})
+    for customer, customer_days in days.items():
+        first = metrics.period_start(min(customer_days), period)
+        if first > end:
+            continue
+        expected[first]["members"].add(customer)
+        for day in customer_days:
+            if day <= end:
+                expected[first]["active"][metrics.period_start(day, period)].add(customer)
+    result = metrics.cohorts(by="first_purchase", period=period, start=start, end=end)
+    assert [c["cohort"] for c in result["cohorts"]] == [
+        metrics.period_label(first, period) for first in sorted(expected)
+    ]
+    for row, first in zip(result["cohorts"], sorted(expected), strict=True):
+        cell = expected[first]
+        assert row["size"] == len(cell["members"])
+        starts = metrics.periods_between(first, end, period)
+        assert row["active"] == [len(cell["active"].get(s, set())) for s in starts]
+        assert row["retention"][0] == 1.0
+
+
+def test_joined_cohorts_match_python(shop):
+    end = date(2026, 8, 31)
+    days = _raw_days()
+    expected = defaultdict(lambda: {"members": set(), "active": defaultdict(set)})
+    for customer in Customer.objects.filter(joined_at__isnull=False):
+        first = metrics.period_start(customer.joined_at.astimezone(SH).date(), "month")
+        expected[first]["members"].add(customer.pk)
+        for day in days.get(customer.pk, ()):
+            month = metrics.period_start(day, "month")
+            if first <= month and day <= end:
+                expected[first]["active"][month].add(customer.pk)
+    result = metrics.cohorts(by="joined", period="month", start=date(2025, 1, 1), end=end)
+    for row in result["cohorts"]:
+        first = date.fromisoformat(row["cohort"] + "-01")
+        starts = metrics.periods_between(first, end, "month")
+        assert row["size"] == len(expected[first]["members"])
+        assert row["active"] == [len(expected[first]["active"].get(s, set())) for s in starts]
+
+
+def test_historical_ltv_matches_python(shop):
+    end = date(2026, 8, 31)
+    spend = defaultdict(list)
+    for order in Order.objects.filter(status__in=PURCHASED, customer__isnull=False):
+        spend[order.customer_id].append(
+            (order.paid_at.astimezone(SH).date(), order.amount - order.refund_amount)
+        )
+    cohorts = defaultdict(list)
+    for customer, rows in spend.items():
+        cohorts[metrics.period_start(min(d for d, _ in rows), "month")].append(customer)
+    result = metrics.historical_ltv(period="month", start=date(2025, 1, 1), end=end, periods=6)
+    assert len(result["cohorts"]) == len(cohorts)
+    for row in result["cohorts"]:
+        first = date.fromisoformat(row["cohort"] + "-01")
+        members = cohorts[first]
+        starts = metrics.periods_between(first, end, "month")[:6]
+        curve = []
+        for index in range(len(starts)):
+            limit = metrics.next_period(starts[index], "month")
+            total = sum(net for c in members for d, net in spend[c] if d < limit and d <= end)
+            curve.append(round(float(total) / len(members), 2))
+        assert row["ltv"] == pytest.approx(curve, abs=0.011)
+
+
+def test_intervals_match_python(shop):
+    start, end = date(2025, 1, 1), date(2026, 12, 31)
+    by_category = defaultdict(lambda: defaultdict(set))
+    for line in OrderLine.objects.select_related("order").filter(order__customer__isnull=False):
+        order = line.order
+        if order.status not in PURCHASED or line.refund_amount >= line.line_amount > 0:
+            continue
+        day = order.paid_at.astimezone(SH).date()
+        by_category[line.category][order.customer_id].add(day)
+        by_category["全部"][order.customer_id].add(day)
+    result = {row["category"]: row for row in metrics.intervals(start=start, end=end)}
+    for category, customers in by_category.items():
+        gaps = []
+        for days in customers.values():
+            ordered = sorted(days)
+            gaps += [(b - a).days for a, b in zip(ordered, ordered[1:], strict=False)]
+        if not gaps:
+            continue
+        assert result[category]["intervals"] == len(gaps)
+        assert result[category]["median_days"] == median(gaps)
+        assert result[category]["distribution"]["≤30天"] == sum(g <= 30 for g in gaps)
