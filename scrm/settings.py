@@ -213,11 +213,31 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sop-automatic-results": {"task": "sop.tasks.fetch_automatic_results", "schedule": 300.0},
     "sop-reminders": {"task": "sop.tasks.send_reminders", "schedule": 300.0},
+    # The weekly repurchase report for the week before (editable in django-celery-beat).
+    "analytics-weekly-report": {
+        "task": "analytics.tasks.weekly_report",
+        "schedule": crontab(hour=9, minute=0, day_of_week="mon"),
+    },
 }
 
 # WeCom. The development defaults are the bundled emulator's credentials (not
 # secrets of any real corp); outside development the secrets default to empty.
 _DEV = DEBUG or IS_DEVELOPMENT
+# E-mail (the weekly report): files under build/mail in development, SMTP otherwise.
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.filebased.EmailBackend"
+    if IS_DEVELOPMENT
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "build" / "mail"))
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="scrm@localhost")
+
 # Where users reach the platform: links in WeCom app messages (guides' task list).
 SCRM_BASE_URL = env.str("SCRM_BASE_URL", default="http://127.0.0.1:8000")
 

@@ -1,0 +1,380 @@
+"""The weekly repurchase report managers read (every Monday, for the week before).
+
+`report_build` computes the week's numbers once (a report per ISO week, unique),
+keeps them with an XLSX workbook, and `report_deliver` sends it by e-mail and by
+WeCom app message to each recipient, recording each delivery; a failed one is
+retried by the task and shown on the report page.
+"""
+
+import io
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from html import escape
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db import IntegrityError, connection, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from openpyxl import Workbook
+from openpyxl.styles import Font, PatternFill
+
+from analytics import metrics
+from analytics.metrics import SHANGHAI, Filters
+from analytics.models import ReportDelivery, ReportRecipient, WeeklyReport
+
+COHORT_MONTHS = 12
+
+
+def week_of(text: str) -> date:
+    """'2026-W47' → the Monday of that ISO week."""
+    try:
+        year, week = text.split("-W")
+        return date.fromisocalendar(int(year), int(week), 1)
+    except ValueError:
+        raise ValueError(f"周应写成 2026-W47 的形式，收到 {text!r}") from None
+
+
+def last_week(now: datetime | None = None) -> date:
+    today = (now or timezone.now()).astimezone(SHANGHAI).date()
+    return today - timedelta(days=today.weekday() + 7)
+
+
+def _change(current, previous) -> float | None:
+    if current is None or previous in (None, 0):
+        return None
+    return (current - previous) / previous
+
+
+def _sop(start: date, end: date) -> dict:
+    bounds = metrics._bounds(start, end)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*) FILTER (WHERE status = 'done'),
+                   count(*) FILTER (WHERE status = 'done' AND done_at <= window_ends_at),
+                   count(*) FILTER (WHERE status = 'expired'),
+                   count(*) FILTER (WHERE status = 'skipped'),
+                   count(*) FILTER (WHERE status IN ('task', 'done', 'skipped', 'expired'))
+            FROM sop_touchpoint WHERE due_at >= %(w_start)s AND due_at < %(w_end)s
+            """,
+            bounds,
+        )
+        done, on_time, expired, skipped, given = cursor.fetchone()
+    return {
+        "given": given,
+        "done": done,
+        "done_on_time": on_time,
+        "expired": expired,
+        "skipped": skipped,
+    }
+
+
+def _ranking(start: date, end: date) -> dict:
+    """Stores and guides by net revenue of their customers' orders in the week."""
+    bounds = metrics._bounds(start, end)
+    rows = {}
+    for key, join, name in (
+        ("guides", "g.id = ANY(f.guide_ids)", "g.name"),
+        ("stores", "g.id = ANY(f.store_ids)", "g.name"),
+    ):
+        table = "contacts_guide" if key == "guides" else "contacts_store"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT {name}, count(DISTINCT o.customer_id), sum(o.amount - o.refund_amount)
+                FROM contacts_order o
+                JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
+                JOIN {table} g ON {join}
+                WHERE {metrics.PURCHASED} AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s
+                GROUP BY g.id, {name} ORDER BY 3 DESC, 1
+                """,  # noqa: S608 - table and columns are ours
+                bounds,
+            )
+            ranked = [
+                {"name": n, "buyers": buyers, "net_revenue": float(net)}
+                for n, buyers, net in cursor.fetchall()
+            ]
+        rows[key] = {"top": ranked[:5], "bottom": ranked[-5:][::-1] if len(ranked) > 5 else []}
+    return rows
+
+
+def report_data(*, week_start: date) -> dict:
+    """Every number of the report for the ISO week starting `week_start`."""
+    end = week_start + timedelta(days=6)
+    before, before_end = week_start - timedelta(days=7), week_start - timedelta(days=1)
+    current = metrics.repurchase(start=week_start, end=end)
+    previous = metrics.repurchase(start=before, end=before_end)
+    back = metrics.returning(a_start=before, a_end=before_end, b_start=week_start, b_end=end)
+    back_before = metrics.returning(
+        a_start=before - timedelta(days=7),
+        a_end=before_end - timedelta(days=7),
+        b_start=before,
+        b_end=before_end,
+    )
+    members = {
+        label: metrics.repurchase(start=week_start, end=end, filters=Filters(member=flag))
+        for label, flag in (("members", True), ("non_members", False))
+    }
+    conversion = metrics.conversion(start=week_start, end=end, within=(7,))
+    cohort = metrics.cohorts(
+        by="first_purchase",
+        period="month",
+        start=metrics.period_start(end, "month").replace(day=1) - timedelta(days=330),
+        end=end,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT count(*), coalesce(sum(o.amount - o.refund_amount), 0)
+                FROM contacts_order o WHERE {metrics.PURCHASED}
+                AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s""",  # noqa: S608
+            metrics._bounds(week_start, end),
+        )
+        orders, revenue = cursor.fetchone()
+        cursor.execute(
+            """SELECT count(*) FROM contacts_customerpurchaseday
+               WHERE day BETWEEN %s AND %s""",
+            [week_start, end],
+        )
+        (purchase_days,) = cursor.fetchone()
+    data = {
+        "week": f"{week_start.isocalendar().year}-W{week_start.isocalendar().week:02d}",
+        "start": week_start.isoformat(),
+        "end": end.isoformat(),
+        "buyers": current["buyers"],
+        "buyers_change": _change(current["buyers"], previous["buyers"]),
+        "purchase_days": purchase_days,
+        "orders": orders,
+        "net_revenue": float(revenue),
+        "repurchase_rate": current["rate"],
+        "repurchase_rate_previous": previous["rate"],
+        "repurchase_rate_change": _change(current["rate"], previous["rate"]),
+        "returning_rate": back["rate"],
+        "returning_rate_previous": back_before["rate"],
+        "returning_rate_change": _change(back["rate"], back_before["rate"]),
+        "members": members["members"],
+        "non_members": members["non_members"],
+        "conversion": conversion[0] if conversion else {"members": 0, "within_7": 0},
+        "sop": _sop(week_start, end),
+        "ranking": _ranking(week_start, end),
+        "cohorts": cohort["cohorts"][-COHORT_MONTHS:],
+    }
+    data["sentences"] = _sentences(data)
+    return data
+
+
+def _sentences(data: dict) -> list[str]:
+    """Three plain sentences on what moved most this week (largest moves first; counts by
+    relative change, rates by percentage points)."""
+    candidates = []
+    if data["buyers_change"] is not None:
+        change = data["buyers_change"]
+        candidates.append(
+            (
+                abs(change),
+                f"购买人数 {data['buyers']}，比上周{'增加' if change >= 0 else '减少'} "
+                f"{abs(change):.1%}。",
+            )
+        )
+    for label, key in (("复购率", "repurchase_rate"), ("回购率", "returning_rate")):
+        now, before = data[key], data[f"{key}_previous"]
+        if now is not None and before is not None:
+            moved = now - before
+            candidates.append(
+                (
+                    abs(moved) * 2,
+                    f"{label}从上周的 {before:.1%} {'升' if moved >= 0 else '降'}至 {now:.1%}。",
+                )
+            )
+    members, others = data["members"], data["non_members"]
+    if members["rate"] is not None and others["rate"] is not None:
+        gap = members["rate"] - others["rate"]
+        candidates.append(
+            (
+                abs(gap),
+                f"私域会员的复购率为 {members['rate']:.1%}，"
+                f"{'高于' if gap >= 0 else '低于'}非会员 {abs(gap):.1%}。",
+            )
+        )
+    sop = data["sop"]
+    if sop["given"]:
+        expired = sop["expired"] / sop["given"]
+        candidates.append(
+            (expired, f"SOP 任务完成 {sop['done']} 个，过期 {sop['expired']} 个（{expired:.0%}）。")
+        )
+    top = data["ranking"]["guides"]["top"]
+    if top:
+        candidates.append(
+            (0.01, f"本周客户贡献最多的导购是{top[0]['name']}（¥{top[0]['net_revenue']:,.0f}）。")
+        )
+    candidates.append(
+        (0, f"本周净销售额 ¥{data['net_revenue']:,.0f}，共 {data['orders']} 笔订单。")
+    )
+    candidates.sort(key=lambda item: -item[0])
+    return [text for _, text in candidates[:3]]
+
+
+def cohort_svg(cohorts: list[dict]) -> str:
+    """The cohort heatmap as an SVG image (shares in green by intensity), for the report
+    page, the e-mail and the workbook's reader alike."""
+    cell, label_width = 34, 70
+    width = label_width + cell * max((len(c["retention"]) for c in cohorts), default=1) + 60
+    height = 24 + cell * len(cohorts)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
+        ' font-family="sans-serif" font-size="11">'
+    ]
+    for k in range(max((len(c["retention"]) for c in cohorts), default=0)):
+        parts.append(f'<text x="{label_width + k * cell + 8}" y="14">{k}</text>')
+    for row, cohort in enumerate(cohorts):
+        y = 20 + row * cell
+        parts.append(f'<text x="0" y="{y + 21}">{escape(cohort["cohort"])}</text>')
+        parts.append(f'<text x="{width - 56}" y="{y + 21}">{cohort["size"]}人</text>')
+        for k, share in enumerate(cohort["retention"]):
+            shade = int(255 - min(share, 1) * 200)
+            parts.append(
+                f'<rect x="{label_width + k * cell}" y="{y}" width="{cell - 2}" '
+                f'height="{cell - 2}" fill="rgb({shade},{235},{shade})"/>'
+                f'<text x="{label_width + k * cell + 3}" y="{y + 21}">{share:.0%}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def report_xlsx(data: dict) -> bytes:
+    workbook = Workbook()
+    summary = workbook.active
+    summary.title = "概览"
+    bold = Font(bold=True)
+    rows = [
+        ("周", data["week"]),
+        ("开始", data["start"]),
+        ("结束", data["end"]),
+        ("购买人数", data["buyers"]),
+        ("购买天数", data["purchase_days"]),
+        ("订单数", data["orders"]),
+        ("净销售额", data["net_revenue"]),
+        ("复购率", data["repurchase_rate"]),
+        ("复购率（上周）", data["repurchase_rate_previous"]),
+        ("回购率", data["returning_rate"]),
+        ("会员复购率", data["members"]["rate"]),
+        ("非会员复购率", data["non_members"]["rate"]),
+        ("新会员", data["conversion"]["members"]),
+        ("7 天内首单", data["conversion"].get("within_7", 0)),
+        ("SOP 完成", data["sop"]["done"]),
+        ("SOP 过期", data["sop"]["expired"]),
+    ]
+    for label, value in rows:
+        summary.append([label, value])
+        summary.cell(row=summary.max_row, column=1).font = bold
+    for sentence in data["sentences"]:
+        summary.append([sentence])
+    for key, title in (("guides", "导购"), ("stores", "门店")):
+        sheet = workbook.create_sheet(title)
+        sheet.append(["", "名称", "购买人数", "净销售额"])
+        for label in ("top", "bottom"):
+            for row in data["ranking"][key][label]:
+                sheet.append(
+                    [
+                        "前五" if label == "top" else "后五",
+                        row["name"],
+                        row["buyers"],
+                        row["net_revenue"],
+                    ]
+                )
+    cohort = workbook.create_sheet("同期群")
+    width = max((len(c["retention"]) for c in data["cohorts"]), default=0)
+    cohort.append(["同期群", "人数", *[f"第{k}月" for k in range(width)]])
+    for row in data["cohorts"]:
+        cohort.append([row["cohort"], row["size"], *row["retention"]])
+        for k, share in enumerate(row["retention"]):
+            shade = f"{int(255 - min(share, 1) * 200):02X}"
+            cohort.cell(row=cohort.max_row, column=3 + k).fill = PatternFill(
+                "solid", fgColor=f"{shade}EB{shade}"
+            )
+            cohort.cell(row=cohort.max_row, column=3 + k).number_format = "0%"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def report_build(*, week_start: date) -> tuple[WeeklyReport, bool]:
+    """The report of that week: built once (unique week), returned as it is afterwards.
+    Returns (report, created)."""
+    week = f"{week_start.isocalendar().year}-W{week_start.isocalendar().week:02d}"
+    existing = WeeklyReport.objects.filter(week=week).first()
+    if existing is not None:
+        return existing, False
+    data = report_data(week_start=week_start)
+    try:
+        with transaction.atomic():
+            report = WeeklyReport.objects.create(
+                week=week,
+                starts_on=week_start,
+                data=data,
+                xlsx=report_xlsx(data),
+                built_at=timezone.now(),
+            )
+    except IntegrityError:  # built by a concurrent run in the meantime
+        return WeeklyReport.objects.get(week=week), False
+    for recipient in ReportRecipient.objects.filter(is_active=True):
+        for channel, address in (
+            (ReportDelivery.Channel.EMAIL, recipient.email),
+            (ReportDelivery.Channel.WECOM, recipient.wecom_userid),
+        ):
+            if address:
+                ReportDelivery.objects.get_or_create(
+                    report=report, recipient=recipient, channel=channel
+                )
+    return report, True
+
+
+@dataclass
+class DeliveryResult:
+    sent: int = 0
+    failed: int = 0
+
+
+def report_deliver(*, report: WeeklyReport, gateway) -> DeliveryResult:
+    """Send every delivery of the report not yet sent; failures are recorded (the task
+    retries them)."""
+    result = DeliveryResult()
+    link = settings.SCRM_BASE_URL.rstrip("/") + reverse("report_detail", args=[report.week])
+    html = render_to_string(
+        "analytics/report_email.html",
+        {"data": report.data, "link": link, "heatmap": cohort_svg(report.data["cohorts"])},
+    )
+    pending = report.deliveries.exclude(status=ReportDelivery.Status.SENT).select_related(
+        "recipient"
+    )
+    for delivery in pending:
+        delivery.attempts += 1
+        try:
+            if delivery.channel == ReportDelivery.Channel.EMAIL:
+                message = EmailMessage(
+                    subject=f"私域复购周报 {report.week}",
+                    body=html,
+                    to=[delivery.recipient.email],
+                )
+                message.content_subtype = "html"
+                message.attach(
+                    f"weekly-{report.week}.xlsx",
+                    bytes(report.xlsx),
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                )
+                message.send()
+            else:
+                text = "\n".join([f"私域复购周报 {report.week}", *report.data["sentences"], link])
+                sent = gateway.message_send(userids=[delivery.recipient.wecom_userid], text=text)
+                if sent.get("invaliduser"):
+                    raise ValueError(f"企业微信没有这个成员：{sent['invaliduser']}")
+            delivery.status, delivery.error = ReportDelivery.Status.SENT, ""
+            delivery.sent_at = timezone.now()
+            result.sent += 1
+        except Exception as error:  # noqa: BLE001 - any failure is recorded and retried
+            delivery.status = ReportDelivery.Status.FAILED
+            delivery.error = str(error)[:300]
+            result.failed += 1
+        delivery.save(update_fields=["status", "error", "sent_at", "attempts"])
+    return result

@@ -1,0 +1,134 @@
+"""The weekly report: its numbers on a week whose answer is worked out by hand, built once,
+delivered by e-mail and WeCom (the emulator), failures recorded and retried, pages."""
+
+import json
+from datetime import date, datetime, time
+from decimal import Decimal
+from io import BytesIO, StringIO
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.urls import reverse
+
+from analytics import weekly
+from analytics.models import ReportDelivery, ReportRecipient, WeeklyReport
+from contacts.facts import facts_refresh
+from scrm.wecom.emulator import Config, generate
+from scrm.wecom.gateway import WeComGateway
+from tests.contacts.factories import CustomerFactory, OrderFactory
+from tests.wecom import CUSTOMERS, GUIDES, SEED
+
+pytestmark = pytest.mark.django_db
+SH = ZoneInfo("Asia/Shanghai")
+WEEK = date(2026, 11, 16)  # Monday of 2026-W47
+
+
+def at(day: str) -> datetime:
+    return datetime.combine(date.fromisoformat(day), time(12), tzinfo=SH)
+
+
+@pytest.fixture
+def orders():
+    """W46 (11-09..15): a and b buy once each. W47 (11-16..22): a twice (a repeat buyer),
+    c once, d once (not a member): 3 buyers, 4 purchase days, 1 repeat buyer; of W46's
+    buyers a came back."""
+    a, b, c = (CustomerFactory() for _ in range(3))
+    d = CustomerFactory(is_member=False, external_userid=None, joined_at=None)
+    for customer, day in [
+        (a, "2026-11-10"),
+        (b, "2026-11-12"),
+        (a, "2026-11-16"),
+        (a, "2026-11-20"),
+        (c, "2026-11-22"),
+        (d, "2026-11-18"),
+    ]:
+        OrderFactory(customer=customer, paid_at=at(day), amount=Decimal("100"))
+    facts_refresh()
+
+
+@pytest.fixture
+def app(emulator_server, settings):
+    emulator, served = emulator_server
+    emulator.data = generate(seed=SEED, guides=GUIDES, customers=CUSTOMERS)
+    emulator.config = Config()
+    emulator.revoke_tokens()
+    settings.WECOM_API_BASE = served.base_url
+    return emulator
+
+
+def test_the_weeks_numbers(orders):
+    data = weekly.report_data(week_start=WEEK)
+    assert data["week"] == "2026-W47"
+    assert (data["buyers"], data["purchase_days"], data["orders"]) == (3, 4, 4)
+    assert data["repurchase_rate"] == pytest.approx(1 / 3)
+    assert data["repurchase_rate_previous"] == 0.0
+    assert data["returning_rate"] == 0.5
+    assert data["buyers_change"] == 0.5  # 2 → 3
+    assert (data["members"]["buyers"], data["non_members"]["buyers"]) == (2, 1)
+    assert data["members"]["rate"] == 0.5  # a of a and c
+    assert data["net_revenue"] == 400.0
+    assert len(data["sentences"]) == 3
+
+
+def test_built_once_and_delivered_with_failures_recorded(orders, app):
+    ReportRecipient.objects.create(name="李强", email="li@example.com", wecom_userid="guide0001")
+    ReportRecipient.objects.create(name="离职店长", wecom_userid="nobody")
+    report, created = weekly.report_build(week_start=WEEK)
+    again, created_again = weekly.report_build(week_start=WEEK)
+    assert (created, created_again, again.pk) == (True, False, report.pk)
+    assert WeeklyReport.objects.count() == 1
+    result = weekly.report_deliver(report=report, gateway=WeComGateway.for_app())
+    assert (result.sent, result.failed) == (2, 1)
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["li@example.com"]
+    assert mail.outbox[0].attachments[0][0] == "weekly-2026-W47.xlsx"
+    wecom = [m for m in app.data.app_messages if m["userid"] == "guide0001"]
+    assert len(wecom) == 1 and "2026-W47" in wecom[0]["text"]["content"]
+    failed = ReportDelivery.objects.get(status="failed")
+    assert failed.recipient.name == "离职店长" and failed.attempts == 1 and failed.error
+    # a retry sends only what failed
+    weekly.report_deliver(report=report, gateway=WeComGateway.for_app())
+    assert len(mail.outbox) == 1
+    assert ReportDelivery.objects.get(pk=failed.pk).attempts == 2
+
+
+def test_xlsx_and_command(orders):
+    out = StringIO()
+    call_command("weekly_report", "--week", "2026-W47", "--json", stdout=out)
+    printed = json.loads(out.getvalue())
+    assert (printed["week"], printed["created"], printed["report"]["buyers"]) == (
+        "2026-W47",
+        True,
+        3,
+    )
+    workbook = openpyxl.load_workbook(BytesIO(bytes(WeeklyReport.objects.get().xlsx)))
+    summary = {row[0]: row[1] for row in workbook["概览"].values if len(row) > 1}
+    assert summary["购买人数"] == 3 and summary["复购率"] == pytest.approx(1 / 3)
+    assert "同期群" in workbook.sheetnames
+
+
+def test_pages(orders, client_for, manager, guide_user):
+    weekly.report_build(week_start=WEEK)
+    client = client_for(manager)
+    assert "2026-W47" in client.get(reverse("reports")).content.decode()
+    page = client.get(reverse("report_detail", args=["2026-W47"])).content.decode()
+    assert "<svg" in page and "复购率" in page
+    response = client.get(reverse("report_xlsx", args=["2026-W47"]))
+    assert response["Content-Type"].startswith("application/vnd.openxmlformats")
+    # managers change the recipients, and nothing else
+    client.post(
+        reverse("report_recipient_save"),
+        {"name": "王敏", "email": "w@example.com", "is_active": "on"},
+    )
+    assert ReportRecipient.objects.get().email == "w@example.com"
+    client.post(reverse("report_recipient_save"), {"name": "坏邮箱", "email": "not-an-email"})
+    assert ReportRecipient.objects.count() == 1
+    guide = client_for(guide_user)
+    assert guide.get(reverse("reports")).status_code == 403
+    assert (
+        guide.post(reverse("report_recipient_save"), {"name": "x", "email": "x@x.cn"}).status_code
+        == 403
+    )
+    assert ReportRecipient.objects.count() == 1
