@@ -10,7 +10,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from scrm.wecom.emulator import Config, WeComEmulator, generate, serve_in_thread
+from scrm.wecom.emulator import QUOTA_POLICIES, Config, WeComEmulator, generate, serve_in_thread
 
 
 class Command(BaseCommand):
@@ -33,6 +33,13 @@ class Command(BaseCommand):
             default=0,
             help="simulated user actions (each pushes a callback), 0 = none",
         )
+        parser.add_argument(
+            "--quota-policy",
+            choices=QUOTA_POLICIES,
+            default="month_days",
+            help="mass messages a customer may receive: as many a month as the month has "
+            "days (WeCom's current rule), 4 a month (the old rule), 1 a day or 7 a week",
+        )
 
     def handle(self, *args, **options) -> None:
         data = generate(
@@ -41,11 +48,13 @@ class Command(BaseCommand):
         config = Config(
             corp_id=settings.WECOM_CORP_ID,
             secrets=(settings.WECOM_CONTACT_SECRET, settings.WECOM_AGENT_SECRET),
+            agent_id=settings.WECOM_AGENT_ID,
             token_ttl=options["token_ttl"],
             qps_limit=options["qps_limit"],
             callback_url=options["callback_url"],
             callback_token=settings.WECOM_CALLBACK_TOKEN,
             callback_aes_key=settings.WECOM_CALLBACK_AES_KEY,
+            quota_policy=options["quota_policy"],
         )
         emulator = WeComEmulator(data, config)
         served = serve_in_thread(emulator, options["host"], options["port"])

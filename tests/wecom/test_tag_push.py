@@ -1,0 +1,122 @@
+"""Rule tags pushed to WeCom (the emulator) with mark_tag: only the difference, in our own
+corp tag group, guides' own tags kept; WeCom's corp tags mirrored back as customer tags."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from contacts.facts import facts_refresh
+from contacts.models import CorpTag, Relationship
+from scrm.wecom.gateway import WeComGateway
+from tagging.evaluation import PUSH_GROUP_NAME, evaluate
+from tagging.models import CustomerTag, Tag, TagGroup, TagPushPending, TagRule
+from tagging.push import push_pending
+
+pytestmark = pytest.mark.django_db
+
+
+def _sync() -> None:
+    call_command("sync_wecom", "--full", "--inline", "--json", stdout=StringIO())
+
+
+def _emulator_tags(emulator, userid: str) -> dict[str, set[str]]:
+    return {f["external_userid"]: set(f["tag_id"]) for f in emulator.data.follows[userid]}
+
+
+def _rule(name: str, userid: str) -> Tag:
+    group, _ = TagGroup.objects.get_or_create(name="跟进")
+    tag = Tag.objects.create(group=group, name=name, source=Tag.Source.RULE)
+    TagRule.objects.create(tag=tag, condition={"fact": "guide", "op": "any_of", "value": [userid]})
+    return tag
+
+
+def test_rule_tags_reach_wecom_as_a_difference_and_guides_tags_survive(emulator):
+    _sync()
+    facts_refresh()
+    userid = "guide0001"
+    before = _emulator_tags(emulator, userid)
+    tag = _rule("一号导购的客户", userid)
+    evaluate(customer_ids=None)
+    followed = set(
+        Relationship.objects.filter(guide__wecom_userid=userid, is_active=True).values_list(
+            "customer_id", flat=True
+        )
+    )
+    assert (
+        set(CustomerTag.objects.filter(tag=tag).values_list("customer_id", flat=True)) == followed
+    )
+    # every customer whose system or rule tags changed is queued (here: all of them)
+    assert TagPushPending.objects.filter(customer_id__in=followed).count() == len(followed)
+
+    result = push_pending(gateway=WeComGateway.from_settings())
+
+    tag.refresh_from_db()
+    ours = next(g for g in emulator.data.tag_groups if g["group_name"] == PUSH_GROUP_NAME)
+    assert tag.wecom_tag_id in {t["id"] for t in ours["tag"]}
+    assert any(t["name"] == "跟进·一号导购的客户" for t in ours["tag"])
+    after = _emulator_tags(emulator, userid)
+    our_ids = {t["id"] for t in ours["tag"]}
+    for external_userid, tags in after.items():
+        assert tag.wecom_tag_id in tags
+        assert tags - our_ids == before[external_userid]  # the guide's own tags, untouched
+    assert TagPushPending.objects.count() == 0
+    assert result.failed == 0
+    # our relationships know what WeCom now has
+    stored = Relationship.objects.get(
+        guide__wecom_userid=userid, customer__external_userid=next(iter(after))
+    )
+    assert set(stored.wecom_tag_ids) == after[stored.customer.external_userid]
+    # the push group is mirrored in contacts and not mirrored back as WeCom tags
+    assert CorpTag.objects.filter(wecom_tag_id=tag.wecom_tag_id).exists()
+
+    # A second push has nothing to send.
+    calls = emulator.stats().get("externalcontact/mark_tag", 0)
+    evaluate(customer_ids=None)
+    push_pending(gateway=WeComGateway.from_settings())
+    assert emulator.stats().get("externalcontact/mark_tag", 0) == calls
+    assert not Tag.objects.filter(source=Tag.Source.WECOM, wecom_tag_id__in=our_ids).exists()
+
+
+def test_a_tag_that_no_longer_applies_is_removed_and_only_it(emulator):
+    _sync()
+    facts_refresh()
+    tag = _rule("一号导购的客户", "guide0001")
+    evaluate(customer_ids=None)
+    push_pending(gateway=WeComGateway.from_settings())
+    tag.refresh_from_db()
+    with_ours = _emulator_tags(emulator, "guide0001")
+
+    TagRule.objects.filter(tag=tag).update(
+        condition={"fact": "guide", "op": "any_of", "value": ["guide0002"]}
+    )
+    result = evaluate(customer_ids=None)
+    # customers both guides follow keep the tag
+    both = set(_emulator_tags(emulator, "guide0002")) & set(with_ours)
+    assert result.removed[tag.pk] == len(set(with_ours) - both)
+    push_pending(gateway=WeComGateway.from_settings())
+    for external_userid, tags in _emulator_tags(emulator, "guide0001").items():
+        kept = {tag.wecom_tag_id} if external_userid in both else set()
+        assert tags == (with_ours[external_userid] - {tag.wecom_tag_id}) | kept
+
+
+def test_corp_tags_set_in_wecom_show_as_customer_tags(emulator):
+    summary = StringIO()
+    call_command("sync_wecom", "--full", "--inline", "--json", stdout=summary)
+    assert json.loads(summary.getvalue())["tags"]["created"] > 0
+    facts_refresh()
+    evaluate(customer_ids=None)
+    expected = {
+        (external_userid, tag_id)
+        for userid, follows in emulator.data.follows.items()
+        for follow in follows
+        for tag_id in follow["tag_id"]
+        for external_userid in [follow["external_userid"]]
+    }
+    stored = set(
+        CustomerTag.objects.filter(tag__source=Tag.Source.WECOM).values_list(
+            "customer__external_userid", "tag__wecom_tag_id"
+        )
+    )
+    assert stored == expected
