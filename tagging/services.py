@@ -196,6 +196,10 @@ def rule_save(
     """Create or change a rule tag; refused (RuleError) when the condition is invalid or
     would make rules depend on each other in a cycle. Its tag is re-evaluated soon after."""
     rule_compile(condition)
+    if group.system_key:
+        # A system group's tags are exactly what its segment computes: anything else put
+        # there would lose its customers at the next evaluation.
+        raise RuleError(f"「{group.name}」是系统标签组，规则标签请放在其他标签组")
     with transaction.atomic():
         if tag is None:
             tag = Tag.objects.create(group=group, name=name, color=color, source=Tag.Source.RULE)
@@ -227,7 +231,7 @@ def schedule_full_retag() -> None:
 
 def customer_tags_set(*, tag: Tag, customer_ids: list[int], add: bool, by) -> int:
     """Add (or remove) a manual tag on customers, with history; returns how many changed."""
-    if tag.source != Tag.Source.MANUAL:
+    if tag.source != Tag.Source.MANUAL or tag.group.system_key:
         raise ValueError(f"「{tag.name}」由{tag.get_source_display()}维护，不能手动修改")
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:

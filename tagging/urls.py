@@ -1,8 +1,27 @@
 from django.urls import path
-from django.utils.translation import gettext_lazy as _
 
-from scrm.views import placeholder
+from tagging import views
 
 urlpatterns = [
-    path("tags/", placeholder(title=_("标签"), issue=5), name="tags"),
+    path("tags/", views.tag_list, name="tags"),
+    path("tags/retag/", views.retag_now, name="tag_retag"),
+    path("tags/manual/", views.manual_tag_create, name="tag_manual_create"),
+    path("tags/rules/new/", views.rule_edit, name="tag_rule_new"),
+    path("tags/rules/<int:tag_id>/edit/", views.rule_edit, name="tag_rule_edit"),
+    path("tags/settings/", views.tag_settings, name="tag_settings"),
+    path("tags/customers/<int:customer_id>/", views.customer_tags, name="customer_tags"),
+    path("tags/<int:tag_id>/", views.tag_detail, name="tag_detail"),
+    path("tags/<int:tag_id>/customers/", views.tag_customers_change, name="tag_customers_change"),
+    path(
+        "tags/<int:tag_id>/export.csv",
+        views.tag_export,
+        {"file_format": "csv"},
+        name="tag_export_csv",
+    ),
+    path(
+        "tags/<int:tag_id>/export.xlsx",
+        views.tag_export,
+        {"file_format": "xlsx"},
+        name="tag_export_xlsx",
+    ),
 ]
