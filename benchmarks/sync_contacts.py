@@ -74,7 +74,10 @@ def main() -> None:
     pages = sum(max(1, ceil(sum(len(data.follows[u]) for u in batch) / 100)) for batch in batches)
     # gettoken, department/list, user/list, get_follow_user_list twice (guides and the
     # customer stage), get_corp_tag_list, the batch pages, groupchat/list pages, groupchat/get
-    api_calls_min = 1 + 1 + 1 + 2 + 1 + pages + ceil(len(data.groups) / 1000) + len(data.groups)
+    # groupchat/list: per batch of 100 owners, a page per 1,000 of their groups (at least one)
+    owned = [sum(1 for g in data.groups.values() if g["owner"] in batch) for batch in batches]
+    list_pages = sum(max(1, ceil(n / 1000)) for n in owned)
+    api_calls_min = 1 + 1 + 1 + 2 + 1 + pages + list_pages + len(data.groups)
 
     port = free_port()
     emulator = subprocess.Popen(  # noqa: S603 - fixed arguments

@@ -156,16 +156,21 @@ def relationship_end(*, event: dict, gateway=None) -> None:
 
 
 def relationship_transfer_failed(*, event: dict, gateway=None) -> None:
-    relationship = Relationship.objects.filter(
-        customer__external_userid=event["ExternalUserID"], guide__wecom_userid=event["UserID"]
-    ).first()
+    """A transfer of the customer failed (refused, or the taker is full). UserID is the
+    member who was to take over, who has no relationship with the customer: the event is
+    kept on the customer's live relationship (the one that stays), naming the taker."""
+    relationship = (
+        Relationship.objects.filter(customer__external_userid=event["ExternalUserID"])
+        .order_by("-is_active", "-added_at")
+        .first()
+    )
     if relationship is not None:
         RelationshipEvent.objects.create(
             relationship=relationship,
             kind=RelationshipEvent.Kind.TRANSFER_FAILED,
             source=RelationshipEvent.Source.CALLBACK,
             occurred_at=_occurred_at(event),
-            detail={"reason": event.get("FailReason", "")},
+            detail={"reason": event.get("FailReason", ""), "takeover": event["UserID"]},
         )
 
 

@@ -30,6 +30,7 @@ MEMBERS_PER_CALL = 100  # batch/get_by_user: userid_list ≤ 100
 RELATIONS_PER_CALL = 100  # batch/get_by_user: limit ≤ 100
 FLUSH_RELATIONS = settings.SYNC_FLUSH_RELATIONS  # relationships written per transaction
 GROUPS_PER_CALL = 1000  # groupchat/list: limit ≤ 1000
+OWNERS_PER_CALL = 100  # groupchat/list: owner_filter.userid_list ≤ 100
 STAGES = ["guides", "tags", "customers", "groups", "finish"]
 # Session-level advisory lock: one sync executes at a time; it is released
 # when the executing connection dies, so a killed worker never blocks the next.
@@ -696,25 +697,32 @@ class WeComFullSync:
                 pending = []
         with transaction.atomic():
             self.writer.end_unseen_relationships()
-            self._save(stage="groups", cursor="")
+            self._save(stage="groups", batch=0, cursor="", userids=userids)
 
     def _stage_groups(self) -> None:
-        page_cursor = self.run.cursor.get("cursor", "")
-        while True:
+        # groupchat/list needs an owner filter (≤ 100 owners) once a corp has more than
+        # 1,000 follow users (81017): walk the run's follow users in batches of 100.
+        saved = self.run.cursor
+        userids: list[str] = saved.get("userids") or sorted(self.gateway.follow_user_list())
+        batches = [
+            userids[i : i + OWNERS_PER_CALL] for i in range(0, len(userids), OWNERS_PER_CALL)
+        ]
+        batch_index, page_cursor = saved.get("batch", 0), saved.get("cursor", "")
+        while batch_index < len(batches):
             chats, next_cursor = self.gateway.groupchat_list(
-                cursor=page_cursor, limit=GROUPS_PER_CALL
+                owners=batches[batch_index], cursor=page_cursor, limit=GROUPS_PER_CALL
             )
             details = [self.gateway.groupchat_get(chat["chat_id"]) for chat in chats]
+            if next_cursor:
+                page_cursor = next_cursor
+            else:
+                batch_index, page_cursor = batch_index + 1, ""
             with transaction.atomic():
                 self.writer.groups(details, [chat.get("status", 0) for chat in chats])
-                if next_cursor:
-                    self._save(stage="groups", cursor=next_cursor)
-                else:
-                    self.writer.end_missing_groups()
-                    self._save(stage="finish")
-            if not next_cursor:
-                return
-            page_cursor = next_cursor
+                self._save(stage="groups", batch=batch_index, cursor=page_cursor, userids=userids)
+        with transaction.atomic():
+            self.writer.end_missing_groups()
+            self._save(stage="finish")
 
     def _stage_finish(self) -> None:
         with transaction.atomic():

@@ -6,6 +6,8 @@ replay changes nothing), answers at once and leaves the handling to a worker.
 A bad signature gets 403, a body that cannot be read 400; neither writes.
 """
 
+import hashlib
+import json
 import logging
 import time
 
@@ -22,6 +24,17 @@ from scrm.wecom.credentials import current
 logger = logging.getLogger(__name__)
 TIMESTAMP_WINDOW = 300  # seconds; WeCom retries within seconds, replays come later
 KEY_FIELDS = ("Event", "ChangeType", "UserID", "ExternalUserID", "ChatId", "Id", "CreateTime")
+
+
+def _text(value) -> str:
+    """A field of the event as text; lists such as MemChangeList (<Item> children) become
+    comma-separated ids."""
+    if value is None:
+        return ""
+    if isinstance(value, dict) and "Item" in value:
+        items = value["Item"]
+        return ",".join(items if isinstance(items, list) else [items])
+    return str(value)
 
 
 def _crypto() -> WeChatCrypto:
@@ -55,8 +68,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         return HttpResponse("stale timestamp", status=403)
     try:
         plain = _crypto().decrypt_message(request.body, signature, timestamp, nonce)
-        fields = xmltodict.parse(plain)["xml"]
-        fields = {key: ("" if value is None else str(value)) for key, value in fields.items()}
+        fields = {key: _text(value) for key, value in xmltodict.parse(plain)["xml"].items()}
         event = fields["Event"]
     except InvalidSignatureException:
         logger.warning("wecom callback: bad signature")
@@ -64,7 +76,11 @@ def callback(request: HttpRequest) -> HttpResponse:
     except Exception:  # noqa: BLE001 - any unreadable body is the sender's error
         logger.warning("wecom callback: malformed body", exc_info=True)
         return HttpResponse("malformed", status=400)
-    key = ":".join(fields.get(name, "") for name in KEY_FIELDS)
+    # The ids and time name the event; the digest of every field tells apart two changes
+    # of one group or tag in the same second (another UpdateDetail, other members). A
+    # replay decrypts to the same fields, so it has the same key.
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode(), usedforsecurity=False)
+    key = ":".join([*(fields.get(name, "") for name in KEY_FIELDS), digest.hexdigest()[:16]])
     try:
         with transaction.atomic():
             stored = CallbackEvent.objects.create(

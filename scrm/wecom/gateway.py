@@ -218,12 +218,15 @@ class WeComGateway:
     def corp_tag_list(self) -> list[dict]:
         return self.call("post", "externalcontact/get_corp_tag_list", data={})["tag_group"]
 
-    def groupchat_list(self, *, cursor: str = "", limit: int = 1000):
-        result = self.call(
-            "post",
-            "externalcontact/groupchat/list",
-            data={"status_filter": 0, "cursor": cursor, "limit": limit},
-        )
+    def groupchat_list(self, *, owners: list[str], cursor: str = "", limit: int = 1000):
+        """Groups owned by these members (≤ 100), a page at a time."""
+        data = {
+            "status_filter": 0,
+            "owner_filter": {"userid_list": owners},
+            "cursor": cursor,
+            "limit": limit,
+        }
+        result = self.call("post", "externalcontact/groupchat/list", data=data)
         return result.get("group_chat_list", []), result.get("next_cursor", "")
 
     def groupchat_get(self, chat_id: str) -> dict:
