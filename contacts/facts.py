@@ -295,3 +295,36 @@ def _merge_rows(cursor, *, table: str, keys: list[str], values: list[str], selec
         WHERE ({current}) IS DISTINCT FROM ({fresh})
         """
     )
+
+
+def facts_predictions_store(*, rows: list[tuple[int, float, float, float]], at) -> int:
+    """Store (customer_id, expected purchase days in 90 days, probability alive, predicted
+    12-month LTV) from analytics' model fit; customers not in `rows` lose old predictions
+    (they have no purchase before the calibration end any more). Returns rows written."""
+    from psycopg2.extras import execute_values
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TABLE IF EXISTS predicted; CREATE TEMP TABLE predicted (customer_id bigint"
+            " PRIMARY KEY, purchases float, alive float, ltv numeric(12, 2)) ON COMMIT DROP"
+        )
+        execute_values(cursor, "INSERT INTO predicted VALUES %s", rows, page_size=10_000)
+        cursor.execute(
+            """
+            UPDATE contacts_customerfacts f
+            SET predicted_purchases_90d = p.purchases, probability_alive = p.alive,
+                predicted_ltv_12m = p.ltv, predicted_at = %s
+            FROM predicted p WHERE f.customer_id = p.customer_id
+            """,
+            [at],
+        )
+        written = cursor.rowcount
+        cursor.execute(
+            """
+            UPDATE contacts_customerfacts f SET predicted_purchases_90d = NULL,
+                probability_alive = NULL, predicted_ltv_12m = NULL, predicted_at = NULL
+            WHERE f.predicted_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM predicted p WHERE p.customer_id = f.customer_id)
+            """
+        )
+    return written

@@ -648,6 +648,14 @@ class CustomerFacts(models.Model):
     guide_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     store_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     in_group = models.BooleanField("在客户群中", default=False)
+    # Written by analytics' BG/NBD + Gamma-Gamma fit (facts_predictions_store), so tags
+    # and SOP can use them without reading analytics.
+    predicted_purchases_90d = models.FloatField("预计 90 天购买天数", null=True, blank=True)
+    probability_alive = models.FloatField("活跃概率", null=True, blank=True)
+    predicted_ltv_12m = models.DecimalField(
+        "预测 12 个月 LTV", max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    predicted_at = models.DateTimeField(null=True, blank=True)
     changed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
