@@ -140,6 +140,7 @@ class WeComData:
     contact_ways: dict[str, dict] = field(default_factory=dict)  # config_id → way
     contact_way_turns: Counter[str] = field(default_factory=Counter)  # round robin
     welcome_codes: dict[str, dict] = field(default_factory=dict)  # code → who, when, used
+    oauth_codes: dict[str, dict] = field(default_factory=dict)  # code → userid, issued_at
     welcome_messages: list[dict] = field(default_factory=list)  # what send_welcome_msg sent
     group_msgs: dict[str, dict] = field(default_factory=dict)  # msgid → mass message
     received: dict[str, list[float]] = field(default_factory=dict)  # target → times received
@@ -793,8 +794,10 @@ class WeComEmulator:
                 return [str(error).encode()]
             start_response("200 OK", [("Content-Type", "application/json")])
             return [json.dumps({"callback_status": status}).encode()]
-        path = raw_path.removeprefix("/cgi-bin/")
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        if raw_path == "/connect/oauth2/authorize":
+            return self._oauth_authorize(query, start_response)
+        path = raw_path.removeprefix("/cgi-bin/")
         body: dict | None = {}
         if environ.get("REQUEST_METHOD") == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -1717,6 +1720,39 @@ class WeComEmulator:
             return error
         del self.data.contact_ways[way["config_id"]]
         return {"errcode": 0, "errmsg": "ok"}
+
+    # -- OAuth: the member signed in to the WeCom client opens an app page -----------
+    OAUTH_CODE_SECONDS = 300  # WeCom: a code is valid 5 minutes, once
+
+    def _oauth_authorize(self, query: dict, start_response):
+        """WeCom's authorize page: it knows who is signed in to the client and sends the
+        browser back with a one-time code. The emulator takes that member from
+        `emulator_userid` (the first member by default)."""
+        redirect_uri = query.get("redirect_uri", "")
+        if query.get("appid") != self.config.corp_id or not redirect_uri:
+            start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")])
+            return ["参数错误：appid 或 redirect_uri".encode()]
+        userid = query.get("emulator_userid") or self.data.users[0]["userid"]
+        code = secrets.token_urlsafe(24)
+        with self.lock:
+            self.data.oauth_codes[code] = {"userid": userid, "issued_at": self.clock()}
+        separator = "&" if "?" in redirect_uri else "?"
+        location = (
+            f"{redirect_uri}{separator}{urlencode({'code': code, 'state': query.get('state', '')})}"
+        )
+        start_response("302 Found", [("Location", location)])
+        return [b""]
+
+    def _auth_getuserinfo(self, query: dict, body: dict) -> dict:
+        code = query.get("code", "")
+        issued = self.data.oauth_codes.pop(code, None)
+        if issued is None or self.clock() - issued["issued_at"] > self.OAUTH_CODE_SECONDS:
+            return _error(40029, "invalid code")
+        userid = issued["userid"]
+        if not any(user["userid"] == userid for user in self.data.users):
+            # Someone outside the corp: WeCom answers with an openid instead.
+            return {"errcode": 0, "errmsg": "ok", "openid": f"o{userid}"}
+        return {"errcode": 0, "errmsg": "ok", "userid": userid, "user_ticket": ""}
 
     # -- app messages to staff -----------------------------------------------------
     def _message_send(self, query: dict, body: dict) -> dict:

@@ -2,8 +2,10 @@
 and a query count that does not grow with the number of tasks."""
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -129,3 +131,52 @@ def test_sidebar_shows_the_chats_customer_and_binds_an_order(client_for, guide_u
         ).status_code
         == 404
     )
+
+
+def _wecom(emulator_server, settings):
+    emulator, served = emulator_server
+    emulator.revoke_tokens()
+    settings.WECOM_API_BASE = served.base_url
+    settings.WECOM_OAUTH_BASE = served.base_url.removesuffix("/cgi-bin/")
+    return emulator
+
+
+def test_wecom_oauth_signs_the_guide_in_and_opens_the_sidebar(
+    client, guide_user, tasks, emulator_server, settings
+):
+    _wecom(emulator_server, settings)
+    customer = tasks["relationships"][0].customer
+    sidebar = reverse("guide_sidebar") + f"?external_userid={customer.external_userid}"
+    start = client.get(reverse("guide_oauth"), {"next": sidebar})
+    assert start.status_code == 302 and "/connect/oauth2/authorize?" in start["Location"]
+    # The WeCom client knows who is signed in: guide0001 (the emulator is told so).
+    authorize = requests.get(
+        start["Location"].split("#")[0] + "&emulator_userid=guide0001",
+        allow_redirects=False,
+        timeout=5,
+    )
+    callback = urlsplit(authorize.headers["Location"])
+    landed = client.get(callback.path + "?" + callback.query)
+    assert landed.status_code == 302 and landed["Location"] == sidebar
+    page = client.get(sidebar)
+    assert page.status_code == 200 and page.wsgi_request.user == guide_user
+    # the code was single-use: replaying the callback signs nobody in
+    client.logout()
+    assert client.get(callback.path + "?" + callback.query).status_code == 400
+    assert client.get(sidebar).status_code == 302  # to the login page
+
+
+def test_oauth_for_a_member_without_a_guide_account_is_refused(
+    client, db, emulator_server, settings
+):
+    _wecom(emulator_server, settings)
+    start = client.get(reverse("guide_oauth"))
+    authorize = requests.get(
+        start["Location"].split("#")[0] + "&emulator_userid=guide0009",
+        allow_redirects=False,
+        timeout=5,
+    )
+    callback = urlsplit(authorize.headers["Location"])
+    response = client.get(callback.path + "?" + callback.query)
+    assert response.status_code == 400 and "还没有开通导购账号" in response.content.decode()
+    assert "_auth_user_id" not in client.session
