@@ -40,3 +40,20 @@ def handle_callback_event(self, event_id: int) -> str:
         status=CallbackEvent.Status.HANDLED, handled_at=timezone.now(), error=""
     )
     return "handled"
+
+
+@shared_task(name="scrm.tasks.handle_fast_event", acks_late=True)
+def handle_fast_event(event_id: int) -> int:
+    """The event's fast handlers (a welcome message within WeCom's 20 s), apart from the
+    ordered ones. Safe twice: each fast handler records what it did, keyed by the event's
+    own ids (a welcome code is sent once)."""
+    from scrm.models import CallbackEvent
+    from scrm.wecom.events import fast_handlers_for
+    from scrm.wecom.gateway import WeComGateway
+
+    event = CallbackEvent.objects.get(pk=event_id)
+    handlers = fast_handlers_for(event.event, event.change_type)
+    gateway = WeComGateway.from_settings()
+    for handler in handlers:
+        handler(event=event.payload, received_at=event.received_at, gateway=gateway)
+    return len(handlers)

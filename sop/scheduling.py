@@ -65,7 +65,20 @@ def enroll(*, plan: SopPlan, candidates: str, params: dict) -> int:
     if plan.audience:
         compiled = compile_condition(plan.audience, resolve=resolve_ids)
         audience, audience_params = compiled.sql, compiled.params
+    from contacts.facts import facts_refresh
+
     with transaction.atomic(), connection.cursor() as cursor:
+        # A contact added a moment ago has no facts yet (their refresh is queued): the
+        # audience is judged on fresh facts, so make them now.
+        cursor.execute(
+            f"""SELECT DISTINCT c.customer_id FROM ({candidates}) c
+                LEFT JOIN contacts_customerfacts f ON f.customer_id = c.customer_id
+                WHERE f.customer_id IS NULL""",
+            {"today": _today(), **params},
+        )
+        missing = [row[0] for row in cursor.fetchall()]
+        if missing:
+            facts_refresh(customer_ids=missing)
         cursor.execute(
             f"""
             DROP TABLE IF EXISTS enrolled;
@@ -157,17 +170,34 @@ def dispatch(*, now: datetime, batch: int = DISPATCH_BATCH) -> DispatchResult:
     return result
 
 
+# The batch's rows, claimed with what the decisions read, and each one's outcome (NULL:
+# still to decide). Decisions are made in this temporary table; sop_touchpoint is
+# written once per row, by the last statement.
+_CLAIMED = """
+DROP TABLE IF EXISTS claimed;
+CREATE TEMP TABLE claimed (
+    id bigint PRIMARY KEY, enrollment_id bigint NOT NULL, step_id bigint NOT NULL,
+    plan_id bigint NOT NULL, customer_id bigint NOT NULL, guide_id bigint NOT NULL,
+    priority integer NOT NULL, due_at timestamptz NOT NULL,
+    window_ends_at timestamptz NOT NULL, outcome text, reason text
+) ON COMMIT DROP
+"""
+
+
 def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result) -> bool:
     today = _today(now)
     week_start = today - timedelta(days=today.weekday())
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "DROP TABLE IF EXISTS claimed;"
-            " CREATE TEMP TABLE claimed (id bigint PRIMARY KEY) ON COMMIT DROP"
-        )
+        # Every statement below reads a batch's rows of large tables by key; compiling
+        # them (JIT, on for their estimated cost) takes longer than running them.
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(_CLAIMED)
         cursor.execute(
             """
-            INSERT INTO claimed SELECT id FROM sop_touchpoint
+            INSERT INTO claimed
+            SELECT id, enrollment_id, step_id, plan_id, customer_id, guide_id, priority,
+                   due_at, window_ends_at, NULL, NULL
+            FROM sop_touchpoint
             WHERE status = 'planned' AND due_at <= %s
             ORDER BY due_at, id LIMIT %s FOR UPDATE SKIP LOCKED
             """,
@@ -185,147 +215,160 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
             "complaint_since": now - timedelta(days=policy.complaint_days),
             "max_day": policy.max_per_day,
             "max_week": policy.max_per_week,
+            "until": None,
         }
-        # 1. Stop conditions, first match wins; the enrolment stops with its touchpoint.
+        # 1. Stop conditions, first match wins (the enrolment stops with its touchpoint,
+        # below). The enrolment is read by key for each row (OFFSET 0 keeps it a lookup,
+        # not a scan of every enrolment).
         cursor.execute(
             f"""
-            WITH reasons AS (
-                SELECT t.id, t.enrollment_id, CASE
+            UPDATE claimed c SET outcome = 'stopped', reason = r.reason FROM (
+                SELECT c.id, CASE
                     WHEN e.status = 'stopped' THEN e.stopped_reason
-                    WHEN EXISTS (SELECT 1 FROM sop_optout x WHERE x.customer_id = t.customer_id)
+                    WHEN EXISTS (SELECT 1 FROM sop_optout x WHERE x.customer_id = c.customer_id)
                         THEN 'opted_out'
                     WHEN p.stop_on_contact_deleted AND NOT EXISTS (
-                        SELECT 1 FROM contacts_relationship r WHERE r.customer_id = t.customer_id
-                          AND r.guide_id = t.guide_id AND r.is_active) THEN 'contact_deleted'
+                        SELECT 1 FROM contacts_relationship r WHERE r.customer_id = c.customer_id
+                          AND r.guide_id = c.guide_id AND r.is_active) THEN 'contact_deleted'
                     WHEN p.stop_on_purchase AND EXISTS (
-                        SELECT 1 FROM contacts_order o WHERE o.customer_id = t.customer_id
+                        SELECT 1 FROM contacts_order o WHERE o.customer_id = c.customer_id
                           AND {PURCHASED} AND o.paid_at > e.triggered_at
                           AND o.paid_at <= %(now)s) THEN 'purchased'
                     WHEN p.stop_on_tag_added_id IS NOT NULL AND EXISTS (
-                        SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = t.customer_id
+                        SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = c.customer_id
                           AND ct.tag_id = p.stop_on_tag_added_id
                           AND ct.added_at > e.triggered_at) THEN 'tag_added'
                     WHEN p.stop_on_tag_removed_id IS NOT NULL AND NOT EXISTS (
-                        SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = t.customer_id
+                        SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = c.customer_id
                           AND ct.tag_id = p.stop_on_tag_removed_id) THEN 'tag_removed'
                     WHEN NOT p.is_active THEN 'plan_paused'
                     END AS reason
-                FROM claimed c JOIN sop_touchpoint t ON t.id = c.id
-                JOIN sop_enrollment e ON e.id = t.enrollment_id
-                JOIN sop_sopplan p ON p.id = t.plan_id
-            ), stopped AS (
-                UPDATE sop_touchpoint t SET status = 'stopped', reason = r.reason
-                FROM reasons r WHERE t.id = r.id AND r.reason IS NOT NULL
-                RETURNING t.enrollment_id, r.reason
+                FROM claimed c
+                CROSS JOIN LATERAL (
+                    SELECT e.status, e.stopped_reason, e.triggered_at FROM sop_enrollment e
+                    WHERE e.id = c.enrollment_id OFFSET 0) e
+                JOIN sop_sopplan p ON p.id = c.plan_id
+            ) r
+            WHERE c.id = r.id AND r.reason IS NOT NULL
+            """,
+            params,
+        )
+        # 2. Windows that ended before the touch could be given.
+        cursor.execute(
+            "UPDATE claimed SET outcome = 'expired'"
+            " WHERE outcome IS NULL AND window_ends_at < %(now)s",
+            params,
+        )
+        quiet_end = in_quiet_hours(policy, now)
+        if quiet_end is not None:
+            # 3. Quiet hours: nothing is given now; the rest waits for their end.
+            params["until"] = quiet_end
+            cursor.execute("UPDATE claimed SET outcome = 'deferred' WHERE outcome IS NULL")
+        else:
+            # 4. The contact policy, per customer: complaint, one plan a day, daily and
+            # weekly caps (counting the touches already given).
+            cursor.execute(
+                """
+                WITH candidates AS (
+                    SELECT id, customer_id, plan_id, priority, due_at
+                    FROM claimed WHERE outcome IS NULL
+                ), given AS (
+                    SELECT g.customer_id,
+                           count(*) FILTER (WHERE g.task_at >= %(day_start)s) AS today,
+                           count(*) AS week,
+                           min(g.plan_id) FILTER (WHERE g.task_at >= %(day_start)s) AS today_plan
+                    FROM sop_touchpoint g
+                    WHERE g.customer_id IN (SELECT customer_id FROM candidates)
+                      AND g.task_at >= %(week_start)s
+                    GROUP BY g.customer_id
+                ), top AS (
+                    SELECT DISTINCT ON (customer_id) customer_id, plan_id
+                    FROM candidates ORDER BY customer_id, priority DESC, due_at, id
+                ), ranked AS (
+                    SELECT k.*, coalesce(g.today_plan, top.plan_id) AS day_plan,
+                           coalesce(g.today, 0) AS today, coalesce(g.week, 0) AS week,
+                           row_number() OVER (
+                               PARTITION BY k.customer_id,
+                                            k.plan_id = coalesce(g.today_plan, top.plan_id)
+                               ORDER BY k.priority DESC, k.due_at, k.id) AS rank
+                    FROM candidates k JOIN top ON top.customer_id = k.customer_id
+                    LEFT JOIN given g ON g.customer_id = k.customer_id
+                ), decided AS (
+                    SELECT id, CASE
+                        WHEN %(complaint_tag)s::bigint IS NOT NULL AND EXISTS (
+                            SELECT 1 FROM tagging_customertag ct
+                            WHERE ct.customer_id = ranked.customer_id
+                              AND ct.tag_id = %(complaint_tag)s::bigint
+                              AND ct.added_at >= %(complaint_since)s) THEN 'complaint'
+                        WHEN plan_id <> day_plan THEN 'another_plan_today'
+                        WHEN today + rank > %(max_day)s THEN 'daily_cap'
+                        WHEN week + rank > %(max_week)s THEN 'weekly_cap'
+                        END AS reason
+                    FROM ranked
+                )
+                UPDATE claimed c SET outcome = 'suppressed', reason = d.reason
+                FROM decided d WHERE c.id = d.id AND d.reason IS NOT NULL
+                """,
+                params,
+            )
+            # 5. The rest are the guides' tasks.
+            cursor.execute("UPDATE claimed SET outcome = 'task' WHERE outcome IS NULL")
+        # Every outcome in one write of the claimed rows (found through the primary key,
+        # never a scan); stopped enrolments stop; automatic steps are queued for sending.
+        cursor.execute(
+            """
+            WITH changed AS (
+                UPDATE sop_touchpoint t SET
+                    status = CASE WHEN c.outcome = 'deferred' THEN t.status ELSE c.outcome END,
+                    reason = CASE WHEN c.outcome IN ('stopped', 'suppressed') THEN c.reason
+                                  ELSE t.reason END,
+                    task_at = CASE WHEN c.outcome = 'task' THEN %(now)s ELSE t.task_at END,
+                    due_at = CASE WHEN c.outcome = 'deferred' THEN %(until)s::timestamptz
+                                  ELSE t.due_at END
+                FROM claimed c
+                WHERE t.id = ANY(ARRAY(SELECT id FROM claimed)) AND t.id = c.id
+                  AND t.status = 'planned'
+                RETURNING t.id, t.enrollment_id, t.step_id, c.outcome, c.reason
             ), enrollments AS (
                 UPDATE sop_enrollment e SET status = 'stopped', stopped_reason = s.reason,
                        stopped_at = %(now)s
-                FROM (SELECT DISTINCT ON (enrollment_id) enrollment_id, reason FROM stopped) s
+                FROM (SELECT DISTINCT ON (enrollment_id) enrollment_id, reason FROM changed
+                      WHERE outcome = 'stopped' ORDER BY enrollment_id, id) s
                 WHERE e.id = s.enrollment_id AND e.status = 'active'
                   AND s.reason <> 'plan_paused'
-            )
-            SELECT reason, count(*) FROM stopped GROUP BY reason
-            """,
-            params,
-        )
-        for reason, count in cursor.fetchall():
-            result.stopped[reason] += count
-        # 2. Windows that ended before the touch could be given.
-        cursor.execute(
-            """
-            UPDATE sop_touchpoint t SET status = 'expired' FROM claimed c
-            WHERE t.id = c.id AND t.status = 'planned' AND t.window_ends_at < %(now)s
-            """,
-            params,
-        )
-        result.expired += cursor.rowcount
-        # 3. Quiet hours: nothing is given now; the rest waits for their end.
-        quiet_end = in_quiet_hours(policy, now)
-        if quiet_end is not None:
-            cursor.execute(
-                """
-                UPDATE sop_touchpoint t SET due_at = %(until)s FROM claimed c
-                WHERE t.id = c.id AND t.status = 'planned'
-                """,
-                {"until": quiet_end},
-            )
-            result.deferred += cursor.rowcount
-            return claimed == batch
-        # 4. The contact policy, per customer: complaint, one plan a day, daily and weekly caps.
-        cursor.execute(
-            """
-            WITH candidates AS (
-                SELECT t.id, t.customer_id, t.plan_id, t.priority, t.due_at
-                FROM claimed c JOIN sop_touchpoint t ON t.id = c.id WHERE t.status = 'planned'
-            ), given AS (
-                SELECT g.customer_id,
-                       count(*) FILTER (WHERE g.task_at >= %(day_start)s) AS today,
-                       count(*) AS week,
-                       min(g.plan_id) FILTER (WHERE g.task_at >= %(day_start)s) AS today_plan
-                FROM sop_touchpoint g
-                WHERE g.customer_id IN (SELECT customer_id FROM candidates)
-                  AND g.task_at >= %(week_start)s
-                GROUP BY g.customer_id
-            ), top AS (
-                SELECT DISTINCT ON (customer_id) customer_id, plan_id
-                FROM candidates ORDER BY customer_id, priority DESC, due_at, id
-            ), ranked AS (
-                SELECT k.*, coalesce(g.today_plan, top.plan_id) AS day_plan,
-                       coalesce(g.today, 0) AS today, coalesce(g.week, 0) AS week,
-                       row_number() OVER (
-                           PARTITION BY k.customer_id,
-                                        k.plan_id = coalesce(g.today_plan, top.plan_id)
-                           ORDER BY k.priority DESC, k.due_at, k.id) AS rank
-                FROM candidates k JOIN top ON top.customer_id = k.customer_id
-                LEFT JOIN given g ON g.customer_id = k.customer_id
-            ), decided AS (
-                SELECT id, CASE
-                    WHEN %(complaint_tag)s::bigint IS NOT NULL AND EXISTS (
-                        SELECT 1 FROM tagging_customertag ct
-                        WHERE ct.customer_id = ranked.customer_id
-                          AND ct.tag_id = %(complaint_tag)s::bigint
-                          AND ct.added_at >= %(complaint_since)s) THEN 'complaint'
-                    WHEN plan_id <> day_plan THEN 'another_plan_today'
-                    WHEN today + rank > %(max_day)s THEN 'daily_cap'
-                    WHEN week + rank > %(max_week)s THEN 'weekly_cap'
-                    END AS reason
-                FROM ranked
-            ), suppressed AS (
-                UPDATE sop_touchpoint t SET status = 'suppressed', reason = d.reason
-                FROM decided d WHERE t.id = d.id AND d.reason IS NOT NULL
-                RETURNING d.reason
-            )
-            SELECT reason, count(*) FROM suppressed GROUP BY reason
-            """,
-            params,
-        )
-        for reason, count in cursor.fetchall():
-            result.suppressed[reason] += count
-        # 5. The rest are the guides' tasks; automatic steps are queued for sending.
-        cursor.execute(
-            """
-            WITH tasks AS (
-                UPDATE sop_touchpoint t SET status = 'task', task_at = %(now)s FROM claimed c
-                WHERE t.id = c.id AND t.status = 'planned'
-                RETURNING t.id, t.step_id
             ), automatic AS (
                 INSERT INTO sop_automaticsend (touchpoint_id, status, msgid, error, created_at,
                                                updated_at)
-                SELECT tasks.id, 'queued', '', '', %(now)s, %(now)s
-                FROM tasks JOIN sop_sopstep s ON s.id = tasks.step_id WHERE s.is_automatic
+                SELECT changed.id, 'queued', '', '', %(now)s, %(now)s
+                FROM changed JOIN sop_sopstep s ON s.id = changed.step_id
+                WHERE changed.outcome = 'task' AND s.is_automatic
                 ON CONFLICT (touchpoint_id) DO NOTHING
                 RETURNING touchpoint_id
             )
-            SELECT (SELECT count(*) FROM tasks), coalesce(array_agg(touchpoint_id), '{}')
+            SELECT outcome, reason, count(*), NULL::bigint[] FROM changed GROUP BY 1, 2
+            UNION ALL
+            SELECT 'automatic', NULL, count(*), coalesce(array_agg(touchpoint_id), '{}')
             FROM automatic
             """,
             params,
         )
-        created, automatic = cursor.fetchone()
-        result.created += created
+        automatic: list[int] = []
+        for outcome, reason, count, ids in cursor.fetchall():
+            if outcome == "task":
+                result.created += count
+            elif outcome == "suppressed":
+                result.suppressed[reason] += count
+            elif outcome == "stopped":
+                result.stopped[reason] += count
+            elif outcome == "expired":
+                result.expired += count
+            elif outcome == "deferred":
+                result.deferred += count
+            elif outcome == "automatic":
+                automatic = list(ids)
         result.automatic += automatic
         if automatic:
             from sop.tasks import send_automatic
 
-            transaction.on_commit(lambda ids=list(automatic): send_automatic.delay(ids))
+            transaction.on_commit(lambda ids=automatic: send_automatic.delay(ids))
         return claimed == batch

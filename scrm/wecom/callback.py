@@ -20,6 +20,7 @@ from wechatpy.exceptions import InvalidSignatureException
 
 from scrm.models import CallbackEvent
 from scrm.wecom.credentials import current
+from scrm.wecom.events import fast_handlers_for
 
 logger = logging.getLogger(__name__)
 TIMESTAMP_WINDOW = 300  # seconds; WeCom retries within seconds, replays come later
@@ -88,7 +89,12 @@ def callback(request: HttpRequest) -> HttpResponse:
             )
     except IntegrityError:
         return HttpResponse("success")  # a replay: stored before, nothing changes
-    from scrm.tasks import handle_callback_event
+    from scrm.celery import Queues
+    from scrm.tasks import handle_callback_event, handle_fast_event
 
     transaction.on_commit(lambda: handle_callback_event.delay(stored.pk))
+    if fast_handlers_for(event, fields.get("ChangeType", "")):
+        transaction.on_commit(
+            lambda: handle_fast_event.apply_async((stored.pk,), queue=str(Queues.MESSAGES))
+        )
     return HttpResponse("success")

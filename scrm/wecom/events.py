@@ -22,3 +22,18 @@ def register(*, event: str, change_type: str, handler: Handler, order: int) -> N
 def handlers_for(event: str, change_type: str) -> list[Handler]:
     entries = _HANDLERS.get((event, change_type), []) + _HANDLERS.get((event, "*"), [])
     return [handler for _, handler in sorted(entries, key=lambda entry: entry[0])]
+
+
+# Handlers that must not wait behind slow work (a welcome message has 20 s): run at once
+# in a task of their own on the messages queue, beside the ordered handlers.
+_FAST: dict[tuple[str, str], list[Handler]] = {}
+
+
+def register_fast(*, event: str, change_type: str, handler: Handler) -> None:
+    entries = _FAST.setdefault((event, change_type), [])
+    if all(existing is not handler for existing in entries):
+        entries.append(handler)
+
+
+def fast_handlers_for(event: str, change_type: str) -> list[Handler]:
+    return list(_FAST.get((event, change_type), []))

@@ -286,3 +286,30 @@ class WeComGateway:
             "text": {"content": text},
         }
         return self.call("post", "message/send", data=data)
+
+    def add_contact_way(self, *, userids: list[str], state: str, remark: str) -> dict:
+        """A 「联系我」 QR code for these members (type 2, so the member list can change later;
+        WeCom hands each add to one of them). Returns {"config_id", "qr_code"}."""
+        data = {
+            "type": 2,
+            "scene": 2,
+            "state": state,
+            "remark": remark[:30],
+            "skip_verify": True,
+            "user": userids,
+        }
+        result = self.call("post", "externalcontact/add_contact_way", data=data)
+        return {"config_id": result["config_id"], "qr_code": result.get("qr_code", "")}
+
+    def update_contact_way(self, *, config_id: str, userids: list[str]) -> None:
+        data = {"config_id": config_id, "user": userids}
+        self.call("post", "externalcontact/update_contact_way", data=data)
+
+    def send_welcome_msg(self, *, welcome_code: str, text: str, attachments: list[dict]) -> None:
+        """The welcome message of a new contact; the code is valid 20 s, once."""
+        data: dict = {"welcome_code": welcome_code}
+        if text:
+            data["text"] = {"content": text}
+        if attachments:
+            data["attachments"] = attachments
+        self.call("post", "externalcontact/send_welcome_msg", data=data)
