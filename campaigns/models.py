@@ -83,3 +83,117 @@ class WelcomeSend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code_id} → {self.external_userid} ({self.status})"
+
+
+class Campaign(models.Model):
+    """A mass message (群发) to a segment, sent by each customer's guide through WeCom
+    (add_msg_template: the guide confirms in WeCom), with an optional A/B split and a
+    holdout group that receives nothing, and orders attributed to it."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "草稿"
+        SCHEDULED = "scheduled", "待发送"
+        SENDING = "sending", "发送中"
+        SENT = "sent", "已交给导购"
+        CANCELLED = "cancelled", "已取消"
+
+    name = models.CharField("名称", max_length=100)
+    segment = models.JSONField("人群条件")  # tagging's rule language
+    text = models.TextField("内容 A", blank=True)
+    text_b = models.TextField("内容 B（A/B 测试）", blank=True)
+    attachments = models.JSONField(default=list, blank=True)
+    holdout_percent = models.PositiveSmallIntegerField("对照组比例 %", default=0)
+    schedule_at = models.DateTimeField("发送时间", null=True, blank=True)
+    attribution_days = models.PositiveSmallIntegerField("归因窗口（天）", default=7)
+    cost = models.DecimalField("成本（元）", max_digits=12, decimal_places=2, default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    prepared_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "群发活动"
+        verbose_name_plural = "群发活动"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignRecipient(models.Model):
+    """One customer of a campaign: their guide, variant, and what happened to them."""
+
+    class Variant(models.TextChoices):
+        A = "a", "A"
+        B = "b", "B"
+        HOLDOUT = "holdout", "对照组"
+
+    class Status(models.TextChoices):
+        TARGETED = "targeted", "待发送"
+        HELD = "held", "被拦截"
+        QUEUED = "queued", "待导购确认"
+        SENT = "sent", "已送达"
+        NOT_FRIEND = "not_friend", "已不是好友"
+        OVER_LIMIT = "over_limit", "超过企业微信接收上限"
+        HOLDOUT = "holdout", "对照组（不发送）"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    customer = models.ForeignKey("contacts.Customer", on_delete=models.CASCADE, related_name="+")
+    guide = models.ForeignKey("contacts.Guide", on_delete=models.CASCADE, related_name="+")
+    variant = models.CharField(max_length=8, choices=Variant.choices)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    reason = models.CharField(max_length=40, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "群发对象"
+        verbose_name_plural = "群发对象"
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "customer"], name="recipient_unique")
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "guide", "variant"], name="recipient_guide_idx"),
+            models.Index(fields=["customer", "sent_at"], name="recipient_customer_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.customer_id} {self.status}"
+
+
+class CampaignMessage(models.Model):
+    """One add_msg_template call: a guide's recipients of one variant (≤ 10,000). Created
+    as `sending` and committed before the call, so a retry never sends it twice."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "发送中"
+        CREATED = "created", "待导购确认"
+        CONFIRMED = "confirmed", "导购已发送"
+        FAILED = "failed", "失败"
+        UNKNOWN = "unknown", "结果未知"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    guide = models.ForeignKey("contacts.Guide", on_delete=models.CASCADE, related_name="+")
+    variant = models.CharField(max_length=8)
+    part = models.PositiveIntegerField(default=0)  # the n-th 10,000 of this guide
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.SENDING)
+    msgid = models.CharField(max_length=64, blank=True)
+    recipients = models.IntegerField(default=0)
+    reminders = models.IntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "群发任务"
+        verbose_name_plural = "群发任务"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "guide", "variant", "part"], name="campaign_message_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.guide_id}:{self.variant} {self.status}"

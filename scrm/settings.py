@@ -211,8 +211,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "sop.tasks.enroll_daily",
         "schedule": crontab(hour=4, minute=0),
     },
+    # After the nightly retag (03:30) refreshed every customer's facts: a new dashboard
+    # cache generation and the default views computed before anyone reads them.
+    "analytics-refresh-dashboards": {
+        "task": "analytics.tasks.refresh_dashboards",
+        "schedule": crontab(hour=4, minute=30),
+    },
     "sop-automatic-results": {"task": "sop.tasks.fetch_automatic_results", "schedule": 300.0},
     "sop-reminders": {"task": "sop.tasks.send_reminders", "schedule": 300.0},
+    "campaigns-send-due": {"task": "campaigns.tasks.send_due_campaigns", "schedule": 60.0},
+    "campaigns-results": {"task": "campaigns.tasks.fetch_campaign_results", "schedule": 600.0},
     # The weekly repurchase report for the week before (editable in django-celery-beat).
     "analytics-weekly-report": {
         "task": "analytics.tasks.weekly_report",

@@ -1,0 +1,371 @@
+"""Mass-message campaigns (群发): who is reached, handing the sends to WeCom once, results,
+reminders, and orders attributed to them.
+
+WeCom's way: `add_msg_template` creates a task per guide; nothing reaches a customer
+until the guide confirms it in WeCom; the group-message APIs tell what happened. So a
+campaign is prepared (recipients with their guide and variant, those WeCom's limits or
+the brand's contact policy would hold back marked with the reason), handed over (one
+task per guide and variant, ≤ 10,000 customers each) and then followed up.
+"""
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignMessage, CampaignRecipient
+from contacts.models import Guide
+from scrm.wecom.gateway import WeComError
+from sop.models import ContactPolicy
+from sop.scheduling import LATEST_GUIDE, SHANGHAI, _today, local_midnight
+
+RECIPIENTS_PER_CALL = 10_000  # add_msg_template: external_userid ≤ 10,000
+REMIND_AFTER = timedelta(hours=1)
+MAX_REMINDERS = 3  # remind_groupmsg_send: ≤ 3 a day
+
+
+class CampaignError(ValueError):
+    """A campaign that cannot be prepared or sent, with the reason."""
+
+
+def _month_quota(now: datetime) -> int:
+    """WeCom's current rule: a customer receives at most as many mass messages a month as
+    the month has days."""
+    local = now.astimezone(SHANGHAI)
+    return calendar.monthrange(local.year, local.month)[1]
+
+
+def campaign_prepare(*, campaign: Campaign, now: datetime | None = None) -> dict:
+    """Choose the recipients: customers matching the segment with a live guide (the one
+    most recently added, as WeCom sends through the last member who chatted), their
+    variant (a stable hash of campaign and customer), and who is held back and why.
+    Returns the reach: counts by status and reason, and by guide."""
+    from tagging.evaluation import resolve_ids
+    from tagging.rules import RuleError, compile_condition
+
+    now = now or timezone.now()
+    try:
+        compiled = compile_condition(campaign.segment, resolve=resolve_ids)
+    except RuleError as error:
+        raise CampaignError(f"人群条件：{error}") from None
+    if not (campaign.text or campaign.attachments):
+        raise CampaignError("内容不能为空：请填写文字或添加附件")
+    if not 0 <= campaign.holdout_percent <= 50:
+        raise CampaignError("对照组比例应在 0 到 50 之间")
+    policy = ContactPolicy.current()
+    today = _today(now)
+    params = {
+        **compiled.params,
+        "today": today,
+        "campaign": campaign.pk,
+        "holdout": campaign.holdout_percent,
+        "ab": bool(campaign.text_b),
+        "day_start": local_midnight(today),
+        "month_start": local_midnight(today.replace(day=1)),
+        "quota": _month_quota(now),
+        "max_day": policy.max_per_day,
+        "complaint_tag": policy.complaint_tag_id,
+        "complaint_since": now - timedelta(days=policy.complaint_days),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        if campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
+            raise CampaignError("已发送的活动不能重新圈人")
+        cursor.execute(
+            "DELETE FROM campaigns_campaignrecipient WHERE campaign_id = %s", [campaign.pk]
+        )
+        cursor.execute(
+            f"""
+            WITH chosen AS (
+                SELECT f.customer_id, {LATEST_GUIDE.format(customer="f.customer_id")} AS guide_id,
+                       abs(hashtext(%(campaign)s::text || ':' || f.customer_id::text)) AS h
+                FROM contacts_customerfacts f
+                JOIN contacts_customer c ON c.id = f.customer_id
+                WHERE c.external_userid IS NOT NULL AND f.is_member AND ({compiled.sql})
+            ), placed AS (
+                SELECT customer_id, guide_id,
+                       CASE WHEN h %% 100 < %(holdout)s THEN 'holdout'
+                            WHEN %(ab)s AND (h / 100) %% 2 = 1 THEN 'b' ELSE 'a' END AS variant
+                FROM chosen WHERE guide_id IS NOT NULL
+            )
+            INSERT INTO campaigns_campaignrecipient (campaign_id, customer_id, guide_id, variant,
+                                                     status, reason)
+            SELECT %(campaign)s, p.customer_id, p.guide_id, p.variant,
+                   CASE WHEN p.variant = 'holdout' THEN 'holdout'
+                        WHEN r.reason IS NOT NULL THEN 'held' ELSE 'targeted' END,
+                   coalesce(CASE WHEN p.variant = 'holdout' THEN '' ELSE r.reason END, '')
+            FROM placed p
+            LEFT JOIN LATERAL (SELECT CASE
+                WHEN EXISTS (SELECT 1 FROM sop_optout x WHERE x.customer_id = p.customer_id)
+                    THEN 'opted_out'
+                WHEN %(complaint_tag)s::bigint IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = p.customer_id
+                      AND ct.tag_id = %(complaint_tag)s::bigint
+                      AND ct.added_at >= %(complaint_since)s) THEN 'complaint'
+                WHEN (SELECT count(*) FROM campaigns_campaignrecipient o
+                      JOIN campaigns_campaign oc ON oc.id = o.campaign_id
+                      WHERE o.customer_id = p.customer_id AND o.status IN ('queued', 'sent')
+                        AND oc.sent_at >= %(month_start)s) >= %(quota)s THEN 'wecom_limit'
+                WHEN (SELECT count(*) FROM sop_touchpoint t WHERE t.customer_id = p.customer_id
+                        AND t.task_at >= %(day_start)s)
+                     + (SELECT count(*) FROM campaigns_campaignrecipient o
+                        JOIN campaigns_campaign oc ON oc.id = o.campaign_id
+                        WHERE o.customer_id = p.customer_id AND o.status IN ('queued', 'sent')
+                          AND oc.sent_at >= %(day_start)s) >= %(max_day)s THEN 'daily_cap'
+                END AS reason) r ON true
+            """,
+            params,
+        )
+        campaign.prepared_at = now
+        campaign.save(update_fields=["prepared_at"])
+    return campaign_reach(campaign=campaign)
+
+
+def campaign_reach(*, campaign: Campaign) -> dict:
+    """Targeted, held back by reason, holdout; and per guide."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT status, reason, count(*) FROM campaigns_campaignrecipient
+               WHERE campaign_id = %s GROUP BY status, reason""",
+            [campaign.pk],
+        )
+        totals = cursor.fetchall()
+        cursor.execute(
+            """SELECT g.wecom_userid, g.name, count(*) FILTER (WHERE r.status <> 'held'
+                        AND r.status <> 'holdout'),
+                      count(*) FILTER (WHERE r.status = 'held')
+               FROM campaigns_campaignrecipient r JOIN contacts_guide g ON g.id = r.guide_id
+               WHERE r.campaign_id = %s GROUP BY g.id ORDER BY 3 DESC, 1""",
+            [campaign.pk],
+        )
+        guides = [
+            {"userid": userid, "name": name, "reach": reach, "held": held}
+            for userid, name, reach, held in cursor.fetchall()
+        ]
+    held = {reason: n for status, reason, n in totals if status == "held"}
+    return {
+        "matched": sum(n for _, _, n in totals),
+        "reach": sum(n for status, _, n in totals if status not in ("held", "holdout")),
+        "held": held,
+        "holdout": sum(n for status, _, n in totals if status == "holdout"),
+        "guides": guides,
+    }
+
+
+@dataclass
+class SendResult:
+    messages: int = 0
+    recipients: int = 0
+    failed: int = 0
+    unknown: int = 0
+    api_calls: int = 0
+    skipped: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def campaign_send(*, campaign_id: int, gateway, now: datetime | None = None) -> SendResult:
+    """Hand the campaign to WeCom, once: claimed from draft / scheduled to sending by a
+    conditional UPDATE; each guide's task is a CampaignMessage committed as `sending`
+    before its add_msg_template, so a retry (the task run twice, a worker killed mid-send)
+    skips what was handed over and never calls WeCom twice for the same customers."""
+    now = now or timezone.now()
+    result = SendResult()
+    campaign = Campaign.objects.get(pk=campaign_id)
+    if campaign.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED) and (
+        campaign.prepared_at is None
+    ):
+        campaign_prepare(campaign=campaign, now=now)
+    claimed = Campaign.objects.filter(
+        pk=campaign_id, status__in=[Campaign.Status.DRAFT, Campaign.Status.SCHEDULED]
+    ).update(status=Campaign.Status.SENDING, sent_at=now)
+    campaign.refresh_from_db()
+    if not claimed and campaign.status != Campaign.Status.SENDING:
+        result.skipped = True
+        return result
+    # A task left `sending` for minutes was cut off during its call (calls time out in
+    # seconds): WeCom may have it, so it is never sent again; the page says to check.
+    result.unknown = CampaignMessage.objects.filter(
+        campaign_id=campaign_id,
+        status=CampaignMessage.Status.SENDING,
+        created_at__lt=timezone.now() - timedelta(minutes=2),
+    ).update(
+        status=CampaignMessage.Status.UNKNOWN, error="发送时进程中断，请在企业微信群发助手中核对"
+    )
+    calls_before = gateway.api_calls
+    groups = (
+        CampaignRecipient.objects.filter(campaign_id=campaign_id, status="targeted")
+        .values_list("guide_id", "variant")
+        .distinct()
+        .order_by("guide_id", "variant")
+    )
+    for guide_id, variant in list(groups):
+        guide = Guide.objects.get(pk=guide_id)
+        rows = list(
+            CampaignRecipient.objects.filter(
+                campaign_id=campaign_id, guide_id=guide_id, variant=variant, status="targeted"
+            )
+            .select_related("customer")
+            .order_by("customer_id")
+            .values_list("pk", "customer__external_userid")
+        )
+        for part, start in enumerate(range(0, len(rows), RECIPIENTS_PER_CALL)):
+            chunk = rows[start : start + RECIPIENTS_PER_CALL]
+            message, created = CampaignMessage.objects.get_or_create(
+                campaign_id=campaign_id,
+                guide_id=guide_id,
+                variant=variant,
+                part=part,
+                defaults={"recipients": len(chunk)},
+            )
+            if not created:
+                continue  # handed over (or cut off) by an earlier run
+            text = campaign.text_b if variant == "b" else campaign.text
+            try:
+                sent = gateway.add_msg_template(
+                    sender=guide.wecom_userid,
+                    external_userids=[external for _, external in chunk],
+                    text=text,
+                    attachments=_attachments(campaign.attachments),
+                )
+            except WeComError as error:
+                message.status, message.error = CampaignMessage.Status.FAILED, str(error)[:300]
+                message.save(update_fields=["status", "error"])
+                result.failed += 1
+                result.errors.append(f"{guide.wecom_userid}: {error.errcode} {error.errmsg}")
+                continue
+            refused = set(sent["fail_list"])
+            with transaction.atomic():
+                message.status, message.msgid = CampaignMessage.Status.CREATED, sent["msgid"]
+                message.save(update_fields=["status", "msgid"])
+                ids = [pk for pk, external in chunk if external not in refused]
+                CampaignRecipient.objects.filter(pk__in=ids).update(status="queued")
+                CampaignRecipient.objects.filter(
+                    pk__in=[pk for pk, external in chunk if external in refused]
+                ).update(status="not_friend")
+            result.messages += 1
+            result.recipients += len(ids)
+    Campaign.objects.filter(pk=campaign_id).update(status=Campaign.Status.SENT)
+    result.api_calls = gateway.api_calls - calls_before
+    return result
+
+
+def _attachments(items: list[dict]) -> list[dict]:
+    from campaigns.services import _attachments as convert
+
+    return convert(items)
+
+
+def campaign_results(*, campaign: Campaign, gateway, now: datetime | None = None) -> dict:
+    """What WeCom says happened: which guides confirmed, and per customer sent, not a
+    friend any more, or over WeCom's limit. Reminds guides who have not confirmed after an
+    hour (at most three times). Returns counts."""
+    now = now or timezone.now()
+    counts = {"confirmed": 0, "reminded": 0, "sent": 0, "not_friend": 0, "over_limit": 0}
+    messages = campaign.messages.filter(
+        status__in=[CampaignMessage.Status.CREATED, CampaignMessage.Status.CONFIRMED]
+    ).select_related("guide")
+    for message in messages:
+        rows = gateway.groupmsg_send_result(msgid=message.msgid, userid=message.guide.wecom_userid)
+        by_customer = {row.get("external_userid"): row for row in rows}
+        if any(row.get("status") for row in rows) and message.status != "confirmed":
+            message.status, message.confirmed_at = CampaignMessage.Status.CONFIRMED, now
+            message.save(update_fields=["status", "confirmed_at"])
+            counts["confirmed"] += 1
+        recipients = CampaignRecipient.objects.filter(
+            campaign=campaign, guide=message.guide, variant=message.variant, status="queued"
+        ).select_related("customer")
+        for recipient in recipients:
+            row = by_customer.get(recipient.customer.external_userid)
+            status = (row or {}).get("status", 0)
+            if status == 1:
+                recipient.status = "sent"
+                recipient.sent_at = datetime.fromtimestamp(row.get("send_time", 0), tz=SHANGHAI)
+            elif status in (2, 3):
+                recipient.status = "not_friend" if status == 2 else "over_limit"
+            else:
+                continue
+            recipient.save(update_fields=["status", "sent_at"])
+            counts[recipient.status] += 1
+        if (
+            message.status == CampaignMessage.Status.CREATED
+            and now - message.created_at >= REMIND_AFTER * (message.reminders + 1)
+            and message.reminders < MAX_REMINDERS
+        ):
+            try:
+                gateway.call(
+                    "post", "externalcontact/remind_groupmsg_send", data={"msgid": message.msgid}
+                )
+                message.reminders += 1
+                message.save(update_fields=["reminders"])
+                counts["reminded"] += 1
+            except WeComError:
+                pass  # WeCom's own limit reached: the page still shows who has not sent
+    return counts
+
+
+def attribution(*, campaign: Campaign) -> dict:
+    """Orders within the attribution window after a customer received the campaign,
+    credited by last touch (the latest of their SOP tasks done, campaign messages received
+    and welcome messages before the order), against the holdout's purchases in the same
+    window after the send: the incremental effect."""
+    days = campaign.attribution_days
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH sent AS (
+                SELECT customer_id, sent_at FROM campaigns_campaignrecipient
+                WHERE campaign_id = %(campaign)s AND status = 'sent'
+            ), orders AS (
+                SELECT s.customer_id, o.id, o.paid_at, o.amount - o.refund_amount AS net,
+                       s.sent_at
+                FROM sent s JOIN contacts_order o ON o.customer_id = s.customer_id
+                WHERE o.status IN ('paid', 'partially_refunded')
+                  AND o.paid_at > s.sent_at
+                  AND o.paid_at <= s.sent_at + %(days)s * interval '1 day'
+            ), later_touch AS (
+                -- another touch after ours and before the order takes the credit
+                SELECT o.id FROM orders o WHERE EXISTS (
+                    SELECT 1 FROM campaigns_campaignrecipient r
+                    WHERE r.customer_id = o.customer_id AND r.status = 'sent'
+                      AND r.campaign_id <> %(campaign)s
+                      AND r.sent_at > o.sent_at AND r.sent_at < o.paid_at)
+                   OR EXISTS (
+                    SELECT 1 FROM sop_touchpoint t WHERE t.customer_id = o.customer_id
+                      AND t.status = 'done' AND t.done_at > o.sent_at AND t.done_at < o.paid_at)
+            )
+            SELECT (SELECT count(*) FROM sent),
+                   count(DISTINCT o.customer_id) FILTER (WHERE l.id IS NULL),
+                   coalesce(sum(o.net) FILTER (WHERE l.id IS NULL), 0),
+                   count(DISTINCT o.customer_id)
+            FROM orders o LEFT JOIN later_touch l ON l.id = o.id
+            """,
+            {"campaign": campaign.pk, "days": days},
+        )
+        sent, buyers, revenue, any_buyers = cursor.fetchone()
+        cursor.execute(
+            """
+            SELECT count(*), count(*) FILTER (WHERE EXISTS (
+                SELECT 1 FROM contacts_order o WHERE o.customer_id = r.customer_id
+                  AND o.status IN ('paid', 'partially_refunded')
+                  AND o.paid_at > %(at)s AND o.paid_at <= %(at)s + %(days)s * interval '1 day'))
+            FROM campaigns_campaignrecipient r
+            WHERE r.campaign_id = %(campaign)s AND r.status = 'holdout'
+            """,
+            {"campaign": campaign.pk, "days": days, "at": campaign.sent_at},
+        )
+        holdout, holdout_buyers = cursor.fetchone()
+    rate = any_buyers / sent if sent else None
+    holdout_rate = holdout_buyers / holdout if holdout else None
+    cost = float(campaign.cost)
+    return {
+        "rule": f"末次触达归因：收到群发后 {days} 天内的订单，期间没有更晚的触达",
+        "received": sent,
+        "buyers": buyers,
+        "revenue": float(revenue),
+        "conversion": rate,
+        "holdout": holdout,
+        "holdout_conversion": holdout_rate,
+        "uplift": (rate - holdout_rate) if rate is not None and holdout_rate is not None else None,
+        "roi": ((float(revenue) - cost) / cost) if cost else None,
+    }

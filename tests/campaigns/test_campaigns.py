@@ -1,0 +1,164 @@
+"""Campaigns against the emulator: reach with held-back reasons, handed to WeCom once per
+guide even when sent twice, results after guides confirm, and last-touch attribution
+against the holdout on hand-built orders."""
+
+from datetime import timedelta
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignMessage, CampaignRecipient
+from campaigns.sending import attribution, campaign_prepare, campaign_results, campaign_send
+from contacts.facts import facts_refresh
+from contacts.models import Relationship
+from scrm.wecom.emulator import Config, generate
+from scrm.wecom.gateway import WeComGateway
+from sop.models import OptOut
+from tests.contacts.factories import OrderFactory
+from tests.wecom import CUSTOMERS, GUIDES, SEED
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def emulator(emulator_server, settings):
+    emulator, served = emulator_server
+    emulator.data = generate(seed=SEED, guides=GUIDES, customers=CUSTOMERS)
+    emulator.config = Config()
+    emulator.revoke_tokens()
+    settings.WECOM_API_BASE = served.base_url
+    call_command("sync_wecom", "--full", "--inline", "--json", stdout=StringIO())
+    facts_refresh()
+    return emulator
+
+
+def _campaign(**extra) -> Campaign:
+    return Campaign.objects.create(
+        name="秋冬上新",
+        segment={"fact": "guide", "op": "any_of", "value": ["guide0001", "guide0002"]},
+        text="秋冬家居服上新了",
+        **extra,
+    )
+
+
+def _latest_guide(customer_id: int) -> str:
+    return (
+        Relationship.objects.filter(customer_id=customer_id, is_active=True)
+        .order_by("-added_at", "-id")
+        .values_list("guide__wecom_userid", flat=True)
+        .first()
+    )
+
+
+def test_reach_and_held_back_reasons(emulator):
+    campaign = _campaign(holdout_percent=10)
+    followed = set(
+        Relationship.objects.filter(
+            guide__wecom_userid__in=["guide0001", "guide0002"], is_active=True
+        ).values_list("customer_id", flat=True)
+    )
+    opted = sorted(followed)[0]
+    OptOut.objects.create(customer_id=opted)
+    reach = campaign_prepare(campaign=campaign)
+    assert reach["matched"] == len(followed)
+    assert (
+        reach["held"] == {"opted_out": 1}
+        or CampaignRecipient.objects.get(customer_id=opted).variant == "holdout"
+    )
+    recipients = CampaignRecipient.objects.filter(campaign=campaign)
+    # each customer goes to the guide who added them last (WeCom's "last chatted")
+    for recipient in recipients:
+        assert recipient.guide.wecom_userid == _latest_guide(recipient.customer_id)
+    holdout = recipients.filter(variant="holdout").count()
+    assert 0 < holdout < len(followed) * 0.3
+    assert reach["reach"] + sum(reach["held"].values()) + reach["holdout"] == len(followed)
+    # stable: preparing again gives everyone the same variant
+    before = dict(recipients.values_list("customer_id", "variant"))
+    campaign_prepare(campaign=campaign)
+    assert (
+        dict(
+            CampaignRecipient.objects.filter(campaign=campaign).values_list(
+                "customer_id", "variant"
+            )
+        )
+        == before
+    )
+
+
+def test_sent_once_even_when_sent_twice(emulator):
+    campaign = _campaign(text_b="B 版文案")
+    gateway = WeComGateway.from_settings()
+    first = campaign_send(campaign_id=campaign.pk, gateway=gateway)
+    calls = emulator.stats().get("externalcontact/add_msg_template", 0)
+    second = campaign_send(campaign_id=campaign.pk, gateway=gateway)
+    assert second.skipped and emulator.stats().get("externalcontact/add_msg_template", 0) == calls
+    groups = set(
+        CampaignRecipient.objects.filter(campaign=campaign)
+        .exclude(status="held")
+        .values_list("guide_id", "variant")
+    )
+    assert first.messages == calls == len(groups) == CampaignMessage.objects.count()
+    assert sum(len(m["targets"]) for m in emulator.data.group_msgs.values()) == first.recipients
+    texts = {m["text"]["content"] for m in emulator.data.group_msgs.values()}
+    assert texts == {"秋冬家居服上新了", "B 版文案"}
+    assert Campaign.objects.get(pk=campaign.pk).status == "sent"
+
+
+def test_a_send_cut_off_mid_call_is_never_repeated(emulator):
+    campaign = _campaign()
+    campaign_prepare(campaign=campaign)
+    recipient = CampaignRecipient.objects.filter(campaign=campaign, status="targeted").first()
+    # a run that died during its call for this guide, minutes ago
+    message = CampaignMessage.objects.create(campaign=campaign, guide=recipient.guide, variant="a")
+    CampaignMessage.objects.filter(pk=message.pk).update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    Campaign.objects.filter(pk=campaign.pk).update(status="sending", sent_at=timezone.now())
+    result = campaign_send(campaign_id=campaign.pk, gateway=WeComGateway.from_settings())
+    assert result.unknown == 1
+    senders = {userid for m in emulator.data.group_msgs.values() for userid in m["tasks"]}
+    assert recipient.guide.wecom_userid not in senders
+    assert CampaignMessage.objects.get(pk=message.pk).status == "unknown"
+
+
+def test_results_after_guides_confirm_and_attribution(emulator):
+    campaign = _campaign(holdout_percent=20, cost=Decimal("100"), attribution_days=7)
+    gateway = WeComGateway.from_settings()
+    campaign_send(campaign_id=campaign.pk, gateway=gateway)
+    confirmed = CampaignMessage.objects.filter(guide__wecom_userid="guide0001").first()
+    emulator.guide_confirms_send(confirmed.msgid, "guide0001")
+    counts = campaign_results(campaign=campaign, gateway=gateway)
+    sent = CampaignRecipient.objects.filter(campaign=campaign, status="sent")
+    assert counts["sent"] == sent.count() > 0 and counts["confirmed"] == 1
+    assert set(sent.values_list("guide__wecom_userid", flat=True)) == {"guide0001"}
+    # guide0002 has not confirmed: still queued
+    assert CampaignRecipient.objects.filter(
+        campaign=campaign, status="queued", guide__wecom_userid="guide0002"
+    ).exists()
+    # hand-built orders: one buyer 2 days after receiving, one 9 days after (outside)
+    buyers = list(sent.order_by("customer_id")[:2])
+    OrderFactory(
+        customer=buyers[0].customer,
+        paid_at=buyers[0].sent_at + timedelta(days=2),
+        amount=Decimal("300"),
+    )
+    OrderFactory(
+        customer=buyers[1].customer,
+        paid_at=buyers[1].sent_at + timedelta(days=9),
+        amount=Decimal("500"),
+    )
+    campaign.refresh_from_db()
+    holdout = CampaignRecipient.objects.filter(campaign=campaign, status="holdout")
+    OrderFactory(
+        customer=holdout.first().customer,
+        paid_at=campaign.sent_at + timedelta(days=1),
+        amount=Decimal("80"),
+    )
+    result = attribution(campaign=campaign)
+    assert (result["received"], result["buyers"], result["revenue"]) == (sent.count(), 1, 300.0)
+    assert result["holdout_conversion"] == pytest.approx(1 / holdout.count())
+    assert result["conversion"] == pytest.approx(1 / sent.count())
+    assert result["roi"] == pytest.approx((300 - 100) / 100)
