@@ -59,6 +59,8 @@ def evaluate(*, customer_ids: list[int] | None, now: datetime | None = None) -> 
                 "DROP TABLE IF EXISTS retag_scope;"
                 " CREATE TEMP TABLE retag_scope (id bigint PRIMARY KEY) ON COMMIT DROP;"
                 " INSERT INTO retag_scope SELECT DISTINCT unnest(%s::bigint[]);"
+                " DROP TABLE IF EXISTS retag_widened;"
+                " CREATE TEMP TABLE retag_widened (id bigint PRIMARY KEY) ON COMMIT DROP;"
                 " ANALYZE retag_scope",
                 [customer_ids],
             )
@@ -82,9 +84,20 @@ class _Context:
     now: datetime
     today: date
     scoped: bool
+    # In an incremental run: tags whose holders may have changed outside the scope (the
+    # population-wide RFM groups, and rules reading them); their changed holders are in
+    # retag_widened, and rules reading these tags evaluate them too.
+    widened_tags: set[int] = field(default_factory=set)
 
-    def scope(self, column: str) -> str:
-        return f"{column} IN (SELECT id FROM retag_scope)" if self.scoped else "true"
+    def scope(self, column: str, widened: bool = False) -> str:
+        if not self.scoped:
+            return "true"
+        if widened:
+            return (
+                f"({column} IN (SELECT id FROM retag_scope)"
+                f" OR {column} IN (SELECT id FROM retag_widened))"
+            )
+        return f"{column} IN (SELECT id FROM retag_scope)"
 
 
 def _apply(
@@ -97,6 +110,7 @@ def _apply(
     cause: str,
     pushed: bool,
     scoped: bool,
+    widened: bool = False,
 ) -> None:
     """Make the assignments of `tag_ids` equal the (customer_id, tag_id) rows of target_sql
     (within the scope when `scoped`), with history and push queueing."""
@@ -109,8 +123,16 @@ def _apply(
         {**params, "today": context.today},
     )
     cursor.execute("ANALYZE retag_target")
-    where_scope = context.scope("ct.customer_id") if scoped else "true"
+    where_scope = context.scope("ct.customer_id", widened) if scoped else "true"
     common = {"tags": tag_ids, "cause": cause, "now": context.now, "pushed": pushed}
+    # Changes that may fall outside the scope (a population-wide group in an incremental
+    # run, or a rule reading one) are remembered for the rules that read these tags.
+    widen = (
+        ", widened AS (INSERT INTO retag_widened SELECT DISTINCT customer_id FROM {changes}"
+        " ON CONFLICT DO NOTHING)"
+        if context.scoped and (widened or not scoped)
+        else ""
+    )
     cursor.execute(
         f"""
         WITH removed AS (
@@ -126,7 +148,7 @@ def _apply(
             INSERT INTO tagging_tagpushpending (customer_id, marked_at, attempts, last_error)
             SELECT DISTINCT customer_id, %(now)s, 0, '' FROM removed WHERE %(pushed)s
             ON CONFLICT DO NOTHING
-        )
+        ){widen.format(changes="removed")}
         SELECT tag_id, count(*) FROM removed GROUP BY tag_id
         """,
         common,
@@ -134,7 +156,7 @@ def _apply(
     for tag_id, count in cursor.fetchall():
         result.removed[tag_id] += count
     cursor.execute(
-        """
+        f"""
         WITH added AS (
             INSERT INTO tagging_customertag (customer_id, tag_id, added_at)
             SELECT customer_id, tag_id, %(now)s FROM retag_target
@@ -147,7 +169,7 @@ def _apply(
             INSERT INTO tagging_tagpushpending (customer_id, marked_at, attempts, last_error)
             SELECT DISTINCT customer_id, %(now)s, 0, '' FROM added WHERE %(pushed)s
             ON CONFLICT DO NOTHING
-        )
+        ){widen.format(changes="added")}
         SELECT tag_id, count(*) FROM added GROUP BY tag_id
         """,
         common,
@@ -190,6 +212,8 @@ def _segment(context: _Context, result: RetagResult, segment: Segment, settings:
                 },
             )
     tag_ids = list(group.tags.values_list("pk", flat=True))
+    if context.scoped and segment.population:
+        context.widened_tags.update(tag_ids)
     _apply(
         context,
         result,
@@ -288,17 +312,21 @@ def _rules(context: _Context, result: RetagResult) -> None:
             # A guide or store named by the rule was removed since it was saved.
             result.errors[rule.pk] = str(error)
             continue
+        widened = bool(compiled.tag_ids & context.widened_tags)
+        if widened:
+            context.widened_tags.add(rule.tag_id)
         _apply(
             context,
             result,
             target_sql=f"""SELECT f.customer_id, %(rule_tag)s AS tag_id
                            FROM contacts_customerfacts f
-                           WHERE {context.scope("f.customer_id")} AND {compiled.sql}""",
+                           WHERE {context.scope("f.customer_id", widened)} AND {compiled.sql}""",
             params={**compiled.params, "rule_tag": rule.tag_id},
             tag_ids=[rule.tag_id],
             cause=CustomerTagEvent.Cause.RULE,
             pushed=True,
             scoped=context.scoped,
+            widened=widened,
         )
     context.cursor.execute(
         "SELECT tag_id, count(*) FROM tagging_customertag WHERE tag_id = ANY(%s) GROUP BY tag_id",
