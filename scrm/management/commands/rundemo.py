@@ -78,6 +78,8 @@ class Command(BaseCommand):
             self.stdout.write("tagging every customer…")
             call_command("retag", "--full", "--inline")
             call_command("seed_demo_sop")
+            call_command("seed_demo_campaigns")
+            call_command("weekly_report")
         except BaseException:
             emulator.terminate()
             raise
