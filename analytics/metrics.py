@@ -394,18 +394,22 @@ def historical_ltv(
 def rfm(*, end: date) -> dict:
     """RFM on the day `end`: the eight segments and the R / F / M score distributions,
     with tagging's definitions and thresholds (one definition for tags and dashboards)."""
-    from tagging.system import SEGMENTS, current_settings
+    from django.db import transaction
+
+    from tagging.system import SEGMENTS, current_settings, rfm_window_create
 
     settings = current_settings()
     result = {"end": end.isoformat(), "window_days": settings["rfm"]["window_days"]}
-    for segment in SEGMENTS:
-        if segment.key not in ("rfm", "rfm_r", "rfm_f", "rfm_m"):
-            continue
-        rows = _fetch(
-            f"SELECT name, count(*) FROM ({segment.sql(settings)}) s(customer_id, name)"
-            " GROUP BY name",
-            {"today": end},
-        )
-        counts = dict(rows)
-        result[segment.key] = {name: counts.get(name, 0) for name in segment.tags(settings)}
+    with transaction.atomic(), connection.cursor() as cursor:
+        rfm_window_create(cursor, settings, end)
+        for segment in SEGMENTS:
+            if segment.key not in ("rfm", "rfm_r", "rfm_f", "rfm_m"):
+                continue
+            cursor.execute(
+                f"SELECT name, count(*) FROM ({segment.sql(settings)}) s(customer_id, name)"
+                " GROUP BY name",
+                {"today": end},
+            )
+            counts = dict(cursor.fetchall())
+            result[segment.key] = {name: counts.get(name, 0) for name in segment.tags(settings)}
     return result

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from tagging.models import CustomerTagEvent, Tag, TagGroup, TagRule
 from tagging.rules import Compiled, RuleError, compile_condition
-from tagging.system import SEGMENTS, Segment, current_settings
+from tagging.system import SEGMENTS, Segment, current_settings, rfm_window_create
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LOCK_KEY = 7_310_001  # pg_advisory_xact_lock: one evaluation at a time
@@ -67,6 +67,7 @@ def evaluate(*, customer_ids: list[int] | None, now: datetime | None = None) -> 
         context = _Context(cursor=cursor, now=now, today=today_in_shanghai(now), scoped=scoped)
         _wecom_mirror(context, result)
         settings = current_settings()
+        rfm_window_create(cursor, settings, context.today)
         for segment in SEGMENTS:
             _segment(context, result, segment, settings)
         if not scoped:
@@ -159,7 +160,11 @@ def _apply(
         f"""
         WITH added AS (
             INSERT INTO tagging_customertag (customer_id, tag_id, added_at)
-            SELECT customer_id, tag_id, %(now)s FROM retag_target
+            SELECT t.customer_id, t.tag_id, %(now)s FROM retag_target t
+            -- only what is new: most targets are assigned already, and an anti-join is
+            -- far cheaper than a conflicting insert per row
+            WHERE NOT EXISTS (SELECT 1 FROM tagging_customertag ct
+                              WHERE ct.tag_id = t.tag_id AND ct.customer_id = t.customer_id)
             ON CONFLICT (tag_id, customer_id) DO NOTHING
             RETURNING customer_id, tag_id
         ), events AS (

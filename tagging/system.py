@@ -8,7 +8,8 @@ operator can change them; the definitions follow DESIGN.md ("Words").
 RFM compares each buyer to the whole population (means, quintiles), so its
 three score groups and its segment group are always evaluated over every
 customer, in incremental runs too: otherwise an incremental run and a full run
-would disagree as soon as the means moved.
+would disagree as soon as the means moved. Their window is computed once per
+evaluation into the temporary table `rfm_window` (`rfm_window_create`).
 """
 
 from collections.abc import Callable
@@ -113,6 +114,18 @@ def _lifecycle(s: dict) -> str:
         FROM contacts_customerfacts f WHERE {{scope}}"""
 
 
+def rfm_window_create(cursor, settings: dict, today) -> None:
+    """The RFM window's recency, frequency and monetary per buyer, computed once into a
+    temporary table (`rfm_window`) that the four RFM groups read: one pass over the
+    purchase days per evaluation instead of four."""
+    cursor.execute(
+        "DROP TABLE IF EXISTS rfm_window;"
+        f" CREATE TEMP TABLE rfm_window ON COMMIT DROP AS {_rfm_window(settings)}",
+        {"today": today},
+    )
+    cursor.execute("ANALYZE rfm_window")
+
+
 def _rfm_window(s: dict) -> str:
     return f"""
         SELECT d.customer_id, %(today)s::date - max(d.day) AS r, count(*) AS fr,
@@ -134,7 +147,7 @@ def _rfm_segment(s: dict) -> str:
         for (r, f, m), name in RFM_SEGMENTS.items()
     )
     return f"""
-        WITH w AS ({_rfm_window(s)}),
+        WITH w AS (SELECT * FROM rfm_window),
         graded AS (
             SELECT customer_id, r < {threshold("recency_days", "r")} AS r_good,
                    fr > {threshold("frequency", "fr")} AS f_good,
@@ -150,7 +163,7 @@ def _rfm_score(letter: str, column: str, descending: bool) -> Callable[[dict], s
 
     def sql(s: dict) -> str:
         return f"""
-            WITH w AS ({_rfm_window(s)})
+            WITH w AS (SELECT * FROM rfm_window)
             SELECT customer_id,
                    '{letter}' || least(5, floor(percent_rank() OVER (ORDER BY {order}) * 5) + 1)
             FROM w"""
