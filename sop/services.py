@@ -55,8 +55,13 @@ def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> S
         raise PlanError(f"未知的触发条件：{trigger}")
     if trigger == SopPlan.Trigger.TAG_ADDED and not params.get("tag"):
         raise PlanError("「被打上标签」需要选择一个标签")
-    if trigger == SopPlan.Trigger.DAYS_SINCE_PURCHASE and not int(params.get("days") or 0) > 0:
-        raise PlanError("「距最近购买 N 天」需要一个大于 0 的天数")
+    if trigger == SopPlan.Trigger.DAYS_SINCE_PURCHASE:
+        try:
+            days = int(params.get("days") or 0)
+        except (TypeError, ValueError):
+            days = 0
+        if days <= 0:
+            raise PlanError("「距最近购买 N 天」需要一个大于 0 的天数")
     if not steps:
         raise PlanError("计划至少要有一个步骤")
     for number, step in enumerate(steps, start=1):

@@ -96,6 +96,8 @@ def test_unbuilt_pages_say_so_and_show_no_numbers(client_for, operator):
     assert "此页面尚未建成" in body
     # The tag pages are built (tests/tagging/test_pages.py): no placeholder there.
     assert "此页面尚未建成" not in client.get(reverse("tags")).content.decode()
+    # So are the SOP pages (tests/sop/test_pages.py).
+    assert "此页面尚未建成" not in client.get(reverse("sop")).content.decode()
 
 
 def test_manager_reads_but_cannot_write_api(client_for, manager, store):
