@@ -17,7 +17,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed ## Create .venv, install pinned deps, create and migrate the database
+# Front-end libraries from the npm registry, exact versions in frontend/package-lock.json,
+# installed into build/npm and copied into static/vendor/ (ignored by git). Skipped while
+# the copied file is newer than the lock.
+NPM_DIR := build/npm
+VENDOR := static/vendor
+$(VENDOR)/echarts.min.js: frontend/package.json frontend/package-lock.json
+	mkdir -p $(NPM_DIR) $(VENDOR)
+	cp frontend/package.json frontend/package-lock.json $(NPM_DIR)/
+	npm ci --prefix $(NPM_DIR) --no-audit --no-fund --ignore-scripts --loglevel=error
+	cp $(NPM_DIR)/node_modules/echarts/dist/echarts.min.js $@
+
+setup: $(VENV)/.installed $(VENDOR)/echarts.min.js ## Create .venv, install pinned deps and front-end libraries, create and migrate the database
 	$(PY) -m scrm.ensure_database
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py compilemessages --ignore=.venv -v 0

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from analytics import weekly
+from analytics import services, weekly
 from scrm.wecom.gateway import WeComGateway
 
 DELIVERY_RETRIES = 5
@@ -18,3 +18,15 @@ def weekly_report(self, week: str | None = None) -> dict:
     if result.failed:
         raise self.retry(countdown=DELIVERY_RETRY_SECONDS)
     return {"week": report.week, "created": created, "sent": result.sent}
+
+
+@shared_task(
+    name="analytics.tasks.refresh_dashboards",
+    acks_late=True,
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def refresh_dashboards() -> dict:
+    """After imports (debounced) and nightly: a new cache generation and the default views
+    computed. Safe twice: a second run bumps again and computes the same numbers."""
+    return services.dashboards_refresh()

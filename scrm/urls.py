@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
     path("api/v1/", include("contacts.api_urls")),
     path("api/v1/", include("tagging.api_urls")),
+    path("api/v1/", include("analytics.api_urls")),
     path("api/v1/", include("sop.api_urls")),
     path("", include("contacts.urls")),
     path("", include("tagging.urls")),

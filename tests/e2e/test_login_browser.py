@@ -24,7 +24,7 @@ def test_operator_logs_in_sees_navigation_and_logs_out(page, live_server, operat
     page.screenshot(path=SCREENSHOTS / "home-operator.png")
     page.click("text=数据")
     assert page.locator("h1").inner_text() == "数据"
-    assert page.locator(".notbuilt").is_visible()
+    assert page.locator("#dashboard-filters").is_visible()
     page.click("text=退出")
     assert page.url.startswith(f"{live_server.url}/login/")
 

@@ -1,0 +1,43 @@
+"""Keeping the dashboards fresh: after order imports (debounced, through the customer
+facts listener) and nightly, the cache generation is bumped and the default views are
+computed again on the `analytics` queue, so the first reader finds them ready."""
+
+import time
+
+from django.core.cache import cache as django_cache
+from django.db import transaction
+
+from analytics import cache, dashboards
+
+REFRESH_SCHEDULED = "analytics:refresh-scheduled"
+# A burst of imports (facts refreshed batch by batch) costs one recomputation, this long
+# after the first of them.
+REFRESH_DEBOUNCE_SECONDS = 60
+
+
+def dashboards_mark_stale(customer_ids: list[int]) -> None:
+    """Facts listener (`contacts.facts`), called inside the transaction that refreshed
+    these customers' facts: schedule one refresh once it commits."""
+    transaction.on_commit(dashboards_schedule_refresh)
+
+
+def dashboards_schedule_refresh() -> None:
+    """Enqueue one refresh a little later, unless one is already waiting."""
+    from analytics.tasks import refresh_dashboards
+
+    if django_cache.add(REFRESH_SCHEDULED, 1, timeout=REFRESH_DEBOUNCE_SECONDS + 60):
+        refresh_dashboards.apply_async(countdown=REFRESH_DEBOUNCE_SECONDS)
+
+
+def dashboards_refresh() -> dict:
+    """Bump the generation (every reader moves to fresh keys) and compute the default
+    view of every dashboard. Returns what it did."""
+    started = time.monotonic()
+    django_cache.delete(REFRESH_SCHEDULED)  # changes from now on schedule another refresh
+    generation = cache.generation_bump()
+    computed = dashboards.precompute()
+    return {
+        "generation": generation,
+        "computed": computed,
+        "seconds": round(time.monotonic() - started, 3),
+    }

@@ -1,0 +1,34 @@
+"""Formatting of dashboard numbers by kind: rates as percentages, money with two
+decimals, counts with thousands separators, a dash for "no value"."""
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+
+@register.filter
+def cell(value, kind: str = "int") -> str:
+    if value is None or value == "":
+        return "—"
+    if kind == "rate":
+        return f"{float(value) * 100:.1f}%"
+    if kind == "money":
+        return f"{float(value):,.2f}"
+    if kind == "days":
+        number = float(value)
+        return f"{number:.0f}" if number.is_integer() else f"{number:.1f}"
+    if kind == "int" and isinstance(value, int | float):
+        return f"{value:,}"
+    return str(value)
+
+
+@register.filter
+def as_of(value: str) -> str:
+    """An ISO instant from a cached result, in Shanghai time."""
+    try:
+        return timezone.localtime(datetime.fromisoformat(value)).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return "—"
