@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from analytics import cache, comparisons, metrics
+from analytics.clv import FitError
 from analytics.metrics import SHANGHAI, Filters
 from contacts.models import CustomerAttributeShare, Guide, Store
 
@@ -243,28 +244,24 @@ def options() -> dict:
     return cache.cached("options", {}, compute)
 
 
-# -- predicted LTV: analytics.predictions, written by another engineer --------------------
+# -- predicted LTV (analytics.predictions) ---------------------------------------------------
 
 PREDICTED = "predicted_ltv"
 
 
 def predicted_ltv() -> dict | None:
-    """PREDICTED LTV PLACEHOLDER. The BG/NBD / Gamma-Gamma results of
-    `analytics.predictions` (another engineer's work), computed only by the refresh task
-    (fitting is too slow for a page view) and read here from the cache; None while the
-    module does not exist or nothing has been computed."""
+    """The BG/NBD / Gamma-Gamma results of `analytics.predictions`, computed only by the
+    refresh task (fitting is too slow for a page view) and read here from the cache; None
+    while nothing has been computed."""
     return cache.stored(PREDICTED, {})
 
 
 def predicted_ltv_compute(end: date) -> dict | None:
-    """Fit through `analytics.predictions.predict(calibration_end=…)` when that module
-    exists (the contract of `manage.py analytics_export --metric ltv`) and store the
-    summary the LTV page shows. Returns None without the module."""
-    try:
-        from analytics.predictions import predict
-    except ImportError:
-        return None
-    fitted = predict(calibration_end=end)
+    """Fit the models on purchases up to `end`, write each customer's predictions into
+    their facts, and store the summary the LTV page shows."""
+    from analytics.predictions import predict
+
+    fitted = predict(calibration_end=end, store=True)
     rows = list(fitted.rows)
     data = {
         "calibration_end": end,
@@ -287,6 +284,6 @@ def precompute(end: date | None = None) -> list[str]:
     try:
         if predicted_ltv_compute(end) is not None:
             done.append(PREDICTED)
-    except Exception:  # noqa: BLE001 - someone else's model must not stop the dashboards
-        logger.exception("predicted LTV failed; the LTV page shows none")
+    except FitError:  # too few buyers before `end` to fit: the LTV page says so
+        logger.warning("predicted LTV: too little data to fit", exc_info=True)
     return done

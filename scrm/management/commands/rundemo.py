@@ -80,6 +80,10 @@ class Command(BaseCommand):
             call_command("seed_demo_sop")
             call_command("seed_demo_campaigns")
             call_command("weekly_report")
+            from analytics.services import dashboards_refresh
+
+            self.stdout.write("computing the dashboards and predicted LTV…")
+            dashboards_refresh()
         except BaseException:
             emulator.terminate()
             raise
