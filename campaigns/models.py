@@ -62,6 +62,7 @@ class WelcomeSend(models.Model):
     with the time from the callback arriving to WeCom accepting it."""
 
     class Status(models.TextChoices):
+        SENDING = "sending", "发送中"
         SENT = "sent", "已发送"
         FAILED = "failed", "失败"
         EXPIRED = "expired", "超过 20 秒"

@@ -227,6 +227,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=9, minute=0, day_of_week="mon"),
     },
 }
+# Due SOP touchpoints dispatched per transaction (sop.scheduling.dispatch).
+SOP_DISPATCH_BATCH = env.int("SOP_DISPATCH_BATCH", default=10_000)
 
 # WeCom. The development defaults are the bundled emulator's credentials (not
 # secrets of any real corp); outside development the secrets default to empty.

@@ -170,12 +170,22 @@ class Touchpoint(models.Model):
         SUPPRESSED = "suppressed", "被规则拦截"
         STOPPED = "stopped", "已停止"
 
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="touchpoints")
+    # Every status change of a touchpoint writes an entry into each of its indexes (the
+    # status is indexed: no HOT update), so the foreign keys covered by a composite index
+    # below have no index of their own: enrollment (touchpoint_unique), plan
+    # (touchpoint_plan_idx), customer (touchpoint_customer_idx), guide (touchpoint_done_idx).
+    enrollment = models.ForeignKey(
+        Enrollment, on_delete=models.CASCADE, related_name="touchpoints", db_index=False
+    )
     step = models.ForeignKey(SopStep, on_delete=models.CASCADE, related_name="touchpoints")
     # Copied from the enrollment and plan so the dispatch and the task list read one table.
-    plan = models.ForeignKey(SopPlan, on_delete=models.CASCADE, related_name="+")
-    customer = models.ForeignKey("contacts.Customer", on_delete=models.CASCADE, related_name="+")
-    guide = models.ForeignKey("contacts.Guide", on_delete=models.CASCADE, related_name="+")
+    plan = models.ForeignKey(SopPlan, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = models.ForeignKey(
+        "contacts.Customer", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    guide = models.ForeignKey(
+        "contacts.Guide", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     priority = models.IntegerField(default=0)
     due_at = models.DateTimeField()
     window_ends_at = models.DateTimeField()
@@ -194,9 +204,10 @@ class Touchpoint(models.Model):
             models.UniqueConstraint(fields=["enrollment", "step"], name="touchpoint_unique")
         ]
         indexes = [
-            # The dispatch: planned rows by due time, and nothing else.
+            # The dispatch: planned rows in the order it claims them (due time, then id:
+            # read in order, no sort of the rows due at the same minute), nothing else.
             models.Index(
-                fields=["due_at"],
+                fields=["due_at", "id"],
                 name="touchpoint_due_idx",
                 condition=models.Q(status="planned"),
             ),
@@ -211,12 +222,9 @@ class Touchpoint(models.Model):
                 name="touchpoint_open_idx",
                 condition=models.Q(status="task"),
             ),
-            # Caps: a customer's touches given today and this week.
-            models.Index(
-                fields=["customer", "task_at"],
-                name="touchpoint_given_idx",
-                condition=models.Q(task_at__isnull=False),
-            ),
+            # A customer's touchpoints and, by task_at, the touches given today and this
+            # week (the caps).
+            models.Index(fields=["customer", "task_at"], name="touchpoint_customer_idx"),
             models.Index(fields=["guide", "status", "done_at"], name="touchpoint_done_idx"),
             models.Index(fields=["plan", "status"], name="touchpoint_plan_idx"),
         ]

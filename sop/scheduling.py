@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from sop.models import ContactPolicy, SopPlan
@@ -151,8 +152,10 @@ def in_quiet_hours(policy: ContactPolicy, now: datetime) -> datetime | None:
     return datetime.combine(ends_on, end, tzinfo=SHANGHAI)
 
 
-def dispatch(*, now: datetime, batch: int = DISPATCH_BATCH) -> DispatchResult:
-    """Turn every touchpoint due by `now` into a task (or record why not)."""
+def dispatch(*, now: datetime, batch: int | None = None) -> DispatchResult:
+    """Turn every touchpoint due by `now` into a task (or record why not), `batch` rows
+    per transaction (default: the SOP_DISPATCH_BATCH setting)."""
+    batch = batch or getattr(settings, "SOP_DISPATCH_BATCH", DISPATCH_BATCH)
     started = time.monotonic()
     result = DispatchResult()
     policy = ContactPolicy.current()
@@ -171,8 +174,8 @@ def dispatch(*, now: datetime, batch: int = DISPATCH_BATCH) -> DispatchResult:
 
 
 # The batch's rows, claimed with what the decisions read, and each one's outcome (NULL:
-# still to decide). Decisions are made in this temporary table; sop_touchpoint is
-# written once per row, by the last statement.
+# none so far; still none at the end: a task). Decisions are made in this temporary
+# table; sop_touchpoint is written once per row, by the batch's last statement.
 _CLAIMED = """
 DROP TABLE IF EXISTS claimed;
 CREATE TEMP TABLE claimed (
@@ -206,7 +209,7 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
         if cursor.rowcount == 0:
             return False
         claimed = cursor.rowcount
-        cursor.execute("ANALYZE claimed")
+        cursor.execute("ANALYZE claimed (id, customer_id)")  # the row count and customers
         params = {
             "now": now,
             "day_start": local_midnight(today),
@@ -311,24 +314,25 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
                 """,
                 params,
             )
-            # 5. The rest are the guides' tasks.
-            cursor.execute("UPDATE claimed SET outcome = 'task' WHERE outcome IS NULL")
-        # Every outcome in one write of the claimed rows (found through the primary key,
-        # never a scan); stopped enrolments stop; automatic steps are queued for sending.
+        # 5. The rest (no outcome yet) are the guides' tasks. Every outcome is written in
+        # one UPDATE of the claimed rows (found through the primary key, never a scan);
+        # stopped enrolments stop; automatic steps are queued for sending.
         cursor.execute(
             """
             WITH changed AS (
                 UPDATE sop_touchpoint t SET
-                    status = CASE WHEN c.outcome = 'deferred' THEN t.status ELSE c.outcome END,
+                    status = CASE WHEN c.outcome = 'deferred' THEN t.status
+                                  ELSE coalesce(c.outcome, 'task') END,
                     reason = CASE WHEN c.outcome IN ('stopped', 'suppressed') THEN c.reason
                                   ELSE t.reason END,
-                    task_at = CASE WHEN c.outcome = 'task' THEN %(now)s ELSE t.task_at END,
+                    task_at = CASE WHEN c.outcome IS NULL THEN %(now)s ELSE t.task_at END,
                     due_at = CASE WHEN c.outcome = 'deferred' THEN %(until)s::timestamptz
                                   ELSE t.due_at END
                 FROM claimed c
                 WHERE t.id = ANY(ARRAY(SELECT id FROM claimed)) AND t.id = c.id
                   AND t.status = 'planned'
-                RETURNING t.id, t.enrollment_id, t.step_id, c.outcome, c.reason
+                RETURNING t.id, t.enrollment_id, t.step_id,
+                          coalesce(c.outcome, 'task') AS outcome, c.reason
             ), enrollments AS (
                 UPDATE sop_enrollment e SET status = 'stopped', stopped_reason = s.reason,
                        stopped_at = %(now)s

@@ -118,6 +118,8 @@ def celery_worker_process(django_db_setup, django_db_blocker, emulator_server):
         "WECOM_API_BASE": emulator_server[1].base_url,
         # small transactions, so a sync killed on the worker has saved progress to resume
         "SYNC_FLUSH_RELATIONS": "100",
+        # small dispatch batches, so a dispatch killed on the worker has committed some
+        "SOP_DISPATCH_BATCH": "100",
         "DATABASE_URL": (
             f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
         ),

@@ -115,7 +115,10 @@ def test_a_scan_is_welcomed_tagged_and_enrolled_through_the_callback(
     emulator.config.callback_url = f"{live_server.url}/wecom/callback/"
     assert emulator.customer_scans_contact_way(code.config_id) == 200
     event = CallbackEvent.objects.get(change_type="add_external_contact")
-    wait_for(lambda: WelcomeSend.objects.filter(code=code).exists(), timeout=30)
+    wait_for(
+        lambda: WelcomeSend.objects.filter(code=code).exclude(status="sending").exists(),
+        timeout=30,
+    )
     send = WelcomeSend.objects.get()
     assert send.status == "sent" and send.latency_ms < 20_000
     (message,) = emulator.welcome_messages
