@@ -348,7 +348,8 @@ def attribution(*, campaign: Campaign) -> dict:
             SELECT count(*), count(*) FILTER (WHERE EXISTS (
                 SELECT 1 FROM contacts_order o WHERE o.customer_id = r.customer_id
                   AND o.status IN ('paid', 'partially_refunded')
-                  AND o.paid_at > %(at)s AND o.paid_at <= %(at)s + %(days)s * interval '1 day'))
+                  AND o.paid_at > %(at)s::timestamptz
+                  AND o.paid_at <= %(at)s::timestamptz + %(days)s * interval '1 day'))
             FROM campaigns_campaignrecipient r
             WHERE r.campaign_id = %(campaign)s AND r.status = 'holdout'
             """,

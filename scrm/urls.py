@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/v1/", include("tagging.api_urls")),
     path("api/v1/", include("analytics.api_urls")),
     path("api/v1/", include("sop.api_urls")),
+    path("api/v1/", include("campaigns.api_urls")),
     path("", include("contacts.urls")),
     path("", include("tagging.urls")),
     path("", include("sop.urls")),

@@ -4,35 +4,18 @@ against the holdout on hand-built orders."""
 
 from datetime import timedelta
 from decimal import Decimal
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignMessage, CampaignRecipient
 from campaigns.sending import attribution, campaign_prepare, campaign_results, campaign_send
-from contacts.facts import facts_refresh
 from contacts.models import Relationship
-from scrm.wecom.emulator import Config, generate
 from scrm.wecom.gateway import WeComGateway
 from sop.models import OptOut
 from tests.contacts.factories import OrderFactory
-from tests.wecom import CUSTOMERS, GUIDES, SEED
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def emulator(emulator_server, settings):
-    emulator, served = emulator_server
-    emulator.data = generate(seed=SEED, guides=GUIDES, customers=CUSTOMERS)
-    emulator.config = Config()
-    emulator.revoke_tokens()
-    settings.WECOM_API_BASE = served.base_url
-    call_command("sync_wecom", "--full", "--inline", "--json", stdout=StringIO())
-    facts_refresh()
-    return emulator
 
 
 def _campaign(**extra) -> Campaign:

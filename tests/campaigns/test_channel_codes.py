@@ -2,33 +2,18 @@
 on the fast path (once, within 20 s), the code's tags and its SOP plan."""
 
 from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
 from campaigns.models import ChannelCode, WelcomeSend
 from campaigns.services import ChannelCodeError, channel_code_save, code_stats, qr_png, welcome_send
 from contacts.models import Customer, Guide
 from scrm.models import CallbackEvent
-from scrm.wecom.emulator import Config, generate
 from scrm.wecom.gateway import WeComGateway
 from sop.models import Enrollment, SopPlan
 from tagging.models import CustomerTag, Tag, TagGroup
 from tests.helpers import wait_for
-from tests.wecom import CUSTOMERS, GUIDES, SEED
-
-
-@pytest.fixture
-def emulator(emulator_server, settings):
-    emulator, served = emulator_server
-    emulator.data = generate(seed=SEED, guides=GUIDES, customers=CUSTOMERS)
-    emulator.config = Config()
-    emulator.revoke_tokens()
-    settings.WECOM_API_BASE = served.base_url
-    call_command("sync_wecom", "--full", "--inline", "--json", stdout=StringIO())
-    return emulator
 
 
 def _code(**extra) -> ChannelCode:

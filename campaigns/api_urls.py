@@ -1,0 +1,13 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from campaigns import api
+
+router = SimpleRouter()  # the API root is contacts' router
+router.register("channel-codes", api.ChannelCodeViewSet, basename="channel-code")
+router.register("campaigns", api.CampaignViewSet, basename="campaign")
+
+urlpatterns = [
+    path("channel-codes/<int:pk>/qr.png", api.ChannelCodeQRView.as_view(), name="channel-code-qr"),
+    *router.urls,
+]

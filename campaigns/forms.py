@@ -1,0 +1,442 @@
+"""Forms of the 活动 pages: parse what operators type into the shapes campaigns.services
+and campaigns.sending take. A channel code's rules (someone to hand adds to, manual tags
+only, the welcome's limits) are checked by `channel_code_save`, a campaign's content and
+reach by `campaign_prepare`; these forms check that the input can be read and that the
+segment compiles.
+
+The campaign writes at the end (`campaign_save`, `campaign_schedule`, ...) are used by
+the pages and the API alike; they belong in campaigns.services."""
+
+import json
+from datetime import datetime
+from decimal import Decimal
+
+from django import forms
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from campaigns import sending
+from campaigns.models import Campaign, CampaignMessage, ChannelCode, WelcomeSend
+from campaigns.sending import CampaignError
+from contacts.models import Guide, Store
+from sop.models import SopPlan
+from tagging.models import Tag
+from tagging.rules import RuleError
+from tagging.services import rule_compile
+
+MAX_ATTACHMENTS = 9  # WeCom: a welcome or mass message carries at most 9 attachments
+MAX_TEXT = 4000
+ATTACHMENT_KEYS = ("title", "url", "pic_url", "appid", "page", "desc")
+
+# The words of the 活动 pages in the reader's language (the models keep the Chinese ones).
+SOURCE_LABELS = {
+    ChannelCode.Source.PARCEL_CARD: gettext_lazy("包裹卡"),
+    ChannelCode.Source.STORE: gettext_lazy("门店"),
+    ChannelCode.Source.LIVE: gettext_lazy("直播"),
+    ChannelCode.Source.EVENT: gettext_lazy("线下活动"),
+    ChannelCode.Source.OTHER: gettext_lazy("其他"),
+}
+DISTRIBUTION_LABELS = {
+    ChannelCode.Distribution.ROUND_ROBIN: gettext_lazy("轮流分配"),
+    ChannelCode.Distribution.LEAST_LOADED: gettext_lazy("客户最少的导购优先"),
+    ChannelCode.Distribution.BY_STORE: gettext_lazy("门店的导购"),
+}
+CAMPAIGN_STATUS_LABELS = {
+    Campaign.Status.DRAFT: gettext_lazy("草稿"),
+    Campaign.Status.SCHEDULED: gettext_lazy("待发送"),
+    Campaign.Status.SENDING: gettext_lazy("发送中"),
+    Campaign.Status.SENT: gettext_lazy("已交给导购"),
+    Campaign.Status.CANCELLED: gettext_lazy("已取消"),
+}
+# Why campaign_prepare holds a customer back.
+HELD_LABELS = {
+    "opted_out": gettext_lazy("客户拒绝触达"),
+    "complaint": gettext_lazy("投诉后免打扰"),
+    "wecom_limit": gettext_lazy("本月企业微信群发次数已满"),
+    "daily_cap": gettext_lazy("超过每日上限"),
+}
+MESSAGE_STATUS_LABELS = {
+    CampaignMessage.Status.SENDING: gettext_lazy("发送中"),
+    CampaignMessage.Status.CREATED: gettext_lazy("待导购确认"),
+    CampaignMessage.Status.CONFIRMED: gettext_lazy("导购已发送"),
+    CampaignMessage.Status.FAILED: gettext_lazy("失败"),
+    CampaignMessage.Status.UNKNOWN: gettext_lazy("结果未知"),
+}
+WELCOME_STATUS_LABELS = {
+    WelcomeSend.Status.SENT: gettext_lazy("已发送"),
+    WelcomeSend.Status.FAILED: gettext_lazy("失败"),
+    WelcomeSend.Status.EXPIRED: gettext_lazy("超过 20 秒"),
+}
+ATTACHMENT_TYPES = {
+    "image": gettext_lazy("图片"),
+    "link": gettext_lazy("链接"),
+    "miniprogram": gettext_lazy("小程序"),
+}
+ATTACHMENT_FIELD_LABELS = {
+    "title": gettext_lazy("标题"),
+    "url": gettext_lazy("链接地址"),
+    "pic_url": gettext_lazy("图片地址"),
+    "appid": gettext_lazy("小程序 AppID"),
+    "page": gettext_lazy("小程序页面"),
+}
+# What each attachment type cannot do without (WeCom refuses the message otherwise).
+ATTACHMENT_NEEDS = {
+    "image": ("pic_url",),
+    "link": ("title", "url"),
+    "miniprogram": ("title", "appid", "page"),
+}
+# The welcome's variables (campaigns.services._render fills them).
+WELCOME_VARIABLES = {
+    "{称呼}": gettext_lazy("客户的称呼，没有名字时为“您”"),
+    "{导购姓名}": gettext_lazy("接待导购的名字"),
+    "{门店}": gettext_lazy("导购所在门店"),
+}
+
+
+def held_label(reason: str) -> str:
+    return str(HELD_LABELS.get(reason, reason or "—"))
+
+
+def attachments_clean(raw) -> list[dict]:
+    """Attachments as the editor writes them (JSON): [{type, title, url, pic_url, appid,
+    page}], empty keys dropped. The count is checked by the services."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw or "[]")
+        except ValueError:
+            raise forms.ValidationError(_("附件的数据无法读取，请刷新页面后重试。")) from None
+    if raw in (None, ""):
+        return []
+    if not isinstance(raw, list):
+        raise forms.ValidationError(_("附件应是一个列表。"))
+    cleaned = []
+    for number, item in enumerate(raw, start=1):
+        if not isinstance(item, dict) or item.get("type") not in ATTACHMENT_TYPES:
+            raise forms.ValidationError(
+                _("第 %(n)s 个附件：类型只能是图片、链接或小程序。") % {"n": number}
+            )
+        entry = {"type": item["type"]}
+        for key in ATTACHMENT_KEYS:
+            value = str(item.get(key) or "").strip()
+            if value:
+                entry[key] = value[:500]
+        missing = [key for key in ATTACHMENT_NEEDS[entry["type"]] if key not in entry]
+        if missing:
+            names = "、".join(str(ATTACHMENT_FIELD_LABELS[key]) for key in missing)
+            raise forms.ValidationError(
+                _("第 %(n)s 个附件缺少：%(fields)s") % {"n": number, "fields": names}
+            )
+        cleaned.append(entry)
+    return cleaned
+
+
+def segment_clean(raw):
+    """A segment in tagging's rule language, as JSON text or parsed: it must compile."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as error:
+            raise forms.ValidationError(
+                _("人群条件不是有效的 JSON：%(error)s") % {"error": error}
+            ) from None
+    try:
+        rule_compile(raw)
+    except RuleError as error:
+        raise forms.ValidationError(_("人群条件：%(reason)s") % {"reason": error}) from None
+    return raw
+
+
+class _GuideChoices(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Guide) -> str:
+        store = f" · {obj.store.name}" if obj.store_id else ""
+        return f"{obj.name} ({obj.wecom_userid}){store}"
+
+
+class _TagChoices(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Tag) -> str:
+        return f"{obj.group.name} / {obj.name}"
+
+
+class ChannelCodeForm(forms.Form):
+    """A channel code: where it is used, who receives the adds (chosen guides, or the
+    guides of a store), tags and an SOP plan on joining, the welcome message, its cost."""
+
+    name = forms.CharField(label=gettext_lazy("名称"), max_length=30)
+    source = forms.ChoiceField(label=gettext_lazy("来源"))
+    distribution = forms.ChoiceField(label=gettext_lazy("分配方式"))
+    guides = _GuideChoices(
+        label=gettext_lazy("接待导购"),
+        queryset=Guide.objects.none(),
+        required=False,
+        widget=forms.SelectMultiple(attrs={"size": 8}),
+        help_text=gettext_lazy("按住 Ctrl（Mac 上为 ⌘）可多选。"),
+    )
+    store = forms.ModelChoiceField(
+        label=gettext_lazy("门店"),
+        queryset=Store.objects.none(),
+        required=False,
+        empty_label=gettext_lazy("— 选择门店 —"),
+    )
+    tags = _TagChoices(
+        label=gettext_lazy("添加好友后打上的标签"),
+        queryset=Tag.objects.none(),
+        required=False,
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text=gettext_lazy("只能选择手动标签：规则和系统标签由系统计算。"),
+    )
+    welcome_text = forms.CharField(
+        label=gettext_lazy("欢迎语"),
+        required=False,
+        max_length=MAX_TEXT,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+    welcome_attachments = forms.CharField(widget=forms.HiddenInput, required=False)
+    sop_plan = forms.ModelChoiceField(
+        label=gettext_lazy("加入 SOP 计划"),
+        queryset=SopPlan.objects.none(),
+        required=False,
+        empty_label=gettext_lazy("— 不加入 —"),
+    )
+    cost = forms.DecimalField(
+        label=gettext_lazy("成本（元）"),
+        min_value=0,
+        max_digits=12,
+        decimal_places=2,
+        initial=Decimal(0),
+        help_text=gettext_lazy("印刷、物料、投放等费用，用来计算每位会员的成本。"),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [(k, str(v)) for k, v in SOURCE_LABELS.items()]
+        self.fields["distribution"].choices = [(k, str(v)) for k, v in DISTRIBUTION_LABELS.items()]
+        self.fields["guides"].queryset = Guide.objects.active().select_related("store")
+        self.fields["store"].queryset = Store.objects.all()
+        self.fields["tags"].queryset = (
+            Tag.objects.filter(source=Tag.Source.MANUAL)
+            .select_related("group")
+            .order_by("group__order", "group_id", "order", "id")
+        )
+        self.fields["sop_plan"].queryset = SopPlan.objects.order_by("-is_active", "name")
+
+    @classmethod
+    def initial_from(cls, code: ChannelCode) -> dict:
+        return {
+            "name": code.name,
+            "source": code.source,
+            "distribution": code.distribution,
+            "guides": [guide.pk for guide in code.guides.all()],
+            "store": code.store_id,
+            "tags": [tag.pk for tag in code.tags.all()],
+            "welcome_text": code.welcome_text,
+            "welcome_attachments": json.dumps(code.welcome_attachments, ensure_ascii=False),
+            "sop_plan": code.sop_plan_id,
+            "cost": code.cost,
+        }
+
+    def clean_name(self) -> str:
+        return self.cleaned_data["name"].strip()
+
+    def clean_welcome_attachments(self) -> list[dict]:
+        return attachments_clean(self.cleaned_data["welcome_attachments"])
+
+    def service_arguments(self) -> dict:
+        """channel_code_save's fields, guide_ids and tag_ids (after is_valid())."""
+        data = self.cleaned_data
+        by_store = data["distribution"] == ChannelCode.Distribution.BY_STORE
+        return {
+            "fields": {
+                "name": data["name"],
+                "source": data["source"],
+                "distribution": data["distribution"],
+                "store": data["store"] if by_store else None,
+                "welcome_text": data["welcome_text"],
+                "welcome_attachments": data["welcome_attachments"],
+                "sop_plan": data["sop_plan"],
+                "cost": data["cost"],
+            },
+            "guide_ids": [] if by_store else [guide.pk for guide in data["guides"]],
+            "tag_ids": [tag.pk for tag in data["tags"]],
+        }
+
+
+class CampaignForm(forms.Form):
+    """A campaign: its segment (tagging's rule language, written by tagging's condition
+    builder), content A and an optional B, attachments, the holdout, the attribution
+    window and the cost. When it is sent is the button pressed (and `schedule_at`)."""
+
+    name = forms.CharField(label=gettext_lazy("名称"), max_length=100)
+    # Named as in the rule editor: tagging/rule_editor.js reads textarea[name=condition].
+    condition = forms.CharField(
+        label=gettext_lazy("人群条件（JSON）"),
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+    )
+    text = forms.CharField(
+        label=gettext_lazy("内容 A"),
+        required=False,
+        max_length=MAX_TEXT,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+    text_b = forms.CharField(
+        label=gettext_lazy("内容 B（可选，用于 A/B 测试）"),
+        required=False,
+        max_length=MAX_TEXT,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=gettext_lazy("填写后，收到群发的客户一半收到 A、一半收到 B（按客户固定分组）。"),
+    )
+    attachments = forms.CharField(widget=forms.HiddenInput, required=False)
+    holdout_percent = forms.IntegerField(
+        label=gettext_lazy("对照组比例 %"),
+        min_value=0,
+        max_value=50,
+        initial=0,
+        help_text=gettext_lazy("这部分客户不发送，用来比较群发带来的增量。"),
+    )
+    schedule_at = forms.DateTimeField(
+        label=gettext_lazy("定时发送时间（上海时间）"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    attribution_days = forms.IntegerField(
+        label=gettext_lazy("归因窗口（天）"), min_value=1, max_value=90, initial=7
+    )
+    cost = forms.DecimalField(
+        label=gettext_lazy("成本（元）"),
+        min_value=0,
+        max_digits=12,
+        decimal_places=2,
+        initial=Decimal(0),
+    )
+
+    @classmethod
+    def initial_from(cls, campaign: Campaign) -> dict:
+        return {
+            "name": campaign.name,
+            "condition": json.dumps(campaign.segment, ensure_ascii=False, indent=2),
+            "text": campaign.text,
+            "text_b": campaign.text_b,
+            "attachments": json.dumps(campaign.attachments, ensure_ascii=False),
+            "holdout_percent": campaign.holdout_percent,
+            "schedule_at": timezone.localtime(campaign.schedule_at)
+            if campaign.schedule_at
+            else None,
+            "attribution_days": campaign.attribution_days,
+            "cost": campaign.cost,
+        }
+
+    def clean_name(self) -> str:
+        return self.cleaned_data["name"].strip()
+
+    def clean_condition(self):
+        return segment_clean(self.cleaned_data["condition"])
+
+    def clean_attachments(self) -> list[dict]:
+        items = attachments_clean(self.cleaned_data["attachments"])
+        if len(items) > MAX_ATTACHMENTS:
+            raise forms.ValidationError(_("最多 %(n)s 个附件。") % {"n": MAX_ATTACHMENTS})
+        return items
+
+    def campaign_fields(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "segment": data["condition"],
+            "text": data["text"],
+            "text_b": data["text_b"],
+            "attachments": data["attachments"],
+            "holdout_percent": data["holdout_percent"],
+            "schedule_at": data["schedule_at"],
+            "attribution_days": data["attribution_days"],
+            "cost": data["cost"],
+        }
+
+
+# -- campaign writes (pages and API) ------------------------------------------------------------
+# They belong in campaigns.services next to channel_code_save.
+
+EDITABLE = (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
+# Fields that decide who receives what: changing one makes the computed reach stale.
+RECIPIENT_FIELDS = ("segment", "holdout_percent", "text_b")
+
+
+def _not_editable() -> CampaignError:
+    return CampaignError(_("活动已开始发送，不能再修改。"))
+
+
+def campaign_save(*, campaign: Campaign | None, fields: dict, by) -> Campaign:
+    """Create a draft, or change a draft or scheduled campaign (a conditional UPDATE: a
+    campaign the worker has claimed for sending is refused). Changing who receives what
+    clears `prepared_at`, so the reach is computed again before sending."""
+    if campaign is None:
+        return Campaign.objects.create(**fields, created_by=by)
+    at = fields.get("schedule_at", campaign.schedule_at)
+    if campaign.status == Campaign.Status.SCHEDULED and (at is None or at <= timezone.now()):
+        raise CampaignError(_("待发送的活动需要一个将来的发送时间；或先取消定时。"))
+    changes = dict(fields)
+    if any(
+        fields.get(name, getattr(campaign, name)) != getattr(campaign, name)
+        for name in RECIPIENT_FIELDS
+    ):
+        changes["prepared_at"] = None
+    updated = Campaign.objects.filter(pk=campaign.pk, status__in=EDITABLE).update(**changes)
+    if not updated:
+        raise _not_editable()
+    campaign.refresh_from_db()
+    return campaign
+
+
+def _claim(campaign: Campaign, **changes) -> None:
+    if not Campaign.objects.filter(pk=campaign.pk, status__in=EDITABLE).update(**changes):
+        raise _not_editable()
+    campaign.refresh_from_db()
+
+
+def campaign_reach_compute(*, campaign: Campaign) -> dict:
+    """campaign_prepare for the operator to see the reach before sending. A scheduled
+    campaign keeps `prepared_at` empty: it is prepared again when it goes out."""
+    reach = sending.campaign_prepare(campaign=campaign)
+    if campaign.status == Campaign.Status.SCHEDULED:
+        Campaign.objects.filter(pk=campaign.pk).update(prepared_at=None)
+        campaign.prepared_at = None
+    return reach
+
+
+def campaign_schedule(
+    *, campaign: Campaign, at: datetime | None, now: datetime | None = None
+) -> dict:
+    """Schedule the campaign for `at` (in the future). Its reach is computed now (refused
+    with the reason when it cannot be sent) and again when it is sent: the daily and
+    monthly limits are those of the day it goes out."""
+    now = now or timezone.now()
+    if at is None or at <= now:
+        raise CampaignError(_("请选择一个将来的发送时间。"))
+    with transaction.atomic():
+        reach = sending.campaign_prepare(campaign=campaign, now=now)
+        _claim(campaign, status=Campaign.Status.SCHEDULED, schedule_at=at, prepared_at=None)
+    return reach
+
+
+def campaign_send_now(*, campaign: Campaign, now: datetime | None = None) -> dict:
+    """Prepare the campaign (the reach the page shows is what is sent) and hand it to the
+    worker once committed. Marked scheduled for now, so the beat sends it even if this
+    message were lost; sending twice is harmless (campaign_send claims the campaign)."""
+    from campaigns.tasks import send_campaign
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        reach = sending.campaign_prepare(campaign=campaign, now=now)
+        _claim(campaign, status=Campaign.Status.SCHEDULED, schedule_at=now)
+        campaign_id = campaign.pk
+        transaction.on_commit(lambda: send_campaign.delay(campaign_id))
+    return reach
+
+
+def campaign_unschedule(*, campaign: Campaign) -> None:
+    """A scheduled campaign back to draft (not sent until scheduled or sent again)."""
+    if not Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.SCHEDULED).update(
+        status=Campaign.Status.DRAFT
+    ):
+        raise CampaignError(_("只有待发送的活动可以取消定时。"))
+    campaign.refresh_from_db()
