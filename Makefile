@@ -43,7 +43,8 @@ browser: ## Install Debian's Chromium and a CJK font for the browser tests when 
 
 test: setup browser ## Set up and run the whole suite (real PostgreSQL, Redis, Celery worker)
 	DJANGO_SETTINGS_MODULE=scrm.settings_test $(PY) -m scrm.ensure_database
-	$(PY) -m pytest
+	# A new test database every run: one left by another checkout may predate a migration's edit.
+	$(PY) -m pytest --create-db
 
 lint: $(VENV)/.installed ## Ruff lint and format check
 	$(VENV)/bin/ruff check .
