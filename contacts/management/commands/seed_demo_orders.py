@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
 from contacts import services
 from contacts.models import Order, Store
@@ -63,7 +64,9 @@ class Command(BaseCommand):
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=GENERIC_COLUMNS)
             writer.writeheader()
-            writer.writerows(generate_order_rows(seed=seed, buyers=buyers, lines=lines))
+            # Up to this morning, so last week's report and today's dashboards have orders.
+            end = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+            writer.writerows(generate_order_rows(seed=seed, buyers=buyers, lines=lines, end=end))
         record, report = services.orders_import(paths=[path], channel="generic", source="demo")
         self.stdout.write(
             f"demo orders: {report.inserted} orders from {lines} lines, import #{record.pk}"
