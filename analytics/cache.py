@@ -3,9 +3,11 @@
 Each dashboard's data is a function of its parameters; `cached` stores what that
 function returned together with when it was computed (`as_of`), under
 ``analytics:g<generation>:<metric>:<hash of the parameters>``. Nothing is ever
-invalidated one key at a time: `generation_bump` (after order imports, debounced, and
-nightly; see `analytics.services`) moves every reader to fresh keys at once, and the
-old generation's entries expire unread.
+invalidated one key at a time: a refresh (after order imports, debounced, and nightly;
+see `analytics.services`) fills the next generation's default views first and then
+publishes it, moving every reader to fresh keys at once; until then readers keep the
+previous generation's results, so a refresh never leaves a page to compute on a page
+view. The old generation's entries expire unread.
 
 A missing generation (a flushed or evicted Redis) starts from the current Unix time in
 microseconds: past every generation whose results could still be stored, unless more
@@ -49,13 +51,10 @@ def generation() -> int:
     return int(value)
 
 
-def generation_bump() -> int:
-    """Move every dashboard to new keys (atomic INCR); returns the new generation."""
-    try:
-        return cache.incr(GENERATION_KEY)
-    except ValueError:  # no generation stored yet
-        generation()
-        return cache.incr(GENERATION_KEY)
+def generation_publish(generation_number: int) -> None:
+    """Move every reader to this generation's keys (never back to an older one)."""
+    if generation_number > generation():
+        cache.set(GENERATION_KEY, generation_number, timeout=None)
 
 
 def result_key(generation_number: int, metric: str, params: dict) -> str:
@@ -64,10 +63,13 @@ def result_key(generation_number: int, metric: str, params: dict) -> str:
     return f"analytics:g{generation_number}:{metric}:{digest}"
 
 
-def cached(metric: str, params: dict, compute: Callable[[], Any]) -> dict:
-    """The stored result of `compute()` for these parameters in the current generation,
-    computed and stored when missing: {metric, params, generation, as_of, data}."""
-    generation_number = generation()
+def cached(
+    metric: str, params: dict, compute: Callable[[], Any], generation_number: int | None = None
+) -> dict:
+    """The stored result of `compute()` for these parameters in the current generation
+    (or the given one, which a refresh fills before publishing it), computed and stored
+    when missing: {metric, params, generation, as_of, data}."""
+    generation_number = generation_number or generation()
     key = result_key(generation_number, metric, params)
     result = cache.get(key)
     if result is None:
@@ -87,9 +89,10 @@ def stored(metric: str, params: dict) -> dict | None:
     return cache.get(result_key(generation(), metric, params))
 
 
-def store(metric: str, params: dict, data: Any) -> dict:
-    """Store data computed elsewhere (the nightly refresh) as the current result."""
-    generation_number = generation()
+def store(metric: str, params: dict, data: Any, generation_number: int | None = None) -> dict:
+    """Store data computed elsewhere (the refresh) as the result of the current generation
+    (or the given one)."""
+    generation_number = generation_number or generation()
     result = {
         "metric": metric,
         "params": plain(params),

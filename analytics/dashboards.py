@@ -212,14 +212,17 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def result(name: str, params: Params) -> dict:
-    """The metric's cached result for these parameters (computed on a miss)."""
+def result(name: str, params: Params, generation: int | None = None) -> dict:
+    """The metric's cached result for these parameters (computed on a miss), in the current
+    generation or the given one."""
     metric = METRICS[name]
     asked = params.only(metric.params)
-    return cache.cached(name, asked.as_dict(metric.params), lambda: metric.compute(asked))
+    return cache.cached(
+        name, asked.as_dict(metric.params), lambda: metric.compute(asked), generation
+    )
 
 
-def options() -> dict:
+def options(generation: int | None = None) -> dict:
     """The filter form's choices (stores, guides, categories), cached like a result."""
 
     def compute() -> dict:
@@ -241,7 +244,7 @@ def options() -> dict:
             ),
         }
 
-    return cache.cached("options", {}, compute)
+    return cache.cached("options", {}, compute, generation)
 
 
 # -- predicted LTV (analytics.predictions) ---------------------------------------------------
@@ -256,7 +259,7 @@ def predicted_ltv() -> dict | None:
     return cache.stored(PREDICTED, {})
 
 
-def predicted_ltv_compute(end: date) -> dict | None:
+def predicted_ltv_compute(end: date, generation: int | None = None) -> dict | None:
     """Fit the models on purchases up to `end`, write each customer's predictions into
     their facts, and store the summary the LTV page shows."""
     from analytics.predictions import predict
@@ -270,19 +273,20 @@ def predicted_ltv_compute(end: date) -> dict | None:
         "columns": list(rows[0]) if rows else [],
         "rows": [list(row.values()) for row in rows[:20]],
     }
-    return cache.store(PREDICTED, {}, data)
+    return cache.store(PREDICTED, {}, data, generation)
 
 
-def precompute(end: date | None = None) -> list[str]:
-    """Compute every dashboard's default view (and the predictions when available)."""
+def precompute(generation: int, end: date | None = None) -> list[str]:
+    """Compute every dashboard's default view (and the predictions when available) into
+    this generation."""
     end = end or today()
-    options()
+    options(generation)
     done = []
     for name, metric in METRICS.items():
-        result(name, Params.default(end, metric.default_months))
+        result(name, Params.default(end, metric.default_months), generation)
         done.append(name)
     try:
-        if predicted_ltv_compute(end) is not None:
+        if predicted_ltv_compute(end, generation) is not None:
             done.append(PREDICTED)
     except FitError:  # too few buyers before `end` to fit: the LTV page says so
         logger.warning("predicted LTV: too little data to fit", exc_info=True)

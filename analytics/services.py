@@ -1,6 +1,7 @@
 """Keeping the dashboards fresh: after order imports (debounced, through the customer
-facts listener) and nightly, the cache generation is bumped and the default views are
-computed again on the `analytics` queue, so the first reader finds them ready."""
+facts listener) and nightly, the default views are computed into the next cache
+generation on the `analytics` queue, which is then published: readers keep the previous
+results until the new ones are all ready."""
 
 import time
 
@@ -30,12 +31,13 @@ def dashboards_schedule_refresh() -> None:
 
 
 def dashboards_refresh() -> dict:
-    """Bump the generation (every reader moves to fresh keys) and compute the default
-    view of every dashboard. Returns what it did."""
+    """Compute the default view of every dashboard into the next generation, then publish
+    it (every reader moves to the fresh keys at once). Returns what it did."""
     started = time.monotonic()
     django_cache.delete(REFRESH_SCHEDULED)  # changes from now on schedule another refresh
-    generation = cache.generation_bump()
-    computed = dashboards.precompute()
+    generation = cache.generation() + 1
+    computed = dashboards.precompute(generation)
+    cache.generation_publish(generation)
     return {
         "generation": generation,
         "computed": computed,

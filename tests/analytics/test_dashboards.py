@@ -410,7 +410,7 @@ def test_a_cached_dashboard_makes_few_queries(
         assert _get(client, name).status_code == 200
 
 
-def test_a_generation_bump_recomputes(client_for, manager, shop):
+def test_a_published_generation_recomputes(client_for, manager, shop):
     client = client_for(manager)
     first = _get(client, "dashboards")
     assert _numbers(first)["买家"] == 3
@@ -420,11 +420,43 @@ def test_a_generation_bump_recomputes(client_for, manager, shop):
     assert _numbers(cached)["买家"] == 3  # still this generation's result
     assert cached.context["as_of"] == first.context["as_of"]
     generation = cache.generation()
-    assert cache.generation_bump() == generation + 1
+    cache.generation_publish(generation + 1)
     fresh = _get(client, "dashboards")
     assert _numbers(fresh)["买家"] == 4
     assert fresh.context["generation"] == generation + 1
     assert fresh.context["as_of"] > first.context["as_of"]
+    cache.generation_publish(generation)  # never back to an older generation
+    assert cache.generation() == generation + 1
+
+
+def test_readers_keep_the_old_results_until_the_refresh_has_filled_the_new_ones(
+    client_for, manager, shop, monkeypatch, django_assert_max_num_queries
+):
+    client = client_for(manager)
+
+    def landing():  # the default view (the last twelve months), which a refresh computes
+        return client.get(reverse("dashboards"))
+
+    assert _numbers(landing())["买家"] == 3  # computed and stored
+    buy(CustomerFactory(name="己"), "2026-03-30T12:00", "60", "tmall", "文胸")
+    facts_refresh()
+    generation = cache.generation()
+    filling = []
+
+    def precompute_and_read(*args, **kwargs):  # a reader arrives in the middle of a refresh
+        done = precompute(*args, **kwargs)
+        filling.append(landing())
+        return done
+
+    precompute = dashboards.precompute
+    monkeypatch.setattr(dashboards, "precompute", precompute_and_read)
+    services.dashboards_refresh()
+    assert _numbers(filling[0])["买家"] == 3
+    assert filling[0].context["generation"] == generation
+    with django_assert_max_num_queries(4):  # published with the new numbers already in it
+        fresh = landing()
+    assert _numbers(fresh)["买家"] == 4
+    assert fresh.context["generation"] == generation + 1
 
 
 def test_a_flushed_generation_starts_past_the_old_keys(shop):
