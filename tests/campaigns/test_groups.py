@@ -33,7 +33,7 @@ def _timeline(rng: random.Random, now, customers: list[Customer]) -> list[dict]:
         group = CustomerGroup.objects.create(
             chat_id=f"wrtest{number:04d}",
             name=f"福利群 {number}",
-            owner_userid="guide0001",
+            owner_userid=f"guide000{1 + number % 2}",
             is_dismissed=number == 5,
         )
         spells.append(
@@ -119,7 +119,7 @@ def _store(spells: list[dict]) -> None:
             CustomerGroupMember.objects.create(**common, join_time=spell["joined"])
 
 
-def _recompute(spells, orders, start, end, *, include_dismissed=False) -> list[dict]:
+def _recompute(spells, orders, start, end, *, include_dismissed=False, owners=None) -> list[dict]:
     paid = [
         o for o in orders if o.status in ("paid", "partially_refunded") and start <= o.paid_at < end
     ]
@@ -128,6 +128,8 @@ def _recompute(spells, orders, start, end, *, include_dismissed=False) -> list[d
     for group in sorted({s["group"] for s in spells}, key=lambda g: g.pk):
         if group.is_dismissed and not include_dismissed:
             continue
+        if owners is not None and group.owner_userid not in owners:
+            continue
         mine = [s for s in spells if s["group"] == group]
         present = [s for s in mine if s["left"] is None]
         at_start = sum(
@@ -135,6 +137,7 @@ def _recompute(spells, orders, start, end, *, include_dismissed=False) -> list[d
         )
         joins = sum(1 for s in mine if not s["legacy"] and start <= s["joined"] < end)
         quits = sum(1 for s in mine if s["left"] is not None and start <= s["left"] < end)
+        in_group = {s["customer"].pk for s in present if s["customer"] is not None}
         expected.append(
             {
                 "group_id": group.pk,
@@ -145,8 +148,10 @@ def _recompute(spells, orders, start, end, *, include_dismissed=False) -> list[d
                 "quits": quits,
                 "size_at_start": at_start,
                 "quit_rate": quits / (at_start + joins) if at_start + joins else None,
-                "buyers": len(
-                    {s["customer"].pk for s in present if s["customer"] is not None} & buyers
+                "buyers": len(in_group & buyers),
+                "revenue": sum(
+                    (o.amount - o.refund_amount for o in paid if o.customer_id in in_group),
+                    Decimal(0),
                 ),
             }
         )
@@ -169,16 +174,18 @@ def test_group_stats_match_a_recomputation_from_the_timeline():
     orders = []
     for customer in rng.sample(customers, k=25):
         for _ in range(rng.randint(1, 3)):
+            status = rng.choice(["paid", "paid", "partially_refunded", "refunded", "cancelled"])
+            amount = Decimal(rng.randint(50, 900))
             orders.append(
                 OrderFactory(
                     customer=customer,
                     paid_at=now - timedelta(days=rng.uniform(0, 90)),
-                    status=rng.choice(
-                        ["paid", "paid", "partially_refunded", "refunded", "cancelled"]
-                    ),
-                    amount=Decimal("120"),
+                    status=status,
+                    amount=amount,
+                    refund_amount=Decimal(20) if status == "partially_refunded" else Decimal(0),
                 )
             )
+    orders.append(OrderFactory(customer=None, paid_at=now - timedelta(days=20)))  # unmatched
     windows = [
         (now - timedelta(days=30), now - timedelta(days=10)),  # ended before now
         (now - timedelta(days=60), now + timedelta(seconds=1)),
@@ -194,6 +201,7 @@ def test_group_stats_match_a_recomputation_from_the_timeline():
         "size_at_start",
         "quit_rate",
         "buyers",
+        "revenue",
     ]
     seen = 0
     for start, end in windows:
@@ -207,6 +215,13 @@ def test_group_stats_match_a_recomputation_from_the_timeline():
     assert [{k: row[k] for k in keys} for row in with_dismissed] == _approx(
         _recompute(spells, orders, *windows[0], include_dismissed=True)
     )
+    # a guide's view: only the groups they own
+    mine = group_stats(*windows[1], owners=["guide0002"])
+    assert {row["owner_userid"] for row in mine} == {"guide0002"}
+    assert [{k: row[k] for k in keys} for row in mine] == _approx(
+        _recompute(spells, orders, *windows[1], owners=["guide0002"])
+    )
+    assert sum(row["revenue"] for row in mine) > 0
 
 
 def test_an_empty_group_has_no_quit_rate():
