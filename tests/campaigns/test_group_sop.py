@@ -329,3 +329,34 @@ def test_the_page_shows_confirmed_groups_after_a_refresh(emulator, client_for, o
     assert "已刷新：1 个群主新确认，2 个群新收到。" in body
     row = body.split(f'data-send="{send.pk}"')[1].split("</tr>")[0]
     assert "群主已发送" in row and "2 / 2" in row and "福利一群 ✓" in row
+
+
+# -- the demo -----------------------------------------------------------------------------
+
+
+def test_the_demo_seeds_group_moves_and_schedules(emulator):
+    from campaigns.groups import group_stats
+    from contacts.models import CustomerGroupEvent
+
+    before = CustomerGroupEvent.objects.count()  # the full sync's joins
+    call_command("seed_demo_campaigns", stdout=StringIO())
+    # as WeCom users: customers joined and left through the emulator, recorded by the
+    # callback handler
+    moves = CustomerGroupEvent.objects.filter(source="callback")
+    assert moves.filter(kind="joined").exists() and moves.filter(kind="left").exists()
+    assert CustomerGroupEvent.objects.count() == before + moves.count()
+    for chat_id, group in emulator.data.groups.items():
+        assert set(
+            CustomerGroup.objects.get(chat_id=chat_id).members.values_list("userid", flat=True)
+        ) == {member["userid"] for member in group["member_list"]}
+    now = timezone.now()
+    rows = group_stats(now - timedelta(days=1), now + timedelta(seconds=1))
+    assert sum(row["quits"] for row in rows) == moves.filter(kind="left").count()
+    assert sorted(GroupSchedule.objects.values_list("name", "repeat")) == [
+        ("今晚直播预告", "once"),
+        ("早安福利", "daily"),
+    ]
+    # run again (a second `make demo`): nothing more
+    count = CustomerGroupEvent.objects.count()
+    call_command("seed_demo_campaigns", stdout=StringIO())
+    assert CustomerGroupEvent.objects.count() == count and GroupSchedule.objects.count() == 2
