@@ -133,6 +133,8 @@ def test_a_guide_sees_only_the_groups_they_own(
         assert page.status_code == 200
         assert {row["chat_id"] for row in page.context["rows"]} == expected
         assert 'class="mainnav"' not in page.content.decode()  # a guide's page, no console
+        home = client.get(reverse("guide_home")).content.decode()
+        assert f'href="{reverse("customer_groups")}" id="my-groups"' in home
         export = client.get(reverse("customer_groups_export"), groups).content.decode("utf-8-sig")
         assert {line[0] for line in list(csv.reader(io.StringIO(export)))[1:]} == expected
     listing = client_for(manager).get(reverse("customer-group-stats"), groups).json()
