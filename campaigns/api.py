@@ -256,7 +256,7 @@ class GroupStatsView(APIView):
             OpenApiParameter("end", OpenApiTypes.DATE, description="窗口结束日（上海时间，含）"),
         ],
         responses=inline_serializer(
-            "GroupStats",
+            "GroupStatsWindow",
             {
                 "start": serializers.DateField(),
                 "end": serializers.DateField(),

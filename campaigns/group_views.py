@@ -57,7 +57,7 @@ def _console_or_guide(view):
 @_console_or_guide
 def group_list(request: HttpRequest) -> HttpResponse:
     """Per group in the window: owner, size now, joins, quits and the quit rate, members
-    who bought and their revenue. Two queries whatever the number of groups."""
+    who bought and their revenue: one statement whatever the number of groups."""
     form, start, end, rows = _stats(request)
     totals = {
         key: sum(row[key] for row in rows)
