@@ -1,23 +1,38 @@
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from campaigns import selectors
-from campaigns.forms import campaign_reach_compute, campaign_save, campaign_send_now
+from campaigns.forms import (
+    GroupWindowForm,
+    campaign_reach_compute,
+    campaign_save,
+    campaign_send_now,
+)
+from campaigns.groups import group_stats_for
 from campaigns.models import Campaign, ChannelCode
 from campaigns.sending import CampaignError
 from campaigns.serializers import (
     CampaignSerializer,
     ChannelCodeSerializer,
+    GroupStatsSerializer,
     PrepareSerializer,
     SendAcceptedSerializer,
 )
 from campaigns.services import ChannelCodeError, channel_code_save, code_stats, qr_png
+from contacts.api import CanReadCustomers
 from scrm.roles import ConsolePermission
 from scrm.wecom.gateway import WeComError, WeComGateway
 
@@ -226,4 +241,39 @@ class CampaignViewSet(
         return Response(
             {"status": campaign.status, "reach": PrepareSerializer(reach).data},
             status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class GroupStatsView(APIView):
+    """The customer groups' numbers in a window, as the 社群 page shows them:
+    `{start, end, groups: [...]}`; a bad window is a 400 with the reason."""
+
+    permission_classes = [CanReadCustomers]  # guides: the groups they own
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start", OpenApiTypes.DATE, description="窗口开始日（上海时间，含）"),
+            OpenApiParameter("end", OpenApiTypes.DATE, description="窗口结束日（上海时间，含）"),
+        ],
+        responses=inline_serializer(
+            "GroupStatsWindow",
+            {
+                "start": serializers.DateField(),
+                "end": serializers.DateField(),
+                "groups": GroupStatsSerializer(many=True),
+            },
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        form = GroupWindowForm(request.query_params or None)
+        if form.is_bound and not form.is_valid():
+            return Response(form.errors, status=status.HTTP_400_BAD_REQUEST)
+        start, end = form.window()
+        rows = group_stats_for(request.user, start=start, end=end)
+        return Response(
+            {
+                "start": start,
+                "end": end,
+                "groups": GroupStatsSerializer(rows, many=True).data,
+            }
         )

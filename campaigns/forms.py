@@ -8,7 +8,7 @@ The campaign writes at the end (`campaign_save`, `campaign_schedule`, ...) are u
 the pages and the API alike; they belong in campaigns.services."""
 
 import json
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -18,10 +18,18 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from campaigns import sending
-from campaigns.models import Campaign, CampaignMessage, ChannelCode, WelcomeSend
+from campaigns.models import (
+    Campaign,
+    CampaignMessage,
+    ChannelCode,
+    GroupSchedule,
+    GroupSend,
+    WelcomeSend,
+)
 from campaigns.sending import CampaignError
-from contacts.models import Guide, Store
+from contacts.models import CustomerGroup, Guide, Store
 from sop.models import SopPlan
+from sop.scheduling import _today
 from tagging.models import Tag
 from tagging.rules import RuleError
 from tagging.services import rule_compile
@@ -440,3 +448,149 @@ def campaign_unschedule(*, campaign: Campaign) -> None:
     ):
         raise CampaignError(_("只有待发送的活动可以取消定时。"))
     campaign.refresh_from_db()
+
+
+# -- customer groups (社群) ------------------------------------------------------------------
+
+GROUP_WINDOW_DAYS = 30  # the default window: the last 30 days, today included
+GROUP_WINDOW_MAX_DAYS = 5 * 366
+
+
+class GroupWindowForm(forms.Form):
+    """The window of the group numbers: two dates, both whole days in Asia/Shanghai;
+    by default the last 30 days to today."""
+
+    start = forms.DateField(label=gettext_lazy("开始日期"), required=False)
+    end = forms.DateField(label=gettext_lazy("结束日期"), required=False)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        end = data.get("end") or _today()
+        start = data.get("start") or end - timedelta(days=GROUP_WINDOW_DAYS - 1)
+        if start > end:
+            raise forms.ValidationError(_("开始日期不能晚于结束日期。"))
+        if (end - start).days > GROUP_WINDOW_MAX_DAYS:
+            raise forms.ValidationError(_("日期范围最长 5 年。"))
+        data["start"], data["end"] = start, end
+        return data
+
+    def window(self) -> tuple[date, date]:
+        """(start, end) dates; the default when the form is unbound or invalid."""
+        if self.is_bound and self.is_valid():
+            return self.cleaned_data["start"], self.cleaned_data["end"]
+        end = _today()
+        return end - timedelta(days=GROUP_WINDOW_DAYS - 1), end
+
+
+WEEKDAY_LABELS = [
+    (1, gettext_lazy("周一")),
+    (2, gettext_lazy("周二")),
+    (3, gettext_lazy("周三")),
+    (4, gettext_lazy("周四")),
+    (5, gettext_lazy("周五")),
+    (6, gettext_lazy("周六")),
+    (7, gettext_lazy("周日")),
+]
+REPEAT_LABELS = {
+    GroupSchedule.Repeat.ONCE: gettext_lazy("一次"),
+    GroupSchedule.Repeat.DAILY: gettext_lazy("每天"),
+    GroupSchedule.Repeat.WEEKLY: gettext_lazy("每周"),
+}
+GROUP_SEND_STATUS_LABELS = {
+    GroupSend.Status.SENDING: gettext_lazy("发送中"),
+    GroupSend.Status.CREATED: gettext_lazy("待群主确认"),
+    GroupSend.Status.CONFIRMED: gettext_lazy("群主已发送"),
+    GroupSend.Status.OWNER_LEFT: gettext_lazy("群主已离职"),
+    GroupSend.Status.FAILED: gettext_lazy("失败"),
+    GroupSend.Status.UNKNOWN: gettext_lazy("结果未知"),
+}
+
+
+class _GroupChoices(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: CustomerGroup) -> str:
+        return f"{obj.name or obj.chat_id} · {obj.owner_userid} · {obj.member_count}"
+
+
+class GroupScheduleForm(forms.Form):
+    """A group SOP: the groups, the content (text and attachments, as a campaign's), and
+    the slot: once at a time, or every day / chosen weekdays at a time of day (Shanghai).
+    Its rules (content, a future one-off time, at least one weekday) are
+    group_schedule_save's."""
+
+    name = forms.CharField(label=gettext_lazy("名称"), max_length=100)
+    groups = _GroupChoices(
+        label=gettext_lazy("客户群"),
+        queryset=CustomerGroup.objects.none(),
+        widget=forms.SelectMultiple(attrs={"size": 10}),
+        help_text=gettext_lazy("群名 · 群主 · 人数。按住 Ctrl（Mac 上为 ⌘）可多选。"),
+    )
+    text = forms.CharField(
+        label=gettext_lazy("内容"),
+        required=False,
+        max_length=MAX_TEXT,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+    attachments = forms.CharField(widget=forms.HiddenInput, required=False)
+    repeat = forms.ChoiceField(label=gettext_lazy("发送方式"), widget=forms.RadioSelect)
+    send_at = forms.DateTimeField(
+        label=gettext_lazy("发送时间（上海时间）"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    slot_time = forms.TimeField(
+        label=gettext_lazy("每次发送时刻（上海时间）"),
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+    )
+    weekdays = forms.TypedMultipleChoiceField(
+        label=gettext_lazy("每周哪几天"),
+        required=False,
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    is_active = forms.BooleanField(label=gettext_lazy("启用"), required=False, initial=True)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["groups"].queryset = CustomerGroup.objects.filter(is_dismissed=False).order_by(
+            "owner_userid", "name", "chat_id"
+        )
+        self.fields["repeat"].choices = [(k, str(v)) for k, v in REPEAT_LABELS.items()]
+        self.fields["weekdays"].choices = [(k, str(v)) for k, v in WEEKDAY_LABELS]
+
+    @classmethod
+    def initial_from(cls, schedule: GroupSchedule) -> dict:
+        return {
+            "name": schedule.name,
+            "groups": [group.pk for group in schedule.groups.all()],
+            "text": schedule.text,
+            "attachments": json.dumps(schedule.attachments, ensure_ascii=False),
+            "repeat": schedule.repeat,
+            "send_at": timezone.localtime(schedule.send_at) if schedule.send_at else None,
+            "slot_time": schedule.slot_time,
+            "weekdays": schedule.weekdays,
+            "is_active": schedule.is_active,
+        }
+
+    def clean_name(self) -> str:
+        return self.cleaned_data["name"].strip()
+
+    def clean_attachments(self) -> list[dict]:
+        return attachments_clean(self.cleaned_data["attachments"])
+
+    def service_arguments(self) -> dict:
+        """group_schedule_save's fields and group_ids (after is_valid())."""
+        data = self.cleaned_data
+        return {
+            "fields": {
+                "name": data["name"],
+                "text": data["text"],
+                "attachments": data["attachments"],
+                "repeat": data["repeat"],
+                "send_at": data["send_at"],
+                "slot_time": data["slot_time"],
+                "weekdays": data["weekdays"],
+                "is_active": data["is_active"],
+            },
+            "group_ids": [group.pk for group in data["groups"]],
+        }

@@ -1,5 +1,10 @@
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
 from django.db import models
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class ChannelCode(models.Model):
@@ -198,3 +203,104 @@ class CampaignMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}:{self.guide_id}:{self.variant} {self.status}"
+
+
+class GroupSchedule(models.Model):
+    """A group SOP (群 SOP): a message for chosen customer groups at a time slot — once,
+    every day or on chosen weekdays (Asia/Shanghai) — sent by each group's owner through
+    WeCom (add_msg_template with chat_type group: the owner confirms in WeCom)."""
+
+    class Repeat(models.TextChoices):
+        ONCE = "once", "一次"
+        DAILY = "daily", "每天"
+        WEEKLY = "weekly", "每周"
+
+    name = models.CharField("名称", max_length=100)
+    text = models.TextField("内容", blank=True)
+    attachments = models.JSONField(default=list, blank=True)  # as a campaign's
+    groups = models.ManyToManyField("contacts.CustomerGroup", related_name="+")
+    repeat = models.CharField("重复", max_length=8, choices=Repeat.choices)
+    send_at = models.DateTimeField("发送时间", null=True, blank=True)  # once
+    slot_time = models.TimeField("每次发送时刻", null=True, blank=True)  # daily / weekly
+    weekdays = models.JSONField(default=list, blank=True)  # weekly: ISO weekdays, 1 = Monday
+    is_active = models.BooleanField("启用", default=True)
+    # Slots before this are never sent: saving or enabling a schedule does not send
+    # the slots it missed.
+    active_since = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "群 SOP"
+        verbose_name_plural = "群 SOP"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def _slot_on(self, day: date) -> datetime | None:
+        if self.repeat == self.Repeat.WEEKLY and day.isoweekday() not in self.weekdays:
+            return None
+        return datetime.combine(day, self.slot_time, tzinfo=SHANGHAI)
+
+    def latest_slot(self, now: datetime) -> datetime | None:
+        """The latest slot at or before `now`, if it is not before `active_since`."""
+        if self.repeat == self.Repeat.ONCE:
+            slot = self.send_at
+        else:
+            today = now.astimezone(SHANGHAI).date()
+            slots = (self._slot_on(today - timedelta(days=back)) for back in range(8))
+            slot = next((s for s in slots if s is not None and s <= now), None)
+        if slot is None or slot > now or slot < self.active_since:
+            return None
+        return slot
+
+    def next_slot(self, now: datetime) -> datetime | None:
+        """The first slot after `now` (None: a one-off already past)."""
+        if self.repeat == self.Repeat.ONCE:
+            return self.send_at if self.send_at and self.send_at > now else None
+        today = now.astimezone(SHANGHAI).date()
+        slots = (self._slot_on(today + timedelta(days=ahead)) for ahead in range(8))
+        return next((s for s in slots if s is not None and s > now), None)
+
+
+class GroupSend(models.Model):
+    """One slot of a group SOP for one group owner: one add_msg_template (chat_type group)
+    with the owner's groups. Created as `sending` and committed before the call, so a
+    slot goes out once per owner however often the dispatch runs."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "发送中"
+        CREATED = "created", "待群主确认"
+        CONFIRMED = "confirmed", "群主已发送"
+        OWNER_LEFT = "owner_left", "群主已离职"
+        FAILED = "failed", "失败"
+        UNKNOWN = "unknown", "结果未知"
+
+    schedule = models.ForeignKey(GroupSchedule, on_delete=models.CASCADE, related_name="sends")
+    occurrence = models.DateTimeField()  # the slot
+    owner_userid = models.CharField(max_length=64)
+    chat_ids = models.JSONField(default=list)  # the owner's groups handed to WeCom
+    refused = models.JSONField(default=list)  # groups not sent to: dismissed, or WeCom's fail_list
+    # chat_id → get_groupmsg_send_result's status: 1 sent, 2 failed, 3 over WeCom's limit
+    results = models.JSONField(default=dict)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.SENDING)
+    msgid = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurrence", "owner_userid"]
+        verbose_name = "群 SOP 发送"
+        verbose_name_plural = "群 SOP 发送"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "occurrence", "owner_userid"], name="group_send_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id}@{self.occurrence:%Y-%m-%d %H:%M}:{self.owner_userid}"

@@ -221,3 +221,20 @@ class CampaignSerializer(serializers.ModelSerializer):
         if len(items) > MAX_ATTACHMENTS:
             raise serializers.ValidationError(_("最多 %(n)s 个附件。") % {"n": MAX_ATTACHMENTS})
         return items
+
+
+class GroupStatsSerializer(serializers.Serializer):
+    """One customer group's numbers in the window (campaigns.groups.group_stats)."""
+
+    chat_id = serializers.CharField()
+    name = serializers.CharField()
+    owner_userid = serializers.CharField()
+    owner_name = serializers.CharField()
+    members = serializers.IntegerField()
+    customers = serializers.IntegerField()
+    size_at_start = serializers.IntegerField()
+    joins = serializers.IntegerField()
+    quits = serializers.IntegerField()
+    quit_rate = serializers.FloatField(allow_null=True)
+    buyers = serializers.IntegerField()
+    revenue = serializers.DecimalField(max_digits=14, decimal_places=2)

@@ -3,7 +3,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from campaigns import sending
+from campaigns import group_sop, sending
 from campaigns.models import Campaign
 from scrm.wecom.gateway import WeComGateway
 
@@ -44,3 +44,26 @@ def fetch_campaign_results() -> int:
     for campaign in recent:
         sending.campaign_results(campaign=campaign, gateway=gateway)
     return recent.count()
+
+
+@shared_task(name="campaigns.tasks.send_due_group_messages")
+def send_due_group_messages() -> dict:
+    """Beat, every minute: group SOP slots that are due, one WeCom call per group owner.
+    Safe twice (two beats, a retry): each (schedule, slot, owner) is claimed by a unique
+    row committed before its call, so a second run finds it and calls nothing."""
+    result = group_sop.group_sends_dispatch(gateway=WeComGateway.from_settings())
+    return {
+        "sends": result.sends,
+        "owner_left": result.owner_left,
+        "failed": result.failed,
+        "unknown": result.unknown,
+    }
+
+
+@shared_task(name="campaigns.tasks.fetch_group_message_results")
+def fetch_group_message_results() -> dict:
+    """Beat, every ten minutes: which groups the owners sent to, for the sends WeCom still
+    keeps results of. Safe twice: statuses only move forward."""
+    return group_sop.group_send_results(
+        sends=group_sop.recent_sends(), gateway=WeComGateway.from_settings()
+    )

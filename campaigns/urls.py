@@ -1,6 +1,6 @@
 from django.urls import path
 
-from campaigns import views
+from campaigns import group_views, views
 
 urlpatterns = [
     path("campaigns/", views.campaign_list, name="campaigns"),
@@ -12,4 +12,23 @@ urlpatterns = [
     path("campaigns/codes/<int:code_id>/", views.code_detail, name="channel_code_detail"),
     path("campaigns/codes/<int:code_id>/edit/", views.code_edit, name="channel_code_edit"),
     path("campaigns/codes/<int:code_id>/qr.png", views.code_qr, name="channel_code_qr"),
+    path("campaigns/groups/", group_views.group_list, name="customer_groups"),
+    path("campaigns/groups/export.csv", group_views.group_export, name="customer_groups_export"),
+    path("campaigns/group-sop/", group_views.schedule_list, name="group_schedules"),
+    path("campaigns/group-sop/new/", group_views.schedule_edit, name="group_schedule_new"),
+    path(
+        "campaigns/group-sop/<int:schedule_id>/",
+        group_views.schedule_detail,
+        name="group_schedule_detail",
+    ),
+    path(
+        "campaigns/group-sop/<int:schedule_id>/edit/",
+        group_views.schedule_edit,
+        name="group_schedule_edit",
+    ),
+    path(
+        "campaigns/group-sop/<int:schedule_id>/refresh/",
+        group_views.schedule_refresh,
+        name="group_schedule_refresh",
+    ),
 ]

@@ -734,3 +734,42 @@ class CustomerFactsPending(models.Model):
 
     def __str__(self) -> str:
         return str(self.customer_id)
+
+
+class CustomerGroupEvent(models.Model):
+    """A member joining or leaving a customer group: the group's growth and churn.
+
+    Written by the sync writer in the statements that change the member list (members
+    inserted: joined, at WeCom's join_time; members deleted: left, when we learnt it),
+    whether a full sync or a callback's refresh of the group made the change."""
+
+    class Kind(models.TextChoices):
+        JOINED = "joined", "入群"
+        LEFT = "left", "退群"
+
+    class Source(models.TextChoices):
+        SYNC = "sync", "同步"
+        CALLBACK = "callback", "回调"
+
+    group = models.ForeignKey(
+        CustomerGroup, on_delete=models.CASCADE, related_name="events", db_index=False
+    )  # indexed with `at` below
+    userid = models.CharField(max_length=64)  # external_userid, or a staff userid
+    type = models.SmallIntegerField(default=2)  # WeCom's member type: 1 staff, 2 external
+    customer = models.ForeignKey(
+        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    at = models.DateTimeField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+
+    class Meta:
+        verbose_name = "群成员变动"
+        verbose_name_plural = "群成员变动"
+        indexes = [
+            models.Index(fields=["group", "at"], name="group_event_group_idx"),
+            models.Index(fields=["at"], name="group_event_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group_id}:{self.userid} {self.kind} @ {self.at:%Y-%m-%d %H:%M}"

@@ -527,32 +527,58 @@ class WeComWriter:
                 """
             )
             created = cursor.rowcount
-            # Members: replace each staged group's member list with WeCom's.
+            # Members: replace each staged group's member list with WeCom's. Who left and
+            # who joined is recorded by the statements that delete and insert them
+            # (a member deleted: left, now; inserted: joined, at WeCom's join_time), so
+            # a change is recorded once even when a sync and a callback race.
+            events = {"now": timezone.now(), "source": self.source}
             cursor.execute(
                 """
-                DELETE FROM contacts_customergroupmember m
-                USING contacts_customergroup g
-                WHERE m.group_id = g.id AND g.chat_id IN (SELECT chat_id FROM stage_chat)
-                  AND NOT EXISTS (SELECT 1 FROM stage_member s
-                                  WHERE s.chat_id = g.chat_id AND s.userid = m.userid)
-                """
+                WITH gone AS (
+                    DELETE FROM contacts_customergroupmember m
+                    USING contacts_customergroup g
+                    WHERE m.group_id = g.id AND g.chat_id IN (SELECT chat_id FROM stage_chat)
+                      AND NOT EXISTS (SELECT 1 FROM stage_member s
+                                      WHERE s.chat_id = g.chat_id AND s.userid = m.userid)
+                    RETURNING m.group_id, m.userid, m.type, m.customer_id
+                )
+                INSERT INTO contacts_customergroupevent (group_id, userid, type, customer_id, kind,
+                                                         at, source)
+                SELECT group_id, userid, type, customer_id, 'left', %(now)s, %(source)s FROM gone
+                """,
+                events,
             )
             cursor.execute(
                 """
-                INSERT INTO contacts_customergroupmember (group_id, userid, type, customer_id, name,
-                                                          join_time, join_scene)
-                SELECT g.id, s.userid, s.type, c.id, s.name, s.join_time, s.join_scene
+                WITH joined AS (
+                    INSERT INTO contacts_customergroupmember (group_id, userid, type, customer_id,
+                                                              name, join_time, join_scene)
+                    SELECT g.id, s.userid, s.type, c.id, s.name, s.join_time, s.join_scene
+                    FROM stage_member s
+                    JOIN contacts_customergroup g ON g.chat_id = s.chat_id
+                    LEFT JOIN contacts_customer c ON s.type = 2 AND c.external_userid = s.userid
+                    ON CONFLICT (group_id, userid) DO NOTHING
+                    RETURNING group_id, userid, type, customer_id, join_time
+                )
+                INSERT INTO contacts_customergroupevent (group_id, userid, type, customer_id, kind,
+                                                         at, source)
+                SELECT group_id, userid, type, customer_id, 'joined', coalesce(join_time, %(now)s),
+                       %(source)s
+                FROM joined
+                """,
+                events,
+            )
+            cursor.execute(
+                """
+                UPDATE contacts_customergroupmember m
+                SET type = s.type, customer_id = c.id, name = s.name, join_time = s.join_time,
+                    join_scene = s.join_scene
                 FROM stage_member s
                 JOIN contacts_customergroup g ON g.chat_id = s.chat_id
                 LEFT JOIN contacts_customer c ON s.type = 2 AND c.external_userid = s.userid
-                ON CONFLICT (group_id, userid) DO UPDATE
-                SET type = EXCLUDED.type, customer_id = EXCLUDED.customer_id, name = EXCLUDED.name,
-                    join_time = EXCLUDED.join_time, join_scene = EXCLUDED.join_scene
-                WHERE (contacts_customergroupmember.type, contacts_customergroupmember.customer_id,
-                       contacts_customergroupmember.name, contacts_customergroupmember.join_time,
-                       contacts_customergroupmember.join_scene)
-                      IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.customer_id, EXCLUDED.name,
-                       EXCLUDED.join_time, EXCLUDED.join_scene)
+                WHERE m.group_id = g.id AND m.userid = s.userid
+                  AND (m.type, m.customer_id, m.name, m.join_time, m.join_scene)
+                      IS DISTINCT FROM (s.type, c.id, s.name, s.join_time, s.join_scene)
                 """
             )
             if self.run_id is not None:

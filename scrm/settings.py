@@ -221,6 +221,11 @@ CELERY_BEAT_SCHEDULE = {
     "sop-reminders": {"task": "sop.tasks.send_reminders", "schedule": 300.0},
     "campaigns-send-due": {"task": "campaigns.tasks.send_due_campaigns", "schedule": 60.0},
     "campaigns-results": {"task": "campaigns.tasks.fetch_campaign_results", "schedule": 600.0},
+    "campaigns-group-sop": {"task": "campaigns.tasks.send_due_group_messages", "schedule": 60.0},
+    "campaigns-group-sop-results": {
+        "task": "campaigns.tasks.fetch_group_message_results",
+        "schedule": 600.0,
+    },
     # The weekly repurchase report for the week before (editable in django-celery-beat).
     "analytics-weekly-report": {
         "task": "analytics.tasks.weekly_report",

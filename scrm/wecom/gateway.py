@@ -263,8 +263,23 @@ class WeComGateway:
         result = self.call("post", "externalcontact/add_msg_template", data=data)
         return {"msgid": result.get("msgid", ""), "fail_list": result.get("fail_list", [])}
 
+    def add_group_msg_template(
+        self, *, sender: str, chat_ids: list[str], text: str, attachments: list[dict]
+    ) -> dict:
+        """A mass-message task to customer groups (chat_type group) for their owner, who
+        confirms it in WeCom; `chat_ids` ≤ 2,000 of the sender's own groups. Returns
+        {"msgid", "fail_list"} (fail_list: chat ids WeCom would not send to)."""
+        data = {"chat_type": "group", "sender": sender, "chat_id_list": chat_ids}
+        if text:
+            data["text"] = {"content": text}
+        if attachments:
+            data["attachments"] = attachments
+        result = self.call("post", "externalcontact/add_msg_template", data=data)
+        return {"msgid": result.get("msgid", ""), "fail_list": result.get("fail_list", [])}
+
     def groupmsg_send_result(self, *, msgid: str, userid: str) -> list[dict]:
-        """Per customer: status 0 not sent, 1 sent, 2 not a friend, 3 over WeCom's limit."""
+        """Per customer (or group: `chat_id`): status 0 not sent, 1 sent, 2 not a friend
+        (the group is gone), 3 over WeCom's limit."""
         rows, cursor = [], ""
         while True:
             result = self.call(

@@ -7,8 +7,17 @@ from contacts.models import Store
 
 CONSOLE_PAGES = ["home", "customers", "tags", "sop", "campaigns", "dashboards", "reports", "sync"]
 # Console pages outside the main navigation: also closed to guides.
-MORE_CONSOLE_PAGES = ["import_list", "unmatched_orders", "merge_list"]
+MORE_CONSOLE_PAGES = [
+    "import_list",
+    "unmatched_orders",
+    "merge_list",
+    "group_schedules",
+    "group_schedule_new",
+]
 CONSOLE_APIS = ["store-list", "guide-list"]
+# Open to console viewers and guides; a guide sees only their own (tests/campaigns).
+SCOPED_PAGES = ["customer_groups", "customer_groups_export"]
+SCOPED_APIS = ["customer-group-stats"]
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +142,28 @@ def test_admin_opens_django_admin(client_for, admin_user):
     client = client_for(admin_user)
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/contacts/guide/").status_code == 200
+
+
+@pytest.mark.parametrize("name", SCOPED_PAGES)
+def test_scoped_pages_need_a_login(client, name):
+    response = client.get(reverse(name))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("name", SCOPED_APIS)
+def test_scoped_apis_need_a_login(client, name):
+    assert client.get(reverse(name)).status_code in (401, 403)
+
+
+@pytest.mark.parametrize("name", SCOPED_PAGES + SCOPED_APIS)
+def test_scoped_pages_open_to_console_and_guides_not_to_others(
+    client, operator, manager, guide_user, name
+):
+    from django.contrib.auth.models import User
+
+    for user in (operator, manager, guide_user):
+        client.force_login(user)
+        assert client.get(reverse(name)).status_code == 200, (user.username, name)
+    client.force_login(User.objects.create_user("nobody", password="x-y-z-12345"))
+    assert client.get(reverse(name)).status_code == 403

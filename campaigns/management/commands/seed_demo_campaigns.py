@@ -1,15 +1,25 @@
-"""Demo channel codes and a campaign, created through WeCom (the emulator) as an operator
-would, and the weekly report's recipients. Idempotent: found by name."""
+"""Demo channel codes, a campaign and group SOP schedules, created through WeCom (the
+emulator) as an operator would; customers joining and leaving some groups, as WeCom users
+would (the emulator's simulated actions, then the change_external_chat handler), so the
+社群 page has joins, quits and buyers; and the weekly report's recipients. Idempotent:
+found by name (the group moves happen once, with the schedules)."""
 
+import random
+from datetime import time, timedelta
 from decimal import Decimal
 
+import requests
+from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
 from analytics.models import ReportRecipient
-from campaigns.models import Campaign, ChannelCode
+from campaigns.group_sop import group_schedule_save
+from campaigns.models import Campaign, ChannelCode, GroupSchedule
 from campaigns.sending import campaign_send
 from campaigns.services import channel_code_save
-from contacts.models import Guide, Store
+from contacts.models import Customer, CustomerGroup, Guide, Store
+from contacts.services import group_refresh
 from scrm.wecom.gateway import WeComGateway
 from sop.models import SopPlan
 from tagging.models import Tag, TagGroup
@@ -40,6 +50,80 @@ CODES = [
         Decimal("1500"),
     ),
 ]
+
+
+MOVED_GROUPS = 30  # groups that see customers join and leave
+SOP_GROUPS = 8  # groups of the demo's group SOP schedules
+
+
+def _emulator_action(name: str, **arguments) -> None:
+    """A simulated WeCom user action on the demo's emulator (it delivers the callback)."""
+    base = settings.WECOM_API_BASE.removesuffix("/").removesuffix("/cgi-bin")
+    response = requests.post(f"{base}/_emulator/actions/{name}", json=arguments, timeout=30)
+    response.raise_for_status()
+
+
+def _group_moves(gateway, customers: list[str]) -> int:
+    """In some groups a few customers join and one or two members leave, through WeCom;
+    each group is then refreshed as the change_external_chat callback does."""
+    rng = random.Random(8)  # noqa: S311 - demo data
+    moves = 0
+    groups = CustomerGroup.objects.filter(is_dismissed=False).order_by("chat_id")
+    for group in groups[:MOVED_GROUPS]:
+        present = set(group.members.values_list("userid", flat=True))
+        joining = rng.sample([c for c in customers if c not in present], k=rng.randint(2, 6))
+        _emulator_action("group_member_joins", chat_id=group.chat_id, external_userid=joining)
+        leaving = [
+            userid
+            for userid in group.members.filter(type=2).values_list("userid", flat=True)[:30]
+            if rng.random() < 0.12
+        ]
+        if leaving:
+            _emulator_action("group_member_leaves", chat_id=group.chat_id, external_userid=leaving)
+        group_refresh(
+            event={"ChatId": group.chat_id, "ChangeType": "update", "UpdateDetail": "add_member"},
+            gateway=gateway,
+        )
+        moves += len(joining) + len(leaving)
+    return moves
+
+
+def _group_schedules() -> None:
+    """A daily 早安 message and tonight's live-stream notice (sent by the beat when due)."""
+    chosen = list(
+        CustomerGroup.objects.filter(is_dismissed=False)
+        .order_by("chat_id")
+        .values_list("pk", flat=True)[:SOP_GROUPS]
+    )
+    if not chosen:
+        return
+    link = [{"type": "link", "title": "会员福利社", "url": "https://example.com/club"}]
+    group_schedule_save(
+        schedule=None,
+        fields={
+            "name": "早安福利",
+            "text": "早上好！今日会员福利已上架，点开看看有没有你喜欢的👇",
+            "attachments": link,
+            "repeat": GroupSchedule.Repeat.DAILY,
+            "slot_time": time(9, 0),
+            "is_active": True,
+        },
+        group_ids=chosen,
+        by=None,
+    )
+    group_schedule_save(
+        schedule=None,
+        fields={
+            "name": "今晚直播预告",
+            "text": "今晚 8 点直播间上新真丝家居服，群友专享券已备好～",
+            "attachments": [],
+            "repeat": GroupSchedule.Repeat.ONCE,
+            "send_at": timezone.now() + timedelta(minutes=10),
+            "is_active": True,
+        },
+        group_ids=chosen[: SOP_GROUPS // 2],
+        by=None,
+    )
 
 
 class Command(BaseCommand):
@@ -97,6 +181,15 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"demo campaign: {result.recipients} customers handed to {result.messages} guides"
             )
+        if not GroupSchedule.objects.exists():
+            customers = sorted(
+                Customer.objects.filter(external_userid__isnull=False).values_list(
+                    "external_userid", flat=True
+                )
+            )
+            moves = _group_moves(gateway, customers)
+            _group_schedules()
+            self.stdout.write(f"demo groups: {moves} members joined or left, 2 group SOPs")
         for store in stores[:3]:
             manager = Guide.objects.filter(store=store).order_by("wecom_userid").first()
             if manager and not store.manager_userid:
