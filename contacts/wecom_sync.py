@@ -21,7 +21,7 @@ from django.utils import timezone
 from psycopg2.extras import execute_values
 
 from contacts.facts import facts_mark_pending
-from contacts.models import SyncRun
+from contacts.models import CustomerGroup, SyncRun
 from contacts.phones import phone_hash, phone_mask, phone_normalise
 
 logger = logging.getLogger(__name__)
@@ -727,12 +727,19 @@ class WeComFullSync:
 
     def _stage_groups(self) -> None:
         # groupchat/list needs an owner filter (≤ 100 owners) once a corp has more than
-        # 1,000 follow users (81017): walk the run's follow users in batches of 100.
+        # 1,000 follow users (81017): walk the owners in batches of 100. The owners are the
+        # run's follow users and the owners of the groups we hold: a member who left is no
+        # follow user any more, but their groups live on in WeCom (waiting for a successor)
+        # and must not look dismissed.
         saved = self.run.cursor
-        userids: list[str] = saved.get("userids") or sorted(self.gateway.follow_user_list())
-        batches = [
-            userids[i : i + OWNERS_PER_CALL] for i in range(0, len(userids), OWNERS_PER_CALL)
-        ]
+        owners: list[str] | None = saved.get("owners")
+        if owners is None:
+            follow_users = saved.get("userids") or self.gateway.follow_user_list()
+            held = CustomerGroup.objects.filter(is_dismissed=False).values_list(
+                "owner_userid", flat=True
+            )
+            owners = sorted((set(follow_users) | set(held)) - {""})
+        batches = [owners[i : i + OWNERS_PER_CALL] for i in range(0, len(owners), OWNERS_PER_CALL)]
         batch_index, page_cursor = saved.get("batch", 0), saved.get("cursor", "")
         while batch_index < len(batches):
             chats, next_cursor = self.gateway.groupchat_list(
@@ -745,7 +752,7 @@ class WeComFullSync:
                 batch_index, page_cursor = batch_index + 1, ""
             with transaction.atomic():
                 self.writer.groups(details, [chat.get("status", 0) for chat in chats])
-                self._save(stage="groups", batch=batch_index, cursor=page_cursor, userids=userids)
+                self._save(stage="groups", batch=batch_index, cursor=page_cursor, owners=owners)
         with transaction.atomic():
             self.writer.end_missing_groups()
             self._save(stage="finish")

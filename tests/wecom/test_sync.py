@@ -151,3 +151,15 @@ def test_a_killed_sync_resumes_from_its_cursor(emulator, monkeypatch):
     assert run.status == SyncRun.Status.SUCCEEDED
     assert _stored() == _expected(emulator)
     assert Relationship.objects.count() == emulator.relations_count()  # no duplicates
+
+
+def test_groups_of_a_member_who_left_are_kept(emulator):
+    _sync()
+    owner = next(group["owner"] for group in emulator.data.groups.values())
+    theirs = {chat_id for chat_id, group in emulator.data.groups.items() if group["owner"] == owner}
+    emulator.data.follows.pop(owner)  # they left: no follow user any more, groups stay in WeCom
+    summary = _sync()
+    assert summary["groups"]["removed"] == 0
+    kept = CustomerGroup.objects.filter(chat_id__in=theirs, is_dismissed=False)
+    assert kept.count() == len(theirs) > 0
+    assert _stored()["groups"] == _expected(emulator)["groups"]
