@@ -2,12 +2,14 @@
 guide even when sent twice, results after guides confirm, and last-touch attribution
 against the holdout on hand-built orders."""
 
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
+from campaigns import sending
 from campaigns.models import Campaign, CampaignMessage, CampaignRecipient
 from campaigns.sending import attribution, campaign_prepare, campaign_results, campaign_send
 from contacts.models import Relationship
@@ -105,6 +107,52 @@ def test_a_send_cut_off_mid_call_is_never_repeated(emulator):
     senders = {userid for m in emulator.data.group_msgs.values() for userid in m["tasks"]}
     assert recipient.guide.wecom_userid not in senders
     assert CampaignMessage.objects.get(pk=message.pk).status == "unknown"
+
+
+class _DiesOnSecondTask(WeComGateway):
+    """The real gateway in a process that dies as it starts its second add_msg_template."""
+
+    tasks = 0
+
+    def add_msg_template(self, **kwargs) -> dict:
+        self.tasks += 1
+        if self.tasks == 2:
+            raise SystemExit("killed")
+        return super().add_msg_template(**kwargs)
+
+
+def test_a_later_run_sends_the_same_parts_of_a_guide(emulator, monkeypatch):
+    """A guide's customers go in parts of RECIPIENTS_PER_CALL (here 1). A run dies in its
+    second part's call: the next run sends every later part of that guide, once."""
+    monkeypatch.setattr(sending, "RECIPIENTS_PER_CALL", 1)
+    campaign = _campaign()
+    campaign_prepare(campaign=campaign)
+    targeted = CampaignRecipient.objects.filter(campaign=campaign, status="targeted")
+    first_guide = targeted.order_by("guide_id").values_list("guide_id", flat=True).first()
+    first = list(
+        targeted.filter(guide_id=first_guide)
+        .order_by("customer_id")
+        .values_list("guide__wecom_userid", "customer__external_userid")
+    )
+    assert len(first) >= 3
+    everyone = set(targeted.values_list("guide__wecom_userid", "customer__external_userid"))
+    with pytest.raises(SystemExit):
+        campaign_send(campaign_id=campaign.pk, gateway=_DiesOnSecondTask.from_settings())
+    result = campaign_send(campaign_id=campaign.pk, gateway=WeComGateway.from_settings())
+
+    assert (result.unknown, result.messages) == (1, len(everyone) - 2)
+    received = Counter(
+        (target["userid"], target["external_userid"])
+        for message in emulator.data.group_msgs.values()
+        for target in message["targets"]
+    )
+    assert received == Counter(dict.fromkeys(everyone - {first[1]}, 1))
+    parts = CampaignMessage.objects.filter(campaign=campaign, guide_id=first_guide)
+    assert list(parts.order_by("part").values_list("part", "status")) == [
+        (0, "created"),
+        (1, "unknown"),
+        *((part, "created") for part in range(2, len(first))),
+    ]
 
 
 def test_results_after_guides_confirm_and_attribution(emulator):
