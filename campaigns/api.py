@@ -8,7 +8,6 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from campaigns import selectors
-from campaigns.forms import campaign_reach_compute, campaign_save, campaign_send_now
 from campaigns.models import Campaign, ChannelCode
 from campaigns.sending import CampaignError
 from campaigns.serializers import (
@@ -17,7 +16,15 @@ from campaigns.serializers import (
     PrepareSerializer,
     SendAcceptedSerializer,
 )
-from campaigns.services import ChannelCodeError, channel_code_save, code_stats, qr_png
+from campaigns.services import (
+    ChannelCodeError,
+    campaign_reach_compute,
+    campaign_save,
+    campaign_send_now,
+    channel_code_save,
+    code_stats,
+    qr_png,
+)
 from scrm.roles import ConsolePermission
 from scrm.wecom.gateway import WeComError, WeComGateway
 
