@@ -3,7 +3,7 @@ guide even when sent twice, results after guides confirm, and last-touch attribu
 against the holdout on hand-built orders."""
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,10 @@ from campaigns.models import Campaign, CampaignMessage, CampaignRecipient
 from campaigns.sending import attribution, campaign_prepare, campaign_results, campaign_send
 from contacts.models import Relationship
 from scrm.wecom.gateway import WeComGateway
-from sop.models import OptOut
+from sop import triggers
+from sop.models import ContactPolicy, OptOut, SopPlan, SopStep, Touchpoint
+from sop.scheduling import SHANGHAI
+from tagging.models import CustomerTag, Tag, TagGroup
 from tests.contacts.factories import OrderFactory
 
 pytestmark = pytest.mark.django_db
@@ -71,6 +74,75 @@ def test_reach_and_held_back_reasons(emulator):
         )
         == before
     )
+
+
+def test_wecom_limits_and_the_contact_policy_hold_back_by_reason(emulator):
+    """On hand-built histories, at noon on 20 November (30 days: WeCom's monthly quota is
+    30) with the brand's policy of one touch a day and 30 quiet days after a complaint."""
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=SHANGHAI)
+    complaint = Tag.objects.create(group=TagGroup.objects.create(name="服务"), name="投诉")
+    ContactPolicy.objects.create(max_per_day=1, complaint_tag=complaint, complaint_days=30)
+    campaign = _campaign()
+    followed = sorted(
+        set(
+            Relationship.objects.filter(
+                guide__wecom_userid__in=["guide0001", "guide0002"], is_active=True
+            ).values_list("customer_id", flat=True)
+        )
+    )
+    opted, complained, long_ago, over_quota, last_month, today, touched, refused = followed[:8]
+    OptOut.objects.create(customer_id=opted)
+    CustomerTag.objects.create(
+        customer_id=complained, tag=complaint, added_at=now - timedelta(days=29)
+    )
+    CustomerTag.objects.create(
+        customer_id=long_ago, tag=complaint, added_at=now - timedelta(days=31)
+    )
+
+    def earlier(customer_id: int, sent_at: datetime, status: str = "sent") -> None:
+        other = Campaign.objects.create(
+            name="往期", segment=campaign.segment, text="往期", status="sent", sent_at=sent_at
+        )
+        guide_id = Relationship.objects.filter(customer_id=customer_id).values("guide_id")[:1]
+        CampaignRecipient.objects.create(
+            campaign=other,
+            customer_id=customer_id,
+            guide_id=guide_id,
+            variant="a",
+            status=status,
+            sent_at=sent_at,
+        )
+
+    month_start = datetime(2026, 11, 1, 0, 0, tzinfo=SHANGHAI)
+    for day in range(30):  # 30 this month, before today: the quota, reached
+        earlier(over_quota, month_start + timedelta(days=day // 2, hours=day % 2 + 10))
+    for day in range(30):  # 30 in October: not this month's
+        earlier(last_month, month_start - timedelta(days=day + 1))
+    earlier(today, now - timedelta(hours=3), status="queued")  # today's one touch
+    earlier(refused, now - timedelta(hours=3), status="not_friend")  # never reached them
+    plan = SopPlan.objects.create(name="回访", trigger=SopPlan.Trigger.MANUAL, started_at=now)
+    SopStep.objects.create(plan=plan, position=1, offset_days=0, script="您好")
+    assert triggers.manual(plan=plan, customer_ids=[touched], now=now) == 1
+    Touchpoint.objects.filter(customer_id=touched).update(
+        status="task", task_at=now - timedelta(hours=2)
+    )
+
+    reach = campaign_prepare(campaign=campaign, now=now)
+
+    assert reach["held"] == {"opted_out": 1, "complaint": 1, "wecom_limit": 1, "daily_cap": 2}
+    assert reach["reach"] == len(followed) - 5 and reach["holdout"] == 0
+    held = dict(
+        CampaignRecipient.objects.filter(campaign=campaign, status="held").values_list(
+            "customer_id", "reason"
+        )
+    )
+    assert held == {
+        opted: "opted_out",
+        complained: "complaint",
+        over_quota: "wecom_limit",
+        today: "daily_cap",
+        touched: "daily_cap",
+    }
 
 
 def test_sent_once_even_when_sent_twice(emulator):
