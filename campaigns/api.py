@@ -15,12 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from campaigns import selectors
-from campaigns.forms import (
-    GroupWindowForm,
-    campaign_reach_compute,
-    campaign_save,
-    campaign_send_now,
-)
+from campaigns.forms import GroupWindowForm
 from campaigns.groups import group_stats_for
 from campaigns.models import Campaign, ChannelCode
 from campaigns.sending import CampaignError
@@ -31,7 +26,15 @@ from campaigns.serializers import (
     PrepareSerializer,
     SendAcceptedSerializer,
 )
-from campaigns.services import ChannelCodeError, channel_code_save, code_stats, qr_png
+from campaigns.services import (
+    ChannelCodeError,
+    campaign_reach_compute,
+    campaign_save,
+    campaign_send_now,
+    channel_code_save,
+    code_stats,
+    qr_png,
+)
 from contacts.api import CanReadCustomers
 from scrm.roles import ConsolePermission
 from scrm.wecom.gateway import WeComError, WeComGateway

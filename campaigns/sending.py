@@ -11,23 +11,30 @@ task per guide and variant, ≤ 10,000 customers each) and then followed up.
 import calendar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignMessage, CampaignRecipient
-from contacts.models import Guide
 from scrm.wecom.gateway import WeComError
 from sop.models import ContactPolicy
-from sop.scheduling import LATEST_GUIDE, SHANGHAI, _today, local_midnight
+from sop.scheduling import SHANGHAI, _today, local_midnight
 
 RECIPIENTS_PER_CALL = 10_000  # add_msg_template: external_userid ≤ 10,000
 REMIND_AFTER = timedelta(hours=1)
 MAX_REMINDERS = 3  # remind_groupmsg_send: ≤ 3 a day
+SEND_LOCK = 7_320_001  # pg_try_advisory_lock(SEND_LOCK, campaign id): one sender a campaign
 
 
 class CampaignError(ValueError):
     """A campaign that cannot be prepared or sent, with the reason."""
+
+
+class CampaignBusy(Exception):  # noqa: N818 - a state, not a failure
+    """Another run is sending the campaign (or the session of one whose worker died has
+    not ended yet): transient, try again later."""
 
 
 def _month_quota(now: datetime) -> int:
@@ -70,24 +77,50 @@ def campaign_prepare(*, campaign: Campaign, now: datetime | None = None) -> dict
         "complaint_since": now - timedelta(days=policy.complaint_days),
     }
     with transaction.atomic(), connection.cursor() as cursor:
-        if campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
+        # Locked, so that a send claiming the campaign waits for these recipients, and
+        # recipients are never chosen again once a send has claimed it.
+        status = Campaign.objects.select_for_update().values_list("status", flat=True)
+        if status.get(pk=campaign.pk) not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
             raise CampaignError("已发送的活动不能重新圈人")
         cursor.execute(
             "DELETE FROM campaigns_campaignrecipient WHERE campaign_id = %s", [campaign.pk]
         )
+        # Set-based: the latest guide of every chosen customer in one pass over their
+        # relationships, and what customers received this month and today in one pass
+        # over this month's campaigns' recipients (by campaign: rows written together),
+        # not subqueries per customer over their whole history. JIT compilation costs
+        # more than it saves on this statement.
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(
             f"""
-            WITH chosen AS (
-                SELECT f.customer_id, {LATEST_GUIDE.format(customer="f.customer_id")} AS guide_id,
+            WITH chosen AS MATERIALIZED (
+                SELECT f.customer_id,
                        abs(hashtext(%(campaign)s::text || ':' || f.customer_id::text)) AS h
                 FROM contacts_customerfacts f
                 JOIN contacts_customer c ON c.id = f.customer_id
                 WHERE c.external_userid IS NOT NULL AND f.is_member AND ({compiled.sql})
+            ), latest AS (
+                SELECT DISTINCT ON (r.customer_id) r.customer_id, r.guide_id
+                FROM contacts_relationship r JOIN chosen ch ON ch.customer_id = r.customer_id
+                WHERE r.is_active
+                ORDER BY r.customer_id, r.added_at DESC, r.id DESC
             ), placed AS (
-                SELECT customer_id, guide_id,
-                       CASE WHEN h %% 100 < %(holdout)s THEN 'holdout'
-                            WHEN %(ab)s AND (h / 100) %% 2 = 1 THEN 'b' ELSE 'a' END AS variant
-                FROM chosen WHERE guide_id IS NOT NULL
+                SELECT ch.customer_id, l.guide_id,
+                       CASE WHEN ch.h %% 100 < %(holdout)s THEN 'holdout'
+                            WHEN %(ab)s AND (ch.h / 100) %% 2 = 1 THEN 'b' ELSE 'a' END AS variant
+                FROM chosen ch JOIN latest l ON l.customer_id = ch.customer_id
+            ), received AS (
+                SELECT o.customer_id, count(*) AS month,
+                       count(*) FILTER (WHERE oc.sent_at >= %(day_start)s) AS today
+                FROM campaigns_campaign oc
+                JOIN campaigns_campaignrecipient o ON o.campaign_id = oc.id
+                WHERE oc.sent_at >= %(month_start)s AND o.status IN ('queued', 'sent')
+                GROUP BY o.customer_id
+            ), touched AS (
+                SELECT t.customer_id, count(*) AS today FROM sop_touchpoint t
+                WHERE t.task_at >= %(day_start)s
+                  AND t.customer_id IN (SELECT customer_id FROM chosen)
+                GROUP BY t.customer_id
             )
             INSERT INTO campaigns_campaignrecipient (campaign_id, customer_id, guide_id, variant,
                                                      status, reason)
@@ -96,24 +129,19 @@ def campaign_prepare(*, campaign: Campaign, now: datetime | None = None) -> dict
                         WHEN r.reason IS NOT NULL THEN 'held' ELSE 'targeted' END,
                    coalesce(CASE WHEN p.variant = 'holdout' THEN '' ELSE r.reason END, '')
             FROM placed p
-            LEFT JOIN LATERAL (SELECT CASE
+            LEFT JOIN received rc ON rc.customer_id = p.customer_id
+            LEFT JOIN touched tc ON tc.customer_id = p.customer_id
+            CROSS JOIN LATERAL (SELECT CASE
                 WHEN EXISTS (SELECT 1 FROM sop_optout x WHERE x.customer_id = p.customer_id)
                     THEN 'opted_out'
                 WHEN %(complaint_tag)s::bigint IS NOT NULL AND EXISTS (
                     SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = p.customer_id
                       AND ct.tag_id = %(complaint_tag)s::bigint
                       AND ct.added_at >= %(complaint_since)s) THEN 'complaint'
-                WHEN (SELECT count(*) FROM campaigns_campaignrecipient o
-                      JOIN campaigns_campaign oc ON oc.id = o.campaign_id
-                      WHERE o.customer_id = p.customer_id AND o.status IN ('queued', 'sent')
-                        AND oc.sent_at >= %(month_start)s) >= %(quota)s THEN 'wecom_limit'
-                WHEN (SELECT count(*) FROM sop_touchpoint t WHERE t.customer_id = p.customer_id
-                        AND t.task_at >= %(day_start)s)
-                     + (SELECT count(*) FROM campaigns_campaignrecipient o
-                        JOIN campaigns_campaign oc ON oc.id = o.campaign_id
-                        WHERE o.customer_id = p.customer_id AND o.status IN ('queued', 'sent')
-                          AND oc.sent_at >= %(day_start)s) >= %(max_day)s THEN 'daily_cap'
-                END AS reason) r ON true
+                WHEN coalesce(rc.month, 0) >= %(quota)s THEN 'wecom_limit'
+                WHEN coalesce(tc.today, 0) + coalesce(rc.today, 0) >= %(max_day)s
+                    THEN 'daily_cap'
+                END AS reason) r
             """,
             params,
         )
@@ -165,11 +193,28 @@ class SendResult:
 
 
 def campaign_send(*, campaign_id: int, gateway, now: datetime | None = None) -> SendResult:
-    """Hand the campaign to WeCom, once: claimed from draft / scheduled to sending by a
-    conditional UPDATE; each guide's task is a CampaignMessage committed as `sending`
-    before its add_msg_template, so a retry (the task run twice, a worker killed mid-send)
-    skips what was handed over and never calls WeCom twice for the same customers."""
-    now = now or timezone.now()
+    """Hand the campaign to WeCom, once.
+
+    One run at a time: it holds the campaign's advisory lock, which belongs to its
+    database session, so a worker killed mid-send releases it; CampaignBusy while another
+    run holds it. The campaign is claimed from draft / scheduled to sending by a
+    conditional UPDATE (a run that finds it sent returns skipped); each task (guide,
+    variant, part of 10,000) is a CampaignMessage committed as `sending` before its
+    add_msg_template. A run that finds one still `sending` holds the lock, so the run
+    that claimed it died during its call: WeCom may have the task, so it is marked unknown
+    and never sent again; the rest is handed over."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SEND_LOCK, campaign_id])
+        if not cursor.fetchone()[0]:
+            raise CampaignBusy(f"campaign {campaign_id} is being sent by another run")
+    try:
+        return _send(campaign_id=campaign_id, gateway=gateway, now=now or timezone.now())
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SEND_LOCK, campaign_id])
+
+
+def _send(*, campaign_id: int, gateway, now: datetime) -> SendResult:
     result = SendResult()
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED) and (
@@ -183,71 +228,105 @@ def campaign_send(*, campaign_id: int, gateway, now: datetime | None = None) -> 
     if not claimed and campaign.status != Campaign.Status.SENDING:
         result.skipped = True
         return result
-    # A task left `sending` for minutes was cut off during its call (calls time out in
-    # seconds): WeCom may have it, so it is never sent again; the page says to check.
     result.unknown = CampaignMessage.objects.filter(
-        campaign_id=campaign_id,
-        status=CampaignMessage.Status.SENDING,
-        created_at__lt=timezone.now() - timedelta(minutes=2),
+        campaign_id=campaign_id, status=CampaignMessage.Status.SENDING
     ).update(
         status=CampaignMessage.Status.UNKNOWN, error="发送时进程中断，请在企业微信群发助手中核对"
     )
     calls_before = gateway.api_calls
-    groups = (
-        CampaignRecipient.objects.filter(campaign_id=campaign_id, status="targeted")
-        .values_list("guide_id", "variant")
-        .distinct()
-        .order_by("guide_id", "variant")
+    attachments = _attachments(campaign.attachments)
+    # Every recipient to send to, handed over or not, in the order of the tasks (guide,
+    # variant, then customer), so that every run cuts the same parts of 10,000; streamed
+    # from a server-side cursor, one statement for the whole campaign.
+    rows = connection.chunked_cursor()
+    rows.execute(
+        """
+        SELECT r.guide_id, r.variant, r.id, c.external_userid, g.wecom_userid
+        FROM campaigns_campaignrecipient r
+        JOIN contacts_customer c ON c.id = r.customer_id
+        JOIN contacts_guide g ON g.id = r.guide_id
+        WHERE r.campaign_id = %s AND r.status NOT IN ('held', 'holdout')
+        ORDER BY r.guide_id, r.variant, r.customer_id
+        """,
+        [campaign_id],
     )
-    for guide_id, variant in list(groups):
-        guide = Guide.objects.get(pk=guide_id)
-        rows = list(
-            CampaignRecipient.objects.filter(
-                campaign_id=campaign_id, guide_id=guide_id, variant=variant, status="targeted"
-            )
-            .select_related("customer")
-            .order_by("customer_id")
-            .values_list("pk", "customer__external_userid")
-        )
-        for part, start in enumerate(range(0, len(rows), RECIPIENTS_PER_CALL)):
-            chunk = rows[start : start + RECIPIENTS_PER_CALL]
-            message, created = CampaignMessage.objects.get_or_create(
-                campaign_id=campaign_id,
-                guide_id=guide_id,
-                variant=variant,
-                part=part,
-                defaults={"recipients": len(chunk)},
-            )
-            if not created:
-                continue  # handed over (or cut off) by an earlier run
-            text = campaign.text_b if variant == "b" else campaign.text
-            try:
-                sent = gateway.add_msg_template(
-                    sender=guide.wecom_userid,
-                    external_userids=[external for _, external in chunk],
-                    text=text,
-                    attachments=_attachments(campaign.attachments),
-                )
-            except WeComError as error:
-                message.status, message.error = CampaignMessage.Status.FAILED, str(error)[:300]
-                message.save(update_fields=["status", "error"])
-                result.failed += 1
-                result.errors.append(f"{guide.wecom_userid}: {error.errcode} {error.errmsg}")
-                continue
-            refused = set(sent["fail_list"])
-            with transaction.atomic():
-                message.status, message.msgid = CampaignMessage.Status.CREATED, sent["msgid"]
-                message.save(update_fields=["status", "msgid"])
-                ids = [pk for pk, external in chunk if external not in refused]
-                CampaignRecipient.objects.filter(pk__in=ids).update(status="queued")
-                CampaignRecipient.objects.filter(
-                    pk__in=[pk for pk, external in chunk if external in refused]
-                ).update(status="not_friend")
-            result.messages += 1
-            result.recipients += len(ids)
+    # What a call's answer changes is written in the transaction that claims the next
+    # task (one commit per task): each claim is still committed before its call.
+    answered: tuple | None = None
+    try:
+        for (guide_id, variant), group in groupby(rows, key=itemgetter(0, 1)):
+            group = list(group)
+            for part, start in enumerate(range(0, len(group), RECIPIENTS_PER_CALL)):
+                chunk = group[start : start + RECIPIENTS_PER_CALL]
+                with transaction.atomic(), connection.cursor() as cursor:
+                    if answered:
+                        _record_answer(cursor, *answered)
+                        answered = None
+                    cursor.execute(
+                        """
+                        INSERT INTO campaigns_campaignmessage (campaign_id, guide_id, variant,
+                            part, status, msgid, recipients, reminders, error, created_at)
+                        VALUES (%s, %s, %s, %s, 'sending', '', %s, 0, '', %s)
+                        ON CONFLICT (campaign_id, guide_id, variant, part) DO NOTHING
+                        RETURNING id
+                        """,
+                        [campaign_id, guide_id, variant, part, len(chunk), timezone.now()],
+                    )
+                    claim = cursor.fetchone()
+                if claim is None:
+                    continue  # handed over (or cut off) by an earlier run
+                sender = chunk[0][4]
+                try:
+                    sent = gateway.add_msg_template(
+                        sender=sender,
+                        external_userids=[row[3] for row in chunk],
+                        text=campaign.text_b if variant == "b" else campaign.text,
+                        attachments=attachments,
+                    )
+                except WeComError as error:
+                    answered = (claim[0], None, str(error)[:300], [], [])
+                    result.failed += 1
+                    result.errors.append(f"{sender}: {error.errcode} {error.errmsg}")
+                    continue
+                refused = set(sent["fail_list"])
+                queued = [row[2] for row in chunk if row[3] not in refused]
+                not_friends = [row[2] for row in chunk if row[3] in refused]
+                answered = (claim[0], sent["msgid"], "", queued, not_friends)
+                result.messages += 1
+                result.recipients += len(queued)
+    finally:
+        rows.close()
+        if answered:
+            with transaction.atomic(), connection.cursor() as cursor:
+                _record_answer(cursor, *answered)
     Campaign.objects.filter(pk=campaign_id).update(status=Campaign.Status.SENT)
     result.api_calls = gateway.api_calls - calls_before
     return result
+
+
+def _record_answer(
+    cursor, message_id: int, msgid: str | None, error: str, queued: list[int], refused: list[int]
+) -> None:
+    """A task's answer from WeCom: created with its msgid (its customers queued, those
+    WeCom refused no longer friends), or failed with the error."""
+    if msgid is None:
+        cursor.execute(
+            "UPDATE campaigns_campaignmessage SET status = 'failed', error = %s WHERE id = %s",
+            [error, message_id],
+        )
+        return
+    cursor.execute(
+        "UPDATE campaigns_campaignmessage SET status = 'created', msgid = %s WHERE id = %s",
+        [msgid, message_id],
+    )
+    cursor.execute(
+        """
+        UPDATE campaigns_campaignrecipient
+        SET status = CASE WHEN id = ANY(%(refused)s) THEN 'not_friend' ELSE 'queued' END
+        WHERE id = ANY(%(ids)s)
+        """,
+        {"refused": refused, "ids": queued + refused},
+    )
 
 
 def _attachments(items: list[dict]) -> list[dict]:

@@ -1,5 +1,7 @@
 """Channel codes (渠道活码): created in WeCom, welcomed fast, tagged and enrolled on joining,
-measured per code."""
+measured per code. Campaigns (群发) as the pages and the API change them: saved, their
+reach computed, scheduled or sent now (campaigns.sending chooses the recipients and
+hands them to WeCom)."""
 
 import io
 import logging
@@ -11,8 +13,11 @@ import segno
 from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from campaigns.models import ChannelCode, WelcomeSend
+from campaigns import sending
+from campaigns.models import Campaign, ChannelCode, WelcomeSend
+from campaigns.sending import CampaignError
 from contacts.models import Customer, Guide, Relationship
 from scrm.wecom.gateway import WeComError
 
@@ -285,3 +290,91 @@ def code_stats(
             "welcome_median_ms": welcomes.get(pk, (0, None))[1],
         }
     return result
+
+
+# -- campaigns ----------------------------------------------------------------------------
+
+EDITABLE = (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
+# Fields that decide who receives what: changing one makes the computed reach stale.
+RECIPIENT_FIELDS = ("segment", "holdout_percent", "text_b")
+
+
+def _not_editable() -> CampaignError:
+    return CampaignError(_("活动已开始发送，不能再修改。"))
+
+
+def campaign_save(*, campaign: Campaign | None, fields: dict, by) -> Campaign:
+    """Create a draft, or change a draft or scheduled campaign (a conditional UPDATE: a
+    campaign the worker has claimed for sending is refused). Changing who receives what
+    clears `prepared_at`, so the reach is computed again before sending."""
+    if campaign is None:
+        return Campaign.objects.create(**fields, created_by=by)
+    at = fields.get("schedule_at", campaign.schedule_at)
+    if campaign.status == Campaign.Status.SCHEDULED and (at is None or at <= timezone.now()):
+        raise CampaignError(_("待发送的活动需要一个将来的发送时间；或先取消定时。"))
+    changes = dict(fields)
+    if any(
+        fields.get(name, getattr(campaign, name)) != getattr(campaign, name)
+        for name in RECIPIENT_FIELDS
+    ):
+        changes["prepared_at"] = None
+    updated = Campaign.objects.filter(pk=campaign.pk, status__in=EDITABLE).update(**changes)
+    if not updated:
+        raise _not_editable()
+    campaign.refresh_from_db()
+    return campaign
+
+
+def _claim(campaign: Campaign, **changes) -> None:
+    if not Campaign.objects.filter(pk=campaign.pk, status__in=EDITABLE).update(**changes):
+        raise _not_editable()
+    campaign.refresh_from_db()
+
+
+def campaign_reach_compute(*, campaign: Campaign) -> dict:
+    """campaign_prepare for the operator to see the reach before sending. A scheduled
+    campaign keeps `prepared_at` empty: it is prepared again when it goes out."""
+    reach = sending.campaign_prepare(campaign=campaign)
+    if campaign.status == Campaign.Status.SCHEDULED:
+        Campaign.objects.filter(pk=campaign.pk).update(prepared_at=None)
+        campaign.prepared_at = None
+    return reach
+
+
+def campaign_schedule(
+    *, campaign: Campaign, at: datetime | None, now: datetime | None = None
+) -> dict:
+    """Schedule the campaign for `at` (in the future). Its reach is computed now (refused
+    with the reason when it cannot be sent) and again when it is sent: the daily and
+    monthly limits are those of the day it goes out."""
+    now = now or timezone.now()
+    if at is None or at <= now:
+        raise CampaignError(_("请选择一个将来的发送时间。"))
+    with transaction.atomic():
+        reach = sending.campaign_prepare(campaign=campaign, now=now)
+        _claim(campaign, status=Campaign.Status.SCHEDULED, schedule_at=at, prepared_at=None)
+    return reach
+
+
+def campaign_send_now(*, campaign: Campaign, now: datetime | None = None) -> dict:
+    """Prepare the campaign (the reach the page shows is what is sent) and hand it to the
+    worker once committed. Marked scheduled for now, so the beat sends it even if this
+    message were lost; sending twice is harmless (campaign_send claims the campaign)."""
+    from campaigns.tasks import send_campaign
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        reach = sending.campaign_prepare(campaign=campaign, now=now)
+        _claim(campaign, status=Campaign.Status.SCHEDULED, schedule_at=now)
+        campaign_id = campaign.pk
+        transaction.on_commit(lambda: send_campaign.delay(campaign_id))
+    return reach
+
+
+def campaign_unschedule(*, campaign: Campaign) -> None:
+    """A scheduled campaign back to draft (not sent until scheduled or sent again)."""
+    if not Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.SCHEDULED).update(
+        status=Campaign.Status.DRAFT
+    ):
+        raise CampaignError(_("只有待发送的活动可以取消定时。"))
+    campaign.refresh_from_db()

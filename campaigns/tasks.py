@@ -8,10 +8,19 @@ from campaigns.models import Campaign
 from scrm.wecom.gateway import WeComGateway
 
 
-@shared_task(name="campaigns.tasks.send_campaign", acks_late=True)
+@shared_task(
+    name="campaigns.tasks.send_campaign",
+    acks_late=True,
+    autoretry_for=(sending.CampaignBusy,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=12,
+)
 def send_campaign(campaign_id: int) -> dict:
-    """Hand a campaign to WeCom. Safe twice and after a killed worker: the campaign is
-    claimed by a conditional UPDATE and each guide's task is recorded before its call."""
+    """Hand a campaign to WeCom. Safe twice and after a killed worker: one run at a time
+    (another waits and retries), the campaign is claimed by a conditional UPDATE, and each
+    guide's task is recorded before its call, so a task cut off mid-call is never sent
+    again."""
     result = sending.campaign_send(campaign_id=campaign_id, gateway=WeComGateway.from_settings())
     return {
         "messages": result.messages,

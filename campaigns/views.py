@@ -26,23 +26,28 @@ from campaigns.forms import (
     ATTACHMENT_TYPES,
     CAMPAIGN_STATUS_LABELS,
     DISTRIBUTION_LABELS,
-    EDITABLE,
     MESSAGE_STATUS_LABELS,
     SOURCE_LABELS,
     WELCOME_STATUS_LABELS,
     WELCOME_VARIABLES,
     CampaignForm,
     ChannelCodeForm,
+    held_label,
+)
+from campaigns.models import Campaign, ChannelCode
+from campaigns.sending import CampaignError
+from campaigns.services import (
+    EDITABLE,
+    ChannelCodeError,
     campaign_reach_compute,
     campaign_save,
     campaign_schedule,
     campaign_send_now,
     campaign_unschedule,
-    held_label,
+    channel_code_save,
+    code_stats,
+    qr_png,
 )
-from campaigns.models import Campaign, ChannelCode
-from campaigns.sending import CampaignError
-from campaigns.services import ChannelCodeError, channel_code_save, code_stats, qr_png
 from scrm.roles import Perm, permission_required
 from scrm.wecom.gateway import WeComError, WeComGateway
 from tagging.views import _editor_spec as condition_spec

@@ -64,17 +64,3 @@ def _dispatch_unhook(task=None, **kwargs) -> None:
         from django.db import connections
 
         connections["default"].__dict__.pop("_commit", None)
-
-
-@shared_task(name="tests.worker_tasks.send_campaign_publishing_pid", acks_late=True)
-def send_campaign_publishing_pid(campaign_id: int, key: str) -> dict:
-    """Count the attempt, publish the pool process id, then hand the campaign to WeCom as
-    campaigns.tasks.send_campaign does (so a test can kill the process mid-send)."""
-    from campaigns.sending import campaign_send
-    from scrm.wecom.gateway import WeComGateway
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.incr(f"attempts:{key}")
-    client.set(f"pid:{key}", os.getpid())
-    result = campaign_send(campaign_id=campaign_id, gateway=WeComGateway.from_settings())
-    return {"messages": result.messages, "unknown": result.unknown, "skipped": result.skipped}
