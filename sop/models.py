@@ -244,6 +244,7 @@ class AutomaticSend(models.Model):
         CONFIRMED = "confirmed", "已送达"
         FAILED = "failed", "失败"
         UNKNOWN = "unknown", "结果未知"
+        UNCONFIRMED = "unconfirmed", "未确认发送"  # no result within SOP_SEND_RESULT_DAYS
 
     touchpoint = models.OneToOneField(Touchpoint, on_delete=models.CASCADE, related_name="send")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

@@ -321,9 +321,20 @@ def automatic_send(*, touchpoint_ids: list[int], gateway) -> dict:
     return counts
 
 
-def automatic_results(*, gateway) -> int:
+def automatic_results(*, gateway, now: datetime | None = None) -> int:
     """Fetch back the results of sent automatic steps: a customer who received it makes
-    the touchpoint done. Returns how many were confirmed."""
+    the touchpoint done, even when its window has ended (expired: the send still
+    happened). Sends older than SOP_SEND_RESULT_DAYS are no longer asked about (see
+    docs/SOP.md): they are recorded as unconfirmed. Returns how many were confirmed."""
+    now = now or timezone.now()
+    days = settings.SOP_SEND_RESULT_DAYS
+    AutomaticSend.objects.filter(
+        status=AutomaticSend.Status.SENT, created_at__lt=now - timedelta(days=days)
+    ).update(
+        status=AutomaticSend.Status.UNCONFIRMED,
+        error=f"导购 {days} 天内没有在企业微信中确认发送",
+        updated_at=now,
+    )
     confirmed = 0
     for send in AutomaticSend.objects.filter(status=AutomaticSend.Status.SENT).select_related(
         "touchpoint__guide", "touchpoint__customer"
@@ -345,7 +356,8 @@ def automatic_results(*, gateway) -> int:
             if row["status"] == 1:
                 sent_at = datetime.fromtimestamp(row.get("send_time", 0), tz=SHANGHAI)
                 Touchpoint.objects.filter(
-                    pk=send.touchpoint_id, status=Touchpoint.Status.TASK
+                    pk=send.touchpoint_id,
+                    status__in=[Touchpoint.Status.TASK, Touchpoint.Status.EXPIRED],
                 ).update(status=Touchpoint.Status.DONE, done_at=sent_at)
                 send.status, send.error = AutomaticSend.Status.CONFIRMED, ""
                 confirmed += 1
@@ -385,7 +397,8 @@ def _send(gateway, guide: Guide, kind: str, recipient: str, tasks: int, text: st
 
 def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
     """The morning list (once a day after the policy's time), overdue reminders (at most
-    one per guide per half hour) and escalations to the store manager."""
+    one per guide per half hour) and escalations to the store manager. A reminder that
+    WeCom refused is recorded with its error and does not count as sent."""
     now = now or timezone.now()
     policy = ContactPolicy.current()
     result = ReminderResult()
@@ -394,7 +407,7 @@ def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
     open_tasks = Touchpoint.objects.filter(status=Touchpoint.Status.TASK)
     if now.astimezone(SHANGHAI).time() >= policy.morning_reminder_at:
         already = GuideReminder.objects.filter(
-            kind=GuideReminder.Kind.MORNING, sent_at__gte=day_start
+            kind=GuideReminder.Kind.MORNING, sent_at__gte=day_start, error=""
         ).values("guide_id")
         for guide_id, count in _counts_by_guide(open_tasks.exclude(guide_id__in=already)):
             guide = Guide.objects.get(pk=guide_id)
@@ -402,8 +415,10 @@ def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
             _send(gateway, guide, GuideReminder.Kind.MORNING, guide.wecom_userid, count, text, now)
             result.morning += 1
     overdue = open_tasks.filter(due_at__lt=now - timedelta(minutes=policy.overdue_after_minutes))
+    # Only reminders that reached the guide hold back the next one (a failed one is
+    # retried on the next run).
     recent = GuideReminder.objects.filter(
-        kind=GuideReminder.Kind.OVERDUE, sent_at__gt=now - REMINDER_EVERY
+        kind=GuideReminder.Kind.OVERDUE, sent_at__gt=now - REMINDER_EVERY, error=""
     ).values("guide_id")
     for guide_id, count in _counts_by_guide(overdue.exclude(guide_id__in=recent)):
         guide = Guide.objects.get(pk=guide_id)
