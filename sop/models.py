@@ -109,13 +109,20 @@ class SopStep(models.Model):
     # [{"type": "image"|"link"|"miniprogram", "title": …, "url": …, "pic_url": …, "appid": …}]
     attachments = models.JSONField(default=list, blank=True)
     is_automatic = models.BooleanField("自动发送", default=False)
+    # Removed from the plan in the editor: no longer shown there nor scheduled; kept (with
+    # its position) for the numbers of the touchpoints it already had.
+    is_retired = models.BooleanField("已删除", default=False)
 
     class Meta:
         ordering = ["plan", "position"]
         verbose_name = "SOP 步骤"
         verbose_name_plural = "SOP 步骤"
         constraints = [
-            models.UniqueConstraint(fields=["plan", "position"], name="sop_step_unique"),
+            models.UniqueConstraint(
+                fields=["plan", "position"],
+                condition=models.Q(is_retired=False),
+                name="sop_step_unique",
+            ),
             models.CheckConstraint(
                 condition=models.Q(window_start__lt=models.F("window_end")),
                 name="sop_step_window",

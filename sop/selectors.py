@@ -154,12 +154,19 @@ def step_stats(plan: SopPlan, *, now: datetime | None = None) -> dict[int, Touch
 
 
 def plans_listed():
-    """Plans in the order the dispatch ranks them, with their number of steps."""
-    return SopPlan.objects.annotate(steps_count=Count("steps")).order_by("-priority", "pk")
+    """Plans in the order the dispatch ranks them, with their number of (live) steps."""
+    return SopPlan.objects.annotate(
+        steps_count=Count("steps", filter=Q(steps__is_retired=False))
+    ).order_by("-priority", "pk")
 
 
-def plan_steps(plan: SopPlan):
-    return SopStep.objects.filter(plan=plan).order_by("position")
+def plan_steps(plan: SopPlan, *, retired: bool = False):
+    """The plan's live steps in order; with `retired`, then the removed ones (which keep
+    the numbers of their touchpoints)."""
+    steps = SopStep.objects.filter(plan=plan)
+    if not retired:
+        return steps.filter(is_retired=False).order_by("position")
+    return steps.order_by("is_retired", "position", "pk")
 
 
 def recent_enrollments(plan: SopPlan, *, limit: int = 50):

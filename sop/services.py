@@ -7,6 +7,7 @@ from datetime import datetime, time, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -40,8 +41,10 @@ class PlanError(ValueError):
 
 
 def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> SopPlan:
-    """Create or change a plan and its steps (replaced as given). Refused with PlanError
-    when the audience, trigger or a step is invalid; nothing is written then."""
+    """Create or change a plan and its steps (replaced as given: a step with the `id` of
+    one of the plan's live steps is that step, one without is new, the plan's steps left
+    out are retired). Refused with PlanError when the audience, trigger or a step is
+    invalid; nothing is written then."""
     from tagging.rules import RuleError
     from tagging.services import rule_compile
 
@@ -76,19 +79,34 @@ def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> S
         for name, value in fields.items():
             setattr(plan, name, value)
         plan.save()
-        kept = []
+        live = set(
+            SopStep.objects.select_for_update()
+            .filter(plan=plan, is_retired=False)
+            .values_list("pk", flat=True)
+        )
+        kept = [step.get("id") for step in steps if step.get("id") is not None]
+        for number, step in enumerate(steps, start=1):
+            step_id = step.get("id")
+            if step_id is not None and (step_id not in live or kept.count(step_id) > 1):
+                raise PlanError(f"第 {number} 步不是这个计划的步骤（或重复了）")
+        # Steps left out are retired: hidden from the editor, no longer scheduled, their
+        # touchpoints not yet given stopped; a retired step without touchpoints has no
+        # numbers to keep and goes.
+        removed = live - set(kept)
+        SopStep.objects.filter(pk__in=removed).update(is_retired=True)
+        Touchpoint.objects.filter(step_id__in=removed, status=Touchpoint.Status.PLANNED).update(
+            status=Touchpoint.Status.STOPPED, reason="step_removed"
+        )
+        SopStep.objects.filter(pk__in=removed, touchpoints__isnull=True).delete()
+        # The kept steps move to their new positions, which must stay unique among the
+        # live steps at every UPDATE: first out of the way (MAX_STEPS is far below 1000).
+        SopStep.objects.filter(pk__in=kept).update(position=F("position") + 1000)
         for position, step in enumerate(steps, start=1):
-            row, _ = SopStep.objects.update_or_create(
-                plan=plan, position=position, defaults={**step, "position": position}
-            )
-            kept.append(row.pk)
-        # Steps removed from the plan: their touchpoints not yet given are stopped.
-        Touchpoint.objects.filter(
-            plan=plan, status=Touchpoint.Status.PLANNED, step__position__gt=len(steps)
-        ).update(status=Touchpoint.Status.STOPPED, reason="step_removed")
-        SopStep.objects.filter(plan=plan).exclude(pk__in=kept).filter(
-            touchpoints__isnull=True
-        ).delete()
+            values = {name: value for name, value in step.items() if name != "id"}
+            if step.get("id") is None:
+                SopStep.objects.create(plan=plan, position=position, **values)
+            else:
+                SopStep.objects.filter(pk=step["id"]).update(position=position, **values)
     return plan
 
 

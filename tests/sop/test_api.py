@@ -171,10 +171,15 @@ def test_put_replaces_and_patch_changes_only_what_is_given(client_for, operator,
     plan.refresh_from_db()
     assert (plan.name, plan.priority, plan.trigger) == ("复购提醒（新）", 9, "manual")
     assert list(plan.steps.values_list("script", flat=True)) == ["第1步 {称呼}"]
+    (kept,) = plan.steps.all()
     response = _send(client, "put", url, _body(name="全部替换"))
     assert response.status_code == 200
     plan.refresh_from_db()
-    assert (plan.name, plan.trigger, plan.steps.count()) == ("全部替换", "days_since_purchase", 2)
+    live = plan.steps.filter(is_retired=False)
+    assert (plan.name, plan.trigger, live.count()) == ("全部替换", "days_since_purchase", 2)
+    # Steps given without an id are new: the one left out is retired (it has touchpoints).
+    assert [s["id"] for s in response.json()["steps"]] == sorted(live.values_list("pk", flat=True))
+    assert plan.steps.get(pk=kept.pk).is_retired
 
 
 @pytest.mark.parametrize(
