@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contacts.models import Customer, Guide, OrderLine, Relationship, Store
 from scrm.wecom.gateway import WeComError
@@ -34,7 +35,8 @@ REMINDER_EVERY = timedelta(minutes=30)
 
 
 class PlanError(ValueError):
-    """A plan that cannot be saved, with the reason an operator can act on."""
+    """A plan that cannot be saved, with the reason an operator can act on (translated
+    into the language of the request that saves it)."""
 
 
 # -- plans ------------------------------------------------------------------------------
@@ -52,27 +54,28 @@ def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> S
         try:
             rule_compile(fields["audience"])
         except RuleError as error:
-            raise PlanError(f"人群条件：{error}") from None
+            raise PlanError(_("人群条件：%(error)s") % {"error": error}) from None
     trigger, params = fields.get("trigger"), fields.get("trigger_params") or {}
     if trigger not in SopPlan.Trigger.values:
-        raise PlanError(f"未知的触发条件：{trigger}")
+        raise PlanError(_("未知的触发条件：%(trigger)s") % {"trigger": trigger})
     if trigger == SopPlan.Trigger.TAG_ADDED and not params.get("tag"):
-        raise PlanError("「被打上标签」需要选择一个标签")
+        raise PlanError(_("「被打上标签」需要选择一个标签"))
     if trigger == SopPlan.Trigger.DAYS_SINCE_PURCHASE:
         try:
             days = int(params.get("days") or 0)
         except (TypeError, ValueError):
             days = 0
         if days <= 0:
-            raise PlanError("「距最近购买 N 天」需要一个大于 0 的天数")
+            raise PlanError(_("「距最近购买 N 天」需要一个大于 0 的天数"))
     if not steps:
-        raise PlanError("计划至少要有一个步骤")
+        raise PlanError(_("计划至少要有一个步骤"))
     for number, step in enumerate(steps, start=1):
         start, end = step.get("window_start", time(10)), step.get("window_end", time(21))
         if start >= end:
-            raise PlanError(f"第 {number} 步：发送窗口的开始要早于结束")
+            raise PlanError(_("第 %(n)s 步：发送窗口的开始要早于结束") % {"n": number})
         if step.get("action", SopStep.Action.MESSAGE) not in SopStep.Action.values:
-            raise PlanError(f"第 {number} 步：未知的动作 {step.get('action')}")
+            reason = _("第 %(n)s 步：未知的动作 %(action)s")
+            raise PlanError(reason % {"n": number, "action": step.get("action")})
     with transaction.atomic():
         if plan is None:
             plan = SopPlan(created_by=by, started_at=timezone.now())
@@ -88,7 +91,7 @@ def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> S
         for number, step in enumerate(steps, start=1):
             step_id = step.get("id")
             if step_id is not None and (step_id not in live or kept.count(step_id) > 1):
-                raise PlanError(f"第 {number} 步不是这个计划的步骤（或重复了）")
+                raise PlanError(_("第 %(n)s 步不是这个计划的步骤（或重复了）") % {"n": number})
         # Steps left out are retired: hidden from the editor, no longer scheduled, their
         # touchpoints not yet given stopped; a retired step without touchpoints has no
         # numbers to keep and goes.

@@ -185,6 +185,37 @@ def test_put_replaces_and_patch_changes_only_what_is_given(client_for, operator,
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
+        ({"trigger": "moon"}, "Unknown trigger: moon"),
+        ({"trigger": "tag_added", "trigger_params": {}}, "“Tagged” needs a tag"),
+        (
+            {"trigger_params": {"days": 0}},
+            "“N days since last purchase” needs a number of days above 0",
+        ),
+        ({"steps": []}, "A plan needs at least one step"),
+        (
+            {"steps": [{"window_start": "12:00", "window_end": "11:00"}]},
+            "Step 1: the send window must start before it ends",
+        ),
+        ({"steps": [{}, {"action": "dance"}]}, "Step 2: unknown action dance"),
+        ({"steps": [{"id": 999999}]}, "Step 1 is not a step of this plan (or is repeated)"),
+    ],
+)
+def test_a_refused_plan_says_why_in_english_to_an_english_reader(
+    client_for, operator, sop_data, overrides, reason
+):
+    response = client_for(operator).post(
+        reverse("sop-plan-list"),
+        _body(**overrides),
+        content_type="application/json",
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert (response.status_code, response.json()) == (400, {"detail": reason})
+    assert SopPlan.objects.filter(name="首单关怀").count() == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
         (
             {"audience": {"fact": "height", "op": ">", "value": 1}},
             "人群条件：未知的条件项「height」",

@@ -7,6 +7,7 @@ from datetime import time
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from contacts.facts import facts_refresh
 from sop import selectors, services
@@ -93,7 +94,8 @@ def test_a_step_of_another_plan_or_retired_is_refused_and_nothing_changes(member
     other = _plan("别的计划", steps=[{}])
     first, second = plan.steps.order_by("position")
     foreign = _step(other.steps.get())
-    with pytest.raises(PlanError, match="第 2 步不是这个计划的步骤"):
+    refused = pytest.raises(PlanError, match="第 2 步不是这个计划的步骤")
+    with translation.override("zh-hans"), refused:
         services.plan_save(plan=plan, fields=_fields(plan), steps=[_step(first), foreign], by=None)
     assert not SopStep.objects.filter(is_retired=True).exists()
     assert list(selectors.plan_steps(plan)) == [first, second]
