@@ -34,7 +34,7 @@ SKIP_REASONS = [
 
 
 def _guide(request: HttpRequest) -> Guide:
-    guide = getattr(request.user, "guide", None)
+    guide = Guide.objects.select_related("store").filter(user=request.user).first()
     if guide is None:
         raise Http404(_("这个账号没有关联导购"))
     return guide
@@ -42,13 +42,22 @@ def _guide(request: HttpRequest) -> Guide:
 
 @permission_required(Perm.USE_GUIDE_APP)
 def guide_home(request: HttpRequest) -> HttpResponse:
-    """Today's tasks, overdue first flagged, snoozed, and done today."""
+    """Today's tasks a page at a time, overdue flagged, snoozed, and done today."""
     guide = _guide(request)
-    tasks = task_list(guide=guide, now=timezone.now())
+    page = request.GET.get("page", "1")
+    if not page.isdigit() or int(page) < 1:
+        return HttpResponseBadRequest(_("页码应是正整数"))
+    tasks = task_list(guide=guide, now=timezone.now(), page=int(page))
     return render(
         request,
         "sop/guide_home.html",
-        {"tasks": tasks, "guide": guide, "skip_reasons": SKIP_REASONS, "next": request.path},
+        {
+            "tasks": tasks,
+            "guide": guide,
+            # Translated once, not once per card.
+            "skip_reasons": [str(reason) for reason in SKIP_REASONS],
+            "next": request.get_full_path(),
+        },
     )
 
 
