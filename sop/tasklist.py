@@ -173,6 +173,7 @@ def task_list(
         .order_by()
         .aggregate(
             open=Count("id", filter=Q(status=Touchpoint.Status.TASK)),
+            snoozed=Count("id", filter=Q(~awake, status=Touchpoint.Status.TASK)),
             overdue=Count(
                 "id", filter=Q(awake, status=Touchpoint.Status.TASK, due_at__lt=overdue_before)
             ),
@@ -182,8 +183,13 @@ def task_list(
     start = (page - 1) * PAGE_SIZE
     today = list(open_tasks.filter(awake).order_by("due_at", "id")[start : start + PAGE_SIZE + 1])
     has_next, today = len(today) > PAGE_SIZE, today[:PAGE_SIZE]
-    later = list(open_tasks.exclude(awake).order_by("snoozed_until", "id")[:PAGE_SIZE])
-    done = list(mine.filter(done_today).order_by("-done_at")[:DONE_LIMIT])
+    # Snoozed and done tasks are read only when the counts say there are some (most
+    # loads of the page, in the morning, have neither: two queries fewer).
+    later, done = [], []
+    if counts["snoozed"]:
+        later = list(open_tasks.exclude(awake).order_by("snoozed_until", "id")[:PAGE_SIZE])
+    if counts["done"]:
+        done = list(mine.filter(done_today).order_by("-done_at")[:DONE_LIMIT])
     cards = [TaskCard(touchpoint=t, script="", relationship=None) for t in today + later + done]
     _context(cards, guide)
     _values(cards, guide)

@@ -201,3 +201,15 @@ def test_open_tasks_come_a_page_at_a_time_with_the_counts_of_all(
     for bad in ("0", "x", "-1"):
         response = client.get(reverse("guide_home"), {"page": bad})
         assert response.status_code == 400
+
+
+def test_snoozed_and_done_tasks_are_listed_apart(client_for, guide_user, tasks):
+    client = client_for(guide_user)
+    mine = list(Touchpoint.objects.filter(guide=tasks["mine"]).order_by("pk"))
+    client.post(reverse("guide_task_action", args=[mine[0].pk, "done"]))
+    client.post(reverse("guide_task_action", args=[mine[1].pk, "snooze"]), {"hours": "1"})
+    listed = client.get(reverse("guide_home")).context["tasks"]
+    sections = [[card.touchpoint.pk for card in cards] for cards in (listed.today, listed.later)]
+    assert sections == [[mine[2].pk], [mine[1].pk]]
+    assert [card.touchpoint.pk for card in listed.done] == [mine[0].pk]
+    assert (listed.open_count, listed.overdue_count, listed.done_count) == (2, 0, 1)
