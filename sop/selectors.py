@@ -122,8 +122,9 @@ def plan_stats(plan_ids: Iterable[int], *, now: datetime | None = None) -> dict[
     plan_ids = list(plan_ids)
     if not plan_ids:
         return {}
+    # Through the steps: the step index reads a plan's touchpoints (there is no plan index).
     stats = _touch_counts(
-        Touchpoint.objects.filter(plan_id__in=plan_ids), "plan_id", now or timezone.now()
+        Touchpoint.objects.filter(step__plan_id__in=plan_ids), "plan_id", now or timezone.now()
     )
     enrolled = (
         Enrollment.objects.filter(plan_id__in=plan_ids)
@@ -139,7 +140,9 @@ def plan_stats(plan_ids: Iterable[int], *, now: datetime | None = None) -> dict[
 
 def step_stats(plan: SopPlan, *, now: datetime | None = None) -> dict[int, TouchStats]:
     """The same numbers by step of one plan (step id → stats): one aggregate query."""
-    stats = _touch_counts(Touchpoint.objects.filter(plan=plan), "step_id", now or timezone.now())
+    stats = _touch_counts(
+        Touchpoint.objects.filter(step__plan=plan), "step_id", now or timezone.now()
+    )
     for entry in stats.values():
         entry.enrolled = (
             entry.planned
@@ -197,7 +200,7 @@ def touchpoints_filtered(filters: TouchFilter):
     if filters.reason:
         queryset = queryset.filter(reason=filters.reason)
     if filters.plan_id is not None:
-        queryset = queryset.filter(plan_id=filters.plan_id)
+        queryset = queryset.filter(step__plan_id=filters.plan_id)
     if filters.guide_id is not None:
         queryset = queryset.filter(guide_id=filters.guide_id)
     if filters.customer_id is not None:
