@@ -33,6 +33,25 @@ SKIP_REASONS = [
 ]
 
 
+# The words on every task card, translated once per page rather than once per card.
+CARD_LABELS = {
+    "overdue": gettext_lazy("逾期"),
+    "copy": gettext_lazy("复制话术"),
+    "done": gettext_lazy("完成"),
+    "snooze": gettext_lazy("推迟1小时"),
+    "skip": gettext_lazy("跳过"),
+    "other": gettext_lazy("其他原因"),
+    "confirm_skip": gettext_lazy("确认跳过"),
+}
+
+
+def _card_words() -> dict:
+    return {
+        "labels": {key: str(label) for key, label in CARD_LABELS.items()},
+        "skip_reasons": [str(reason) for reason in SKIP_REASONS],
+    }
+
+
 def _guide(request: HttpRequest) -> Guide:
     guide = Guide.objects.select_related("store").filter(user=request.user).first()
     if guide is None:
@@ -51,13 +70,7 @@ def guide_home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "sop/guide_home.html",
-        {
-            "tasks": tasks,
-            "guide": guide,
-            # Translated once, not once per card.
-            "skip_reasons": [str(reason) for reason in SKIP_REASONS],
-            "next": request.get_full_path(),
-        },
+        {"tasks": tasks, "guide": guide, "next": request.get_full_path(), **_card_words()},
     )
 
 
@@ -82,8 +95,8 @@ def guide_sidebar(request: HttpRequest) -> HttpResponse:
             "customer": customer,
             "tasks": tasks,
             "orders": orders,
-            "skip_reasons": SKIP_REASONS,
             "next": request.get_full_path(),
+            **_card_words(),
         },
     )
 
