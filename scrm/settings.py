@@ -234,6 +234,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Due SOP touchpoints dispatched per transaction (sop.scheduling.dispatch).
 SOP_DISPATCH_BATCH = env.int("SOP_DISPATCH_BATCH", default=10_000)
+# Days an automatic send's result is asked of WeCom before it is recorded as unconfirmed
+# (WeCom documents no retention for mass-message results; its message list spans a month).
+SOP_SEND_RESULT_DAYS = env.int("SOP_SEND_RESULT_DAYS", default=30)
 
 # WeCom. The development defaults are the bundled emulator's credentials (not
 # secrets of any real corp); outside development the secrets default to empty.

@@ -1,3 +1,4 @@
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -7,7 +8,7 @@ from rest_framework.response import Response
 from contacts.api import CanReadCustomers
 from scrm.roles import ConsolePermission, Perm
 from sop import selectors, services
-from sop.models import ContactPolicy, SopPlan, Touchpoint
+from sop.models import ContactPolicy, SopPlan, SopStep, Touchpoint
 from sop.serializers import (
     EnrollRequestSerializer,
     EnrollResultSerializer,
@@ -18,6 +19,8 @@ from sop.serializers import (
     TouchpointSerializer,
 )
 from sop.services import PlanError
+
+LIVE_STEPS = Prefetch("steps", queryset=SopStep.objects.filter(is_retired=False))
 
 REFUSED = inline_serializer("PlanRefused", {"detail": serializers.CharField()})
 
@@ -37,7 +40,7 @@ class SopPlanViewSet(
     def get_queryset(self):
         queryset = selectors.plans_listed()
         if self.action == "retrieve":
-            queryset = queryset.prefetch_related("steps")
+            queryset = queryset.prefetch_related(LIVE_STEPS)
         return queryset
 
     def get_serializer_class(self):
@@ -53,7 +56,7 @@ class SopPlanViewSet(
         return self.get_paginated_response(data)
 
     def _detail(self, plan_id: int) -> dict:
-        plan = selectors.plans_listed().prefetch_related("steps").get(pk=plan_id)
+        plan = selectors.plans_listed().prefetch_related(LIVE_STEPS).get(pk=plan_id)
         return PlanDetailSerializer(plan, context={"stats": selectors.plan_stats([plan.pk])}).data
 
     def retrieve(self, request, *args, **kwargs) -> Response:
@@ -97,6 +100,7 @@ class SopPlanViewSet(
                     {
                         name: getattr(step, name)
                         for name in (
+                            "id",
                             "offset_days",
                             "offset_hours",
                             "window_start",

@@ -293,7 +293,7 @@ def plan_detail(
     plan = get_object_or_404(
         SopPlan.objects.select_related("stop_on_tag_added", "stop_on_tag_removed"), pk=plan_id
     )
-    steps = list(selectors.plan_steps(plan))
+    steps = list(selectors.plan_steps(plan, retired=True))
     by_step = selectors.step_stats(plan)
     for step in steps:
         step.stats = _decorate(by_step.get(step.pk, selectors.TouchStats()))

@@ -159,8 +159,12 @@ def steps_clean(raw) -> list[dict]:
             raise forms.ValidationError(
                 _("第 %(n)s 步：话术最多 %(max)s 个字。") % {"n": number, "max": MAX_SCRIPT}
             )
+        step_id = step.get("id")
+        if step_id is not None and (not isinstance(step_id, int) or isinstance(step_id, bool)):
+            raise forms.ValidationError(_("第 %(n)s 步的格式不对。") % {"n": number})
         steps.append(
             {
+                "id": step_id,
                 "offset_days": _count(step.get("offset_days"), number, _("第几天")),
                 "offset_hours": _count(step.get("offset_hours"), number, _("小时")),
                 "window_start": _time(step.get("window_start", "10:00"), number),
@@ -181,6 +185,7 @@ def steps_json(steps) -> str:
         get = step.get if isinstance(step, dict) else lambda name, s=step: getattr(s, name)
         rows.append(
             {
+                "id": get("id"),
                 "offset_days": get("offset_days"),
                 "offset_hours": get("offset_hours"),
                 "window_start": get("window_start").strftime("%H:%M"),

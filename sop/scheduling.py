@@ -32,7 +32,7 @@ WITH raw AS (
            (e.triggered_at AT TIME ZONE 'Asia/Shanghai')
              + s.offset_days * interval '1 day' + s.offset_hours * interval '1 hour' AS local,
            s.window_start, s.window_end
-    FROM enrolled e JOIN sop_sopstep s ON s.plan_id = %(plan)s
+    FROM enrolled e JOIN sop_sopstep s ON s.plan_id = %(plan)s AND NOT s.is_retired
 ), placed AS (
     SELECT raw.*, CASE
         WHEN local::time < window_start THEN local::date + window_start
@@ -221,13 +221,15 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
             "until": None,
         }
         # 1. Stop conditions, first match wins (the enrolment stops with its touchpoint,
-        # below). The enrolment is read by key for each row (OFFSET 0 keeps it a lookup,
-        # not a scan of every enrolment).
+        # below, unless only the plan is paused or the step removed). The enrolment is
+        # read by key for each row (OFFSET 0 keeps it a lookup, not a scan of every
+        # enrolment).
         cursor.execute(
             f"""
             UPDATE claimed c SET outcome = 'stopped', reason = r.reason FROM (
                 SELECT c.id, CASE
                     WHEN e.status = 'stopped' THEN e.stopped_reason
+                    WHEN s.is_retired THEN 'step_removed'
                     WHEN EXISTS (SELECT 1 FROM sop_optout x WHERE x.customer_id = c.customer_id)
                         THEN 'opted_out'
                     WHEN p.stop_on_contact_deleted AND NOT EXISTS (
@@ -251,6 +253,7 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
                     SELECT e.status, e.stopped_reason, e.triggered_at FROM sop_enrollment e
                     WHERE e.id = c.enrollment_id OFFSET 0) e
                 JOIN sop_sopplan p ON p.id = c.plan_id
+                JOIN sop_sopstep s ON s.id = c.step_id
             ) r
             WHERE c.id = r.id AND r.reason IS NOT NULL
             """,
@@ -339,7 +342,7 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
                 FROM (SELECT DISTINCT ON (enrollment_id) enrollment_id, reason FROM changed
                       WHERE outcome = 'stopped' ORDER BY enrollment_id, id) s
                 WHERE e.id = s.enrollment_id AND e.status = 'active'
-                  AND s.reason <> 'plan_paused'
+                  AND s.reason NOT IN ('plan_paused', 'step_removed')
             ), automatic AS (
                 INSERT INTO sop_automaticsend (touchpoint_id, status, msgid, error, created_at,
                                                updated_at)

@@ -122,8 +122,9 @@ def plan_stats(plan_ids: Iterable[int], *, now: datetime | None = None) -> dict[
     plan_ids = list(plan_ids)
     if not plan_ids:
         return {}
+    # Through the steps: the step index reads a plan's touchpoints (there is no plan index).
     stats = _touch_counts(
-        Touchpoint.objects.filter(plan_id__in=plan_ids), "plan_id", now or timezone.now()
+        Touchpoint.objects.filter(step__plan_id__in=plan_ids), "plan_id", now or timezone.now()
     )
     enrolled = (
         Enrollment.objects.filter(plan_id__in=plan_ids)
@@ -139,7 +140,9 @@ def plan_stats(plan_ids: Iterable[int], *, now: datetime | None = None) -> dict[
 
 def step_stats(plan: SopPlan, *, now: datetime | None = None) -> dict[int, TouchStats]:
     """The same numbers by step of one plan (step id → stats): one aggregate query."""
-    stats = _touch_counts(Touchpoint.objects.filter(plan=plan), "step_id", now or timezone.now())
+    stats = _touch_counts(
+        Touchpoint.objects.filter(step__plan=plan), "step_id", now or timezone.now()
+    )
     for entry in stats.values():
         entry.enrolled = (
             entry.planned
@@ -154,12 +157,19 @@ def step_stats(plan: SopPlan, *, now: datetime | None = None) -> dict[int, Touch
 
 
 def plans_listed():
-    """Plans in the order the dispatch ranks them, with their number of steps."""
-    return SopPlan.objects.annotate(steps_count=Count("steps")).order_by("-priority", "pk")
+    """Plans in the order the dispatch ranks them, with their number of (live) steps."""
+    return SopPlan.objects.annotate(
+        steps_count=Count("steps", filter=Q(steps__is_retired=False))
+    ).order_by("-priority", "pk")
 
 
-def plan_steps(plan: SopPlan):
-    return SopStep.objects.filter(plan=plan).order_by("position")
+def plan_steps(plan: SopPlan, *, retired: bool = False):
+    """The plan's live steps in order; with `retired`, then the removed ones (which keep
+    the numbers of their touchpoints)."""
+    steps = SopStep.objects.filter(plan=plan)
+    if not retired:
+        return steps.filter(is_retired=False).order_by("position")
+    return steps.order_by("is_retired", "position", "pk")
 
 
 def recent_enrollments(plan: SopPlan, *, limit: int = 50):
@@ -190,7 +200,7 @@ def touchpoints_filtered(filters: TouchFilter):
     if filters.reason:
         queryset = queryset.filter(reason=filters.reason)
     if filters.plan_id is not None:
-        queryset = queryset.filter(plan_id=filters.plan_id)
+        queryset = queryset.filter(step__plan_id=filters.plan_id)
     if filters.guide_id is not None:
         queryset = queryset.filter(guide_id=filters.guide_id)
     if filters.customer_id is not None:

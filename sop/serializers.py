@@ -27,9 +27,11 @@ class StepSerializer(serializers.ModelSerializer):
 
 
 class StepWriteSerializer(serializers.Serializer):
-    """A step as plan_save takes it. The action and the window's order are checked by
-    plan_save (a 400 with its reason), not here."""
+    """A step as plan_save takes it: with the `id` of one of the plan's steps, that step
+    (kept with its numbers); without, a new step. The action and the window's order are
+    checked by plan_save (a 400 with its reason), not here."""
 
+    id = serializers.IntegerField(required=False, allow_null=True)
     offset_days = serializers.IntegerField(min_value=0, max_value=3650, default=0)
     offset_hours = serializers.IntegerField(min_value=0, max_value=3650, default=0)
     window_start = serializers.TimeField(default=time(10))
@@ -81,7 +83,8 @@ class PlanDetailSerializer(PlanSerializer):
 
 class PlanWriteSerializer(serializers.Serializer):
     """A plan to create or change through sop.services.plan_save; the steps replace the
-    plan's steps as given (position = order in the list)."""
+    plan's steps as given (position = order in the list; the plan's steps left out are
+    retired)."""
 
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(max_length=300, allow_blank=True, default="")

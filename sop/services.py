@@ -7,8 +7,10 @@ from datetime import datetime, time, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contacts.models import Customer, Guide, OrderLine, Relationship, Store
 from scrm.wecom.gateway import WeComError
@@ -33,15 +35,18 @@ REMINDER_EVERY = timedelta(minutes=30)
 
 
 class PlanError(ValueError):
-    """A plan that cannot be saved, with the reason an operator can act on."""
+    """A plan that cannot be saved, with the reason an operator can act on (translated
+    into the language of the request that saves it)."""
 
 
 # -- plans ------------------------------------------------------------------------------
 
 
 def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> SopPlan:
-    """Create or change a plan and its steps (replaced as given). Refused with PlanError
-    when the audience, trigger or a step is invalid; nothing is written then."""
+    """Create or change a plan and its steps (replaced as given: a step with the `id` of
+    one of the plan's live steps is that step, one without is new, the plan's steps left
+    out are retired). Refused with PlanError when the audience, trigger or a step is
+    invalid; nothing is written then."""
     from tagging.rules import RuleError
     from tagging.services import rule_compile
 
@@ -49,46 +54,62 @@ def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> S
         try:
             rule_compile(fields["audience"])
         except RuleError as error:
-            raise PlanError(f"人群条件：{error}") from None
+            raise PlanError(_("人群条件：%(error)s") % {"error": error}) from None
     trigger, params = fields.get("trigger"), fields.get("trigger_params") or {}
     if trigger not in SopPlan.Trigger.values:
-        raise PlanError(f"未知的触发条件：{trigger}")
+        raise PlanError(_("未知的触发条件：%(trigger)s") % {"trigger": trigger})
     if trigger == SopPlan.Trigger.TAG_ADDED and not params.get("tag"):
-        raise PlanError("「被打上标签」需要选择一个标签")
+        raise PlanError(_("「被打上标签」需要选择一个标签"))
     if trigger == SopPlan.Trigger.DAYS_SINCE_PURCHASE:
         try:
             days = int(params.get("days") or 0)
         except (TypeError, ValueError):
             days = 0
         if days <= 0:
-            raise PlanError("「距最近购买 N 天」需要一个大于 0 的天数")
+            raise PlanError(_("「距最近购买 N 天」需要一个大于 0 的天数"))
     if not steps:
-        raise PlanError("计划至少要有一个步骤")
+        raise PlanError(_("计划至少要有一个步骤"))
     for number, step in enumerate(steps, start=1):
         start, end = step.get("window_start", time(10)), step.get("window_end", time(21))
         if start >= end:
-            raise PlanError(f"第 {number} 步：发送窗口的开始要早于结束")
+            raise PlanError(_("第 %(n)s 步：发送窗口的开始要早于结束") % {"n": number})
         if step.get("action", SopStep.Action.MESSAGE) not in SopStep.Action.values:
-            raise PlanError(f"第 {number} 步：未知的动作 {step.get('action')}")
+            reason = _("第 %(n)s 步：未知的动作 %(action)s")
+            raise PlanError(reason % {"n": number, "action": step.get("action")})
     with transaction.atomic():
         if plan is None:
             plan = SopPlan(created_by=by, started_at=timezone.now())
         for name, value in fields.items():
             setattr(plan, name, value)
         plan.save()
-        kept = []
+        live = set(
+            SopStep.objects.select_for_update()
+            .filter(plan=plan, is_retired=False)
+            .values_list("pk", flat=True)
+        )
+        kept = [step.get("id") for step in steps if step.get("id") is not None]
+        for number, step in enumerate(steps, start=1):
+            step_id = step.get("id")
+            if step_id is not None and (step_id not in live or kept.count(step_id) > 1):
+                raise PlanError(_("第 %(n)s 步不是这个计划的步骤（或重复了）") % {"n": number})
+        # Steps left out are retired: hidden from the editor, no longer scheduled, their
+        # touchpoints not yet given stopped; a retired step without touchpoints has no
+        # numbers to keep and goes.
+        removed = live - set(kept)
+        SopStep.objects.filter(pk__in=removed).update(is_retired=True)
+        Touchpoint.objects.filter(step_id__in=removed, status=Touchpoint.Status.PLANNED).update(
+            status=Touchpoint.Status.STOPPED, reason="step_removed"
+        )
+        SopStep.objects.filter(pk__in=removed, touchpoints__isnull=True).delete()
+        # The kept steps move to their new positions, which must stay unique among the
+        # live steps at every UPDATE: first out of the way (MAX_STEPS is far below 1000).
+        SopStep.objects.filter(pk__in=kept).update(position=F("position") + 1000)
         for position, step in enumerate(steps, start=1):
-            row, _ = SopStep.objects.update_or_create(
-                plan=plan, position=position, defaults={**step, "position": position}
-            )
-            kept.append(row.pk)
-        # Steps removed from the plan: their touchpoints not yet given are stopped.
-        Touchpoint.objects.filter(
-            plan=plan, status=Touchpoint.Status.PLANNED, step__position__gt=len(steps)
-        ).update(status=Touchpoint.Status.STOPPED, reason="step_removed")
-        SopStep.objects.filter(plan=plan).exclude(pk__in=kept).filter(
-            touchpoints__isnull=True
-        ).delete()
+            values = {name: value for name, value in step.items() if name != "id"}
+            if step.get("id") is None:
+                SopStep.objects.create(plan=plan, position=position, **values)
+            else:
+                SopStep.objects.filter(pk=step["id"]).update(position=position, **values)
     return plan
 
 
@@ -321,9 +342,20 @@ def automatic_send(*, touchpoint_ids: list[int], gateway) -> dict:
     return counts
 
 
-def automatic_results(*, gateway) -> int:
+def automatic_results(*, gateway, now: datetime | None = None) -> int:
     """Fetch back the results of sent automatic steps: a customer who received it makes
-    the touchpoint done. Returns how many were confirmed."""
+    the touchpoint done, even when its window has ended (expired: the send still
+    happened). Sends older than SOP_SEND_RESULT_DAYS are no longer asked about (see
+    docs/SOP.md): they are recorded as unconfirmed. Returns how many were confirmed."""
+    now = now or timezone.now()
+    days = settings.SOP_SEND_RESULT_DAYS
+    AutomaticSend.objects.filter(
+        status=AutomaticSend.Status.SENT, created_at__lt=now - timedelta(days=days)
+    ).update(
+        status=AutomaticSend.Status.UNCONFIRMED,
+        error=f"导购 {days} 天内没有在企业微信中确认发送",
+        updated_at=now,
+    )
     confirmed = 0
     for send in AutomaticSend.objects.filter(status=AutomaticSend.Status.SENT).select_related(
         "touchpoint__guide", "touchpoint__customer"
@@ -345,7 +377,8 @@ def automatic_results(*, gateway) -> int:
             if row["status"] == 1:
                 sent_at = datetime.fromtimestamp(row.get("send_time", 0), tz=SHANGHAI)
                 Touchpoint.objects.filter(
-                    pk=send.touchpoint_id, status=Touchpoint.Status.TASK
+                    pk=send.touchpoint_id,
+                    status__in=[Touchpoint.Status.TASK, Touchpoint.Status.EXPIRED],
                 ).update(status=Touchpoint.Status.DONE, done_at=sent_at)
                 send.status, send.error = AutomaticSend.Status.CONFIRMED, ""
                 confirmed += 1
@@ -385,7 +418,8 @@ def _send(gateway, guide: Guide, kind: str, recipient: str, tasks: int, text: st
 
 def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
     """The morning list (once a day after the policy's time), overdue reminders (at most
-    one per guide per half hour) and escalations to the store manager."""
+    one per guide per half hour) and escalations to the store manager. A reminder that
+    WeCom refused is recorded with its error and does not count as sent."""
     now = now or timezone.now()
     policy = ContactPolicy.current()
     result = ReminderResult()
@@ -394,7 +428,7 @@ def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
     open_tasks = Touchpoint.objects.filter(status=Touchpoint.Status.TASK)
     if now.astimezone(SHANGHAI).time() >= policy.morning_reminder_at:
         already = GuideReminder.objects.filter(
-            kind=GuideReminder.Kind.MORNING, sent_at__gte=day_start
+            kind=GuideReminder.Kind.MORNING, sent_at__gte=day_start, error=""
         ).values("guide_id")
         for guide_id, count in _counts_by_guide(open_tasks.exclude(guide_id__in=already)):
             guide = Guide.objects.get(pk=guide_id)
@@ -402,8 +436,10 @@ def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
             _send(gateway, guide, GuideReminder.Kind.MORNING, guide.wecom_userid, count, text, now)
             result.morning += 1
     overdue = open_tasks.filter(due_at__lt=now - timedelta(minutes=policy.overdue_after_minutes))
+    # Only reminders that reached the guide hold back the next one (a failed one is
+    # retried on the next run).
     recent = GuideReminder.objects.filter(
-        kind=GuideReminder.Kind.OVERDUE, sent_at__gt=now - REMINDER_EVERY
+        kind=GuideReminder.Kind.OVERDUE, sent_at__gt=now - REMINDER_EVERY, error=""
     ).values("guide_id")
     for guide_id, count in _counts_by_guide(overdue.exclude(guide_id__in=recent)):
         guide = Guide.objects.get(pk=guide_id)

@@ -1,18 +1,24 @@
 """The guide's task list, read in a fixed number of queries however many tasks there are
 (the page must be fast on a cheap phone: one request, everything rendered on the server).
+Open tasks come a page at a time; what a card shows is put together here, once per card,
+so that the template only places strings (rendering was most of the page's time).
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contacts.models import Guide, Relationship
 from sop.models import ContactPolicy, Touchpoint
 from sop.scheduling import _today, local_midnight
 
-LIST_LIMIT = 100  # tasks per section; a guide's day is rarely more
+PAGE_SIZE = 20  # open tasks per page (a guide works through them from the top)
+DONE_LIMIT = 20  # the latest done today, listed in a line each
 
 
 @dataclass
@@ -23,34 +29,29 @@ class TaskCard:
     tags: list[tuple[str, str, str]] = field(default_factory=list)  # (group, name, colour)
     orders: list[dict] = field(default_factory=list)
     is_overdue: bool = False
+    # What the card shows, put together by _display.
+    name: str = ""
+    when: str = ""
+    why: str = ""
+    context: str = ""  # lines: friend since, the last orders
+    action_url: str = ""  # the task's actions: <action_url><action>/
 
 
 @dataclass
 class TaskList:
-    today: list[TaskCard]
+    today: list[TaskCard]  # this page of the open tasks, due first
     later: list[TaskCard]  # snoozed
-    done: list[TaskCard]
+    done: list[TaskCard]  # the latest done or skipped today
     open_count: int
     overdue_count: int
+    done_count: int
+    page: int = 1
+    has_next: bool = False
 
 
 def _values(cards: list[TaskCard], guide: Guide) -> None:
-    """Fill each card's script: the variables of sop.services.VARIABLES, looked up for
-    every card at once."""
-    customer_ids = sorted({card.touchpoint.customer_id for card in cards})
-    last_product: dict[int, str] = {}
-    if customer_ids:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                SELECT DISTINCT ON (o.customer_id) o.customer_id, l.product_name
-                FROM contacts_order o JOIN contacts_orderline l ON l.order_id = o.id
-                WHERE o.customer_id = ANY(%s) AND o.status IN ('paid', 'partially_refunded')
-                ORDER BY o.customer_id, o.paid_at DESC, l.line_no
-                """,
-                [customer_ids],
-            )
-            last_product = dict(cursor.fetchall())
+    """Fill each card's script: the variables of sop.services.VARIABLES, from what the
+    card already holds (its last product: the first line of its latest order)."""
     store = guide.store.name if guide.store else ""
     for card in cards:
         customer = card.touchpoint.customer
@@ -58,7 +59,7 @@ def _values(cards: list[TaskCard], guide: Guide) -> None:
         values = {
             "{称呼}": remark or customer.name,
             "{客户姓名}": customer.name,
-            "{最近购买商品}": last_product.get(customer.pk, ""),
+            "{最近购买商品}": card.orders[0]["product"] if card.orders else "",
             "{导购姓名}": guide.name,
             "{门店}": store,
         }
@@ -119,37 +120,93 @@ def _context(cards: list[TaskCard], guide: Guide) -> None:
         card.orders = orders.get(customer_id, [])
 
 
-def task_list(*, guide: Guide, now: datetime, customer_id: int | None = None) -> TaskList:
-    """Open tasks (due first; overdue flagged), snoozed ones, and what was done today.
-    With `customer_id`, only that customer's (the chat sidebar)."""
+def _local(moment: datetime, pattern: str) -> str:
+    return timezone.localtime(moment).strftime(pattern)
+
+
+def _display(card: TaskCard, actions: str) -> None:
+    touchpoint, relationship = card.touchpoint, card.relationship
+    customer, step = touchpoint.customer, touchpoint.step
+    card.name = (relationship.remark if relationship else "") or customer.name
+    card.name = card.name or customer.external_userid
+    card.when = _local(touchpoint.due_at, "%m-%d %H:%M")
+    if touchpoint.status == Touchpoint.Status.TASK:
+        card.when += " – " + _local(touchpoint.window_ends_at, "%H:%M")
+    why = [touchpoint.plan.name, _("第 %(day)s 天") % {"day": step.offset_days}]
+    why.append(step.get_action_display())
+    if step.is_automatic:
+        why.append(_("自动发送"))
+    card.why = " · ".join(why)
+    lines = []
+    if relationship:
+        since = _("好友自 %(since)s") % {"since": _local(relationship.added_at, "%Y-%m-%d")}
+        lines.append(" · ".join(filter(None, [since, relationship.description])))
+    for order in card.orders:
+        paid = _local(order["paid_at"], "%Y-%m-%d") if order["paid_at"] else ""
+        lines.append(f"{paid} {order['channel']} ¥{order['net']} {order['product']}")
+    if not card.orders:
+        lines.append(_("还没有订单"))
+    card.context = "\n".join(lines)
+    card.action_url = actions.replace("/0/", f"/{touchpoint.pk}/", 1)
+    card.tags = card.tags[:6]
+
+
+def task_list(
+    *, guide: Guide, now: datetime, customer_id: int | None = None, page: int = 1
+) -> TaskList:
+    """Open tasks (due first, a page of them; overdue flagged), snoozed ones, and the
+    latest done today, with the counts of each. With `customer_id`, only that
+    customer's (the chat sidebar)."""
     policy = ContactPolicy.current()
     mine = Touchpoint.objects.filter(guide=guide).select_related("customer", "step", "plan")
     if customer_id is not None:
         mine = mine.filter(customer_id=customer_id)
     open_tasks = mine.filter(status=Touchpoint.Status.TASK)
     awake = Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now)
-    today = list(open_tasks.filter(awake).order_by("due_at", "id")[:LIST_LIMIT])
-    later = list(open_tasks.exclude(awake).order_by("snoozed_until", "id")[:LIST_LIMIT])
-    done = list(
-        mine.filter(
-            status__in=[Touchpoint.Status.DONE, Touchpoint.Status.SKIPPED],
-            done_at__gte=local_midnight(_today(now)),
-        ).order_by("-done_at")[:LIST_LIMIT]
-    )
     overdue_before = now - timedelta(minutes=policy.overdue_after_minutes)
+    done_today = Q(
+        status__in=[Touchpoint.Status.DONE, Touchpoint.Status.SKIPPED],
+        done_at__gte=local_midnight(_today(now)),
+    )
+    counts = (
+        mine.filter(Q(status=Touchpoint.Status.TASK) | done_today)
+        .order_by()
+        .aggregate(
+            open=Count("id", filter=Q(status=Touchpoint.Status.TASK)),
+            snoozed=Count("id", filter=Q(~awake, status=Touchpoint.Status.TASK)),
+            overdue=Count(
+                "id", filter=Q(awake, status=Touchpoint.Status.TASK, due_at__lt=overdue_before)
+            ),
+            done=Count("id", filter=done_today),
+        )
+    )
+    start = (page - 1) * PAGE_SIZE
+    today = list(open_tasks.filter(awake).order_by("due_at", "id")[start : start + PAGE_SIZE + 1])
+    has_next, today = len(today) > PAGE_SIZE, today[:PAGE_SIZE]
+    # Snoozed and done tasks are read only when the counts say there are some (most
+    # loads of the page, in the morning, have neither: two queries fewer).
+    later, done = [], []
+    if counts["snoozed"]:
+        later = list(open_tasks.exclude(awake).order_by("snoozed_until", "id")[:PAGE_SIZE])
+    if counts["done"]:
+        done = list(mine.filter(done_today).order_by("-done_at")[:DONE_LIMIT])
     cards = [TaskCard(touchpoint=t, script="", relationship=None) for t in today + later + done]
     _context(cards, guide)
     _values(cards, guide)
+    actions = reverse("guide_task_action", args=[0, "done"]).removesuffix("done/")
     for card in cards:
         card.is_overdue = (
             card.touchpoint.status == Touchpoint.Status.TASK
             and card.touchpoint.due_at < overdue_before
         )
-    today_cards, later_cards = cards[: len(today)], cards[len(today) : len(today) + len(later)]
+        _display(card, actions)
     return TaskList(
-        today=today_cards,
-        later=later_cards,
+        today=cards[: len(today)],
+        later=cards[len(today) : len(today) + len(later)],
         done=cards[len(today) + len(later) :],
-        open_count=len(today) + len(later),
-        overdue_count=sum(card.is_overdue for card in today_cards),
+        open_count=counts["open"],
+        overdue_count=counts["overdue"],
+        done_count=counts["done"],
+        page=page,
+        has_next=has_next,
     )

@@ -33,8 +33,27 @@ SKIP_REASONS = [
 ]
 
 
+# The words on every task card, translated once per page rather than once per card.
+CARD_LABELS = {
+    "overdue": gettext_lazy("逾期"),
+    "copy": gettext_lazy("复制话术"),
+    "done": gettext_lazy("完成"),
+    "snooze": gettext_lazy("推迟1小时"),
+    "skip": gettext_lazy("跳过"),
+    "other": gettext_lazy("其他原因"),
+    "confirm_skip": gettext_lazy("确认跳过"),
+}
+
+
+def _card_words() -> dict:
+    return {
+        "labels": {key: str(label) for key, label in CARD_LABELS.items()},
+        "skip_reasons": [str(reason) for reason in SKIP_REASONS],
+    }
+
+
 def _guide(request: HttpRequest) -> Guide:
-    guide = getattr(request.user, "guide", None)
+    guide = Guide.objects.select_related("store").filter(user=request.user).first()
     if guide is None:
         raise Http404(_("这个账号没有关联导购"))
     return guide
@@ -42,13 +61,16 @@ def _guide(request: HttpRequest) -> Guide:
 
 @permission_required(Perm.USE_GUIDE_APP)
 def guide_home(request: HttpRequest) -> HttpResponse:
-    """Today's tasks, overdue first flagged, snoozed, and done today."""
+    """Today's tasks a page at a time, overdue flagged, snoozed, and done today."""
     guide = _guide(request)
-    tasks = task_list(guide=guide, now=timezone.now())
+    page = request.GET.get("page", "1")
+    if not page.isdigit() or int(page) < 1:
+        return HttpResponseBadRequest(_("页码应是正整数"))
+    tasks = task_list(guide=guide, now=timezone.now(), page=int(page))
     return render(
         request,
         "sop/guide_home.html",
-        {"tasks": tasks, "guide": guide, "skip_reasons": SKIP_REASONS, "next": request.path},
+        {"tasks": tasks, "guide": guide, "next": request.get_full_path(), **_card_words()},
     )
 
 
@@ -73,8 +95,8 @@ def guide_sidebar(request: HttpRequest) -> HttpResponse:
             "customer": customer,
             "tasks": tasks,
             "orders": orders,
-            "skip_reasons": SKIP_REASONS,
             "next": request.get_full_path(),
+            **_card_words(),
         },
     )
 

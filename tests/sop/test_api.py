@@ -171,10 +171,46 @@ def test_put_replaces_and_patch_changes_only_what_is_given(client_for, operator,
     plan.refresh_from_db()
     assert (plan.name, plan.priority, plan.trigger) == ("复购提醒（新）", 9, "manual")
     assert list(plan.steps.values_list("script", flat=True)) == ["第1步 {称呼}"]
+    (kept,) = plan.steps.all()
     response = _send(client, "put", url, _body(name="全部替换"))
     assert response.status_code == 200
     plan.refresh_from_db()
-    assert (plan.name, plan.trigger, plan.steps.count()) == ("全部替换", "days_since_purchase", 2)
+    live = plan.steps.filter(is_retired=False)
+    assert (plan.name, plan.trigger, live.count()) == ("全部替换", "days_since_purchase", 2)
+    # Steps given without an id are new: the one left out is retired (it has touchpoints).
+    assert [s["id"] for s in response.json()["steps"]] == sorted(live.values_list("pk", flat=True))
+    assert plan.steps.get(pk=kept.pk).is_retired
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"trigger": "moon"}, "Unknown trigger: moon"),
+        ({"trigger": "tag_added", "trigger_params": {}}, "“Tagged” needs a tag"),
+        (
+            {"trigger_params": {"days": 0}},
+            "“N days since last purchase” needs a number of days above 0",
+        ),
+        ({"steps": []}, "A plan needs at least one step"),
+        (
+            {"steps": [{"window_start": "12:00", "window_end": "11:00"}]},
+            "Step 1: the send window must start before it ends",
+        ),
+        ({"steps": [{}, {"action": "dance"}]}, "Step 2: unknown action dance"),
+        ({"steps": [{"id": 999999}]}, "Step 1 is not a step of this plan (or is repeated)"),
+    ],
+)
+def test_a_refused_plan_says_why_in_english_to_an_english_reader(
+    client_for, operator, sop_data, overrides, reason
+):
+    response = client_for(operator).post(
+        reverse("sop-plan-list"),
+        _body(**overrides),
+        content_type="application/json",
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert (response.status_code, response.json()) == (400, {"detail": reason})
+    assert SopPlan.objects.filter(name="首单关怀").count() == 0
 
 
 @pytest.mark.parametrize(

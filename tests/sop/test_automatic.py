@@ -22,7 +22,7 @@ from django.urls import reverse
 from contacts.models import Customer, Guide, OrderLine, Relationship, Store
 from scrm.wecom.emulator import Config, generate
 from scrm.wecom.gateway import WeComGateway
-from sop import scheduling, services
+from sop import scheduling, selectors, services
 from sop.models import (
     AutomaticSend,
     ContactPolicy,
@@ -185,18 +185,18 @@ def test_an_automatic_step_is_sent_once_and_done_when_the_guide_confirms(
     assert emulator.stats()[SEND] == 1
 
     # Not confirmed by the guide yet: still a task.
-    assert services.automatic_results(gateway=gateway) == 0
+    assert services.automatic_results(gateway=gateway, now=SENT_AT) == 0
     touchpoint.refresh_from_db()
     assert touchpoint.status == Touchpoint.Status.TASK
 
     emulator.guide_confirms_send(message["msgid"], GUIDE)
-    assert services.automatic_results(gateway=gateway) == 1
+    assert services.automatic_results(gateway=gateway, now=SENT_AT) == 1
     touchpoint.refresh_from_db()
     assert touchpoint.status == Touchpoint.Status.DONE
     assert touchpoint.done_at == SENT_AT.astimezone(UTC)
     assert AutomaticSend.objects.get().status == AutomaticSend.Status.CONFIRMED
     asked = emulator.stats()[RESULT]
-    assert services.automatic_results(gateway=gateway) == 0
+    assert services.automatic_results(gateway=gateway, now=SENT_AT) == 0
     assert emulator.stats()[RESULT] == asked  # a confirmed send is not asked about again
     assert emulator.stats()[SEND] == 1
 
@@ -256,7 +256,7 @@ def test_a_customer_no_longer_a_friend_fails_with_the_reason(
     emulator.customer_deletes_guide(gone_later.external_userid, GUIDE)
     (message,) = emulator.data.group_msgs.values()
     emulator.guide_confirms_send(message["msgid"], GUIDE)
-    assert services.automatic_results(gateway=gateway) == 0
+    assert services.automatic_results(gateway=gateway, now=SENT_AT) == 0
     later = AutomaticSend.objects.get(touchpoint__customer=gone_later)
     assert (later.status, later.error) == (AutomaticSend.Status.FAILED, "客户已不是好友")
     # Neither touchpoint is done: the guides still see them.
@@ -328,3 +328,85 @@ def test_reminders_morning_list_overdue_every_half_hour_and_one_escalation(emula
     ]
     assert [m["userid"] for m in emulator.app_messages].count(MANAGER) == 1
     assert GuideReminder.objects.filter(kind="escalation").get().recipient == MANAGER
+
+
+def test_a_send_confirmed_after_the_window_makes_the_expired_touchpoint_done(
+    emulator, gateway, monkeypatch, django_capture_on_commit_callbacks
+):
+    (customer,) = _followed(emulator, 1)
+    plan = _automatic_plan()
+    ids = _dispatched(plan, [customer], monkeypatch, django_capture_on_commit_callbacks)
+    services.automatic_send(touchpoint_ids=ids, gateway=gateway)
+    # The window (10:00–21:00) ends unconfirmed: the dispatch expires the task.
+    assert scheduling.dispatch(now=sh("2026-06-30T21:30")).expired == 1
+    assert Touchpoint.objects.get().status == Touchpoint.Status.EXPIRED
+
+    confirmed_at = sh("2026-07-01T09:10")
+    emulator.clock = confirmed_at.timestamp
+    (message,) = emulator.data.group_msgs.values()
+    emulator.guide_confirms_send(message["msgid"], GUIDE)
+    assert services.automatic_results(gateway=gateway, now=confirmed_at) == 1
+    touchpoint = Touchpoint.objects.get()
+    assert (touchpoint.status, touchpoint.done_at) == (Touchpoint.Status.DONE, confirmed_at)
+    assert AutomaticSend.objects.get().status == AutomaticSend.Status.CONFIRMED
+    stats = selectors.plan_stats([plan.pk], now=confirmed_at)[plan.pk]
+    assert (stats.done, stats.done_on_time, stats.expired) == (1, 0, 0)
+
+
+def test_a_send_never_confirmed_is_polled_until_the_cut_off_then_recorded_unconfirmed(
+    emulator, gateway, monkeypatch, django_capture_on_commit_callbacks, settings
+):
+    settings.SOP_SEND_RESULT_DAYS = 30
+    (customer,) = _followed(emulator, 1)
+    ids = _dispatched(
+        _automatic_plan(), [customer], monkeypatch, django_capture_on_commit_callbacks
+    )
+    services.automatic_send(touchpoint_ids=ids, gateway=gateway)
+    sent_at = sh("2026-06-30T12:01")
+    AutomaticSend.objects.update(created_at=sent_at)
+
+    # Within 30 days of the send: asked about every time, still waiting.
+    asked = emulator.stats().get(RESULT, 0)
+    assert services.automatic_results(gateway=gateway, now=sent_at + timedelta(days=29)) == 0
+    assert emulator.stats()[RESULT] == asked + 1
+    assert AutomaticSend.objects.get().status == AutomaticSend.Status.SENT
+
+    # Past the cut-off: recorded as never confirmed, and no longer asked about.
+    assert services.automatic_results(gateway=gateway, now=sent_at + timedelta(days=31)) == 0
+    send = AutomaticSend.objects.get()
+    assert send.status == AutomaticSend.Status.UNCONFIRMED
+    assert send.error == "导购 30 天内没有在企业微信中确认发送"
+    assert services.automatic_results(gateway=gateway, now=sent_at + timedelta(days=32)) == 0
+    assert emulator.stats()[RESULT] == asked + 1
+    assert Touchpoint.objects.get().status == Touchpoint.Status.TASK
+
+
+def test_a_failed_reminder_does_not_hold_back_the_next_try(emulator):
+    ContactPolicy.objects.create()  # 09:30, overdue after 2 h
+    guide = Guide.objects.get(wecom_userid=GUIDE)
+    plan = SopPlan.objects.create(
+        name="回访", trigger=SopPlan.Trigger.MANUAL, started_at=sh("2026-06-01T00:00")
+    )
+    plan.steps.create(position=1, script="hi")
+    _task(guide, Customer.objects.order_by("pk").first(), plan, sh("2026-06-30T07:00"))
+    gateway = WeComGateway.for_app()
+    gateway.message_send(userids=[GUIDE], text="先取一次 access_token")
+    sent_before = len(emulator.app_messages)
+
+    emulator.faults.extend([60011, 60011])  # the morning list and the overdue reminder fail
+    now = sh("2026-06-30T10:00")
+    services.reminders_send(gateway=gateway, now=now)
+    assert len(emulator.app_messages) == sent_before
+    recorded = GuideReminder.objects.values_list("kind", "error")
+    assert sorted((kind, error.split()[0]) for kind, error in recorded) == [
+        ("morning", "60011"),
+        ("overdue", "60011"),
+    ]
+
+    # Five minutes later both are tried again and reach the guide.
+    result = services.reminders_send(gateway=gateway, now=now + timedelta(minutes=5))
+    assert (result.morning, result.overdue) == (1, 1)
+    assert [m["userid"] for m in emulator.app_messages[sent_before:]] == [GUIDE, GUIDE]
+    # A successful reminder holds back the next one for half an hour again.
+    result = services.reminders_send(gateway=gateway, now=now + timedelta(minutes=20))
+    assert (result.morning, result.overdue) == (0, 0)

@@ -180,3 +180,36 @@ def test_oauth_for_a_member_without_a_guide_account_is_refused(
     response = client.get(callback.path + "?" + callback.query)
     assert response.status_code == 400 and "还没有开通导购账号" in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+def test_open_tasks_come_a_page_at_a_time_with_the_counts_of_all(
+    client_for, guide_user, tasks, monkeypatch
+):
+    from sop import tasklist
+
+    monkeypatch.setattr(tasklist, "PAGE_SIZE", 2)
+    client = client_for(guide_user)
+    first = client.get(reverse("guide_home"))
+    second = client.get(reverse("guide_home"), {"page": "2"})
+    assert [len(page.context["tasks"].today) for page in (first, second)] == [2, 1]
+    assert (first.context["tasks"].has_next, second.context["tasks"].has_next) == (True, False)
+    shown = [card.touchpoint.pk for page in (first, second) for card in page.context["tasks"].today]
+    mine = Touchpoint.objects.filter(guide=tasks["mine"]).order_by("due_at", "pk")
+    assert shown == list(mine.values_list("pk", flat=True))
+    assert first.context["tasks"].open_count == second.context["tasks"].open_count == 3
+    assert 'href="?page=2"' in first.content.decode()
+    for bad in ("0", "x", "-1"):
+        response = client.get(reverse("guide_home"), {"page": bad})
+        assert response.status_code == 400
+
+
+def test_snoozed_and_done_tasks_are_listed_apart(client_for, guide_user, tasks):
+    client = client_for(guide_user)
+    mine = list(Touchpoint.objects.filter(guide=tasks["mine"]).order_by("pk"))
+    client.post(reverse("guide_task_action", args=[mine[0].pk, "done"]))
+    client.post(reverse("guide_task_action", args=[mine[1].pk, "snooze"]), {"hours": "1"})
+    listed = client.get(reverse("guide_home")).context["tasks"]
+    sections = [[card.touchpoint.pk for card in cards] for cards in (listed.today, listed.later)]
+    assert sections == [[mine[2].pk], [mine[1].pk]]
+    assert [card.touchpoint.pk for card in listed.done] == [mine[0].pk]
+    assert (listed.open_count, listed.overdue_count, listed.done_count) == (2, 0, 1)
