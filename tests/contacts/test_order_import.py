@@ -222,6 +222,29 @@ def test_unreadable_file_is_refused_with_a_reason(tmp_path, db):
 
 
 @pytest.mark.django_db
+def test_a_file_unreadable_far_down_fails_the_import_and_writes_nothing(tmp_path, monkeypatch):
+    """The reading thread's error reaches the import after blocks were staged already."""
+    from contacts import order_import
+    from contacts.order_files import GENERIC_COLUMNS, OrderFileError
+
+    monkeypatch.setattr(order_import, "CHUNK_LINES", 2)
+    monkeypatch.setattr(order_import, "BLOCK_CHUNKS", 1)
+    good = [
+        f"A{n},pos,,paid,2026-03-01 10:00:00,138123456{n:02d},,,王芳,S1,x,,,,1,1.00,1.00,0,,"
+        for n in range(20)
+    ]
+    bad = b"B1,pos,,paid,2026-03-01 10:00:00,13812345601,,,\xff\xfe,S1,x,,,,1,1.00,1.00,0,,"
+    path = tmp_path / "broken.csv"
+    path.write_bytes(
+        b"\r\n".join([",".join(GENERIC_COLUMNS).encode(), *map(str.encode, good), bad])
+    )
+    with pytest.raises(OrderFileError, match="broken.csv：第 22 行有无法识别的字符"):
+        services.orders_import(paths=[path], channel="generic")
+    assert OrderImport.objects.get().status == OrderImport.Status.FAILED
+    assert not Order.objects.exists() and not Customer.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_same_buyers_across_channels_become_one_customer_each():
     for files, channel, *_ in _expectations():
         services.orders_import(paths=[DATA / f for f in files], channel=channel)
