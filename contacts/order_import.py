@@ -400,7 +400,7 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
     cursor.execute("ANALYZE stage_buyer")  # now that its customers are known
     _upsert(cursor, report, record)
     if report.inserted or report.updated:  # a merge suggestion is only for orders written
-        _suggest_merges(cursor, record)
+        _suggest_merges(cursor)
 
 
 # One row per order of `lines`, with a digest of everything imported for it. The
@@ -775,7 +775,7 @@ def order_import_finish(*, record: OrderImport, report: ImportReport, dry_run: b
     return record
 
 
-def _suggest_merges(cursor, record: OrderImport) -> None:
+def _suggest_merges(cursor) -> None:
     """Unmatched orders whose masked phone and (masked) name fit exactly one known customer.
 
     `138****5601` must equal a phone identity's masked form, and the name must
