@@ -19,6 +19,7 @@ import argparse
 import csv
 import io
 import json
+import multiprocessing
 import os
 import resource
 import sys
@@ -38,6 +39,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scrm.settings")
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_orders(path: Path, buyers_count: int, lines: int) -> None:
+    from contacts.order_generator import GENERIC_COLUMNS, generate_order_rows, make_buyers
+
+    buyers = make_buyers(seed=7, count=buyers_count)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=GENERIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(generate_order_rows(seed=7, buyers=buyers, lines=lines))
 
 
 def main() -> None:
@@ -60,7 +71,6 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from contacts import services
     from contacts.models import Customer, CustomerIdentity, Order, OrderLine
-    from contacts.order_generator import GENERIC_COLUMNS, generate_order_rows, make_buyers
     from contacts.phones import phone_hash, phone_normalise
 
     with connection.cursor() as cursor:
@@ -71,12 +81,17 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-orders-"))
     path = folder / "orders.csv"
-    buyers = make_buyers(seed=7, count=buyers_count)
     started = time.monotonic()
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=GENERIC_COLUMNS)
-        writer.writeheader()
-        writer.writerows(generate_order_rows(seed=7, buyers=buyers, lines=lines))
+    # Generated in a child process: the buyers it holds are not the import's memory.
+    # The child must not share (and on exit close) this process's database connection.
+    connection.close()
+    writer = multiprocessing.get_context("fork").Process(
+        target=write_orders, args=(path, buyers_count, lines)
+    )
+    writer.start()
+    writer.join()
+    if writer.exitcode != 0:
+        raise SystemExit(f"generating the orders failed (exit {writer.exitcode})")
     generate_seconds = time.monotonic() - started
     print(f"generated {lines:,} lines in {generate_seconds:.1f} s: {path}")  # noqa: T201
 

@@ -13,9 +13,9 @@ cannot be read at all raises `OrderFileError`.
 - `channels`: each export's rows mapped onto generic lines; Tmall's two reports joined.
 - `words`: status words per channel, and product-name keywords for attributes.
 
-Memory stays flat as files grow: rows are streamed; what grows is the index
-of (order, sku) pairs used to report a repeated line (about 140 bytes a line)
-and, for Tmall, the order report held by order number.
+Memory stays flat as files grow: rows are streamed; only the skus of the order
+being read are held to report a repeated line (the loader finds repeats that lie
+apart), and, for Tmall, the order report by order number.
 """
 
 from collections.abc import Iterator

@@ -749,9 +749,8 @@ def test_a_large_file_streams_in_flat_memory(big_generic_file):
         tracemalloc.stop()
     print(f"\nread_orders: peak {peak / 1e6:.1f} MB traced for {count:,} lines")  # noqa: T201
     assert count == STREAM_LINES
-    # The file is 33 MB; what is held is the (order, sku) index of duplicates,
-    # about 140 bytes a line, and one row at a time.
-    assert peak < 40e6
+    # The file is 33 MB; what is held is one row and the skus of one order at a time.
+    assert peak < 10e6
 
 
 # -- property: a valid generic row round-trips ----------------------------------------------------
