@@ -486,8 +486,14 @@ class Order(models.Model):
     parent_order_id = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices)
     paid_at = models.DateTimeField(null=True, blank=True)
+    # No index of its own: order_customer_idx (customer, paid_at) serves lookups by customer.
     customer = models.ForeignKey(
-        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="orders"
+        Customer,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="orders",
+        db_index=False,
     )
     unmatched_reason = models.CharField(max_length=200, blank=True)
     buyer_phone_hash = models.CharField(max_length=64, blank=True)
@@ -529,7 +535,8 @@ class Order(models.Model):
 class OrderLine(models.Model):
     """One line of an order: what was bought and what was paid for it."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    # No index of its own: order_line_unique (order, line_no) serves lookups by order.
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
     line_no = models.SmallIntegerField()
     sku = models.CharField(max_length=64)
     product_name = models.CharField(max_length=200, blank=True)
