@@ -253,6 +253,7 @@ SPLITS = {
     "guide": ("split.key", "CROSS JOIN LATERAL unnest(f.guide_ids) AS split(key)"),
     "store": ("split.key", "CROSS JOIN LATERAL unnest(f.store_ids) AS split(key)"),
 }
+BUYER_SPLITS = ("member", "guide", "store")  # keys of the buyer, not of the order
 
 
 def repurchase_split(
@@ -265,18 +266,26 @@ def repurchase_split(
         raise ValueError(f"by 应为 {'、'.join(SPLITS)} 之一，收到 {by}")
     key, join = SPLITS[by]
     condition, params = filters.sql()
+    if by not in BUYER_SPLITS or filters.channels or filters.category:
+        days = f"""SELECT {key} AS key, o.customer_id,
+                          (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
+                   FROM contacts_order o
+                   JOIN contacts_customerfacts f ON f.customer_id = o.customer_id {join}
+                   WHERE {PURCHASED} AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s
+                     AND {condition}"""  # noqa: S608
+    else:  # a key of the buyer's: their purchase days will do (see metrics._days_sql)
+        days = f"""SELECT {key} AS key, p.customer_id, p.day
+                   FROM contacts_customerpurchaseday p
+                   JOIN contacts_customerfacts f ON f.customer_id = p.customer_id {join}
+                   WHERE p.day >= (%(w_start)s AT TIME ZONE 'Asia/Shanghai')::date
+                     AND p.day < (%(w_end)s AT TIME ZONE 'Asia/Shanghai')::date
+                     AND {condition}"""  # noqa: S608
     rows = _fetch(
         # Assembled from the fixed fragments above and Filters.sql(); values are parameters.
         f"""
         SELECT key, count(*), count(*) FILTER (WHERE n >= 2) FROM (
-            SELECT key, customer_id, count(DISTINCT day) AS n FROM (
-                SELECT {key} AS key, o.customer_id,
-                       (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
-                FROM contacts_order o
-                JOIN contacts_customerfacts f ON f.customer_id = o.customer_id {join}
-                WHERE {PURCHASED} AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s
-                  AND {condition}
-            ) d GROUP BY key, customer_id
+            SELECT key, customer_id, count(DISTINCT day) AS n FROM ({days}) d
+            GROUP BY key, customer_id
         ) b GROUP BY key ORDER BY 2 DESC, 1
         """,  # noqa: S608
         {**params, **_bounds(start, end)},

@@ -122,27 +122,13 @@ def returning_data(p: Params) -> dict:
     before it (each period clipped to the window)."""
     filters = p.filters()
     a_start, a_end = _previous(p.start, p.end)
-    trend = []
-    for first in metrics.periods_between(p.start, p.end, p.period):
-        last = metrics.next_period(first, p.period) - timedelta(days=1)
-        before = (
-            first - timedelta(days=7)
-            if p.period == "week"
-            else metrics.period_start(first - timedelta(days=1), "month")
-        )
-        result = metrics.returning(
-            a_start=before,
-            a_end=first - timedelta(days=1),
-            b_start=max(first, p.start),
-            b_end=min(last, p.end),
-            filters=filters,
-        )
-        trend.append({"period": metrics.period_label(first, p.period), **result})
     return {
         "summary": metrics.returning(
             a_start=a_start, a_end=a_end, b_start=p.start, b_end=p.end, filters=filters
         ),
-        "trend": trend,
+        "trend": metrics.returning_trend(
+            start=p.start, end=p.end, period=p.period, filters=filters
+        ),
     }
 
 

@@ -187,6 +187,55 @@ def test_repurchase_matches_python(shop, start, end, filters, raw):
     assert len(buyers) > 5
 
 
+TRENDS = [
+    ("month", Filters(), {}),
+    ("week", Filters(), {}),
+    ("month", Filters(channels=("tmall", "jd")), {"channels": {"tmall", "jd"}}),
+    ("month", Filters(member=True), {"member": True}),
+]
+
+
+@pytest.mark.parametrize(("period", "filters", "raw"), TRENDS)
+def test_repurchase_trend_matches_python(shop, period, filters, raw):
+    start, end = date(2025, 3, 12), date(2026, 2, 20)  # both ends inside a period
+    days = _raw_days(**raw)
+    rows = metrics.repurchase_trend(start=start, end=end, period=period, filters=filters)
+    starts = metrics.periods_between(start, end, period)
+    assert [row["period"] for row in rows] == [metrics.period_label(s, period) for s in starts]
+    for row, first in zip(rows, starts, strict=True):
+        low = max(first, start)
+        high = min(metrics.next_period(first, period) - timedelta(days=1), end)
+        counts = [len({d for d in s if low <= d <= high}) for s in days.values()]
+        assert (row["start"], row["end"]) == (low.isoformat(), high.isoformat())
+        assert (row["buyers"], row["repeat_buyers"]) == (
+            sum(n >= 1 for n in counts),
+            sum(n >= 2 for n in counts),
+        )
+    assert sum(row["repeat_buyers"] for row in rows) > 0
+
+
+@pytest.mark.parametrize(("period", "filters", "raw"), TRENDS)
+def test_returning_trend_matches_python(shop, period, filters, raw):
+    start, end = date(2025, 3, 12), date(2026, 2, 20)
+    days = _raw_days(**raw)
+    rows = metrics.returning_trend(start=start, end=end, period=period, filters=filters)
+    starts = metrics.periods_between(start, end, period)
+    assert len(rows) == len(starts)
+    for row, first in zip(rows, starts, strict=True):
+        # A: the whole period before; B: this period, clipped to the range.
+        a_low = metrics.period_start(first - timedelta(days=1), period)
+        a_high = first - timedelta(days=1)
+        b_low = max(first, start)
+        b_high = min(metrics.next_period(first, period) - timedelta(days=1), end)
+        buyers = {c for c, s in days.items() if any(a_low <= d <= a_high for d in s)}
+        returned = {c for c in buyers if any(b_low <= d <= b_high for d in days[c])}
+        assert row["a"] == [a_low.isoformat(), a_high.isoformat()]
+        assert row["b"] == [b_low.isoformat(), b_high.isoformat()]
+        assert (row["buyers"], row["returned"]) == (len(buyers), len(returned))
+        assert row["rate"] == (len(returned) / len(buyers) if buyers else None)
+    assert sum(row["returned"] for row in rows) > 0
+
+
 @pytest.mark.parametrize("period", ["month", "week"])
 def test_cohorts_match_python(shop, period):
     start, end = date(2025, 1, 1), date(2026, 8, 31)
