@@ -78,6 +78,32 @@ def member_comparison(*, start: date, end: date) -> list[dict]:
     return rows
 
 
+def member_value(rows: list[dict]) -> dict:
+    """The value of the private domain in numbers, from `member_comparison`'s rows: how
+    far members are ahead of non-members in repurchase rate (percentage points, and as
+    a multiple), AOV and LTV per buyer (yuan, and as a multiple). None where a group has
+    no buyers (or a multiple's base is zero)."""
+    member, other = rows[0], rows[1]
+
+    def gap(key: str):
+        if member[key] is None or other[key] is None:
+            return None
+        return member[key] - other[key]
+
+    def times(key: str) -> float | None:
+        if member[key] is None or not other[key]:
+            return None
+        return float(member[key]) / float(other[key])
+
+    return {
+        "rate_gap": gap("rate"),
+        "rate_times": times("rate"),
+        "aov_gap": gap("aov"),
+        "ltv_gap": gap("ltv_per_buyer"),
+        "ltv_times": times("ltv_per_buyer"),
+    }
+
+
 # -- 导购排行: the guide leaderboard ---------------------------------------------------------
 
 # Touchpoints done in the window read touchpoint_done_idx (guide, status, done_at); the

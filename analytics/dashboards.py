@@ -8,6 +8,7 @@ pages' business (`analytics.tables`).
 """
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
@@ -160,7 +161,8 @@ def rfm_data(p: Params) -> dict:
 
 
 def members_data(p: Params) -> dict:
-    return {"groups": comparisons.member_comparison(start=p.start, end=p.end)}
+    groups = comparisons.member_comparison(start=p.start, end=p.end)
+    return {"groups": groups, "value": comparisons.member_value(groups)}
 
 
 def guides_data(p: Params) -> dict:
@@ -233,6 +235,8 @@ def options() -> dict:
 # -- predicted LTV (analytics.predictions) ---------------------------------------------------
 
 PREDICTED = "predicted_ltv"
+PREDICTED_ROWS = 100  # the customers of highest predicted LTV, listed on the page
+PREDICTED_MEANS = ("expected_purchases_90d", "probability_alive", "predicted_ltv_12m")
 
 
 def predicted_ltv() -> dict | None:
@@ -248,13 +252,19 @@ def predicted_ltv_compute(end: date) -> dict | None:
     from analytics.predictions import predict
 
     fitted = predict(calibration_end=end, store=True)
-    rows = list(fitted.rows)
+    rows = [row for row in fitted.rows if math.isfinite(row["predicted_ltv_12m"])]
+    top = sorted(rows, key=lambda row: (-row["predicted_ltv_12m"], row["customer_id"]))
+
+    def mean(key: str) -> float | None:
+        return sum(row[key] for row in rows) / len(rows) if rows else None
+
     data = {
         "calibration_end": end,
         "customers": fitted.customers,
         "params": fitted.params,
-        "columns": list(rows[0]) if rows else [],
-        "rows": [list(row.values()) for row in rows[:20]],
+        "means": {key: mean(key) for key in PREDICTED_MEANS},
+        "columns": list(top[0]) if top else [],
+        "rows": [list(row.values()) for row in top[:PREDICTED_ROWS]],
     }
     return cache.store(PREDICTED, {}, data)
 
