@@ -267,18 +267,22 @@ def cohorts(*, by: str, period: str, start: date, end: date, filters: Filters = 
     if by not in ("first_purchase", "joined"):
         raise ValueError(f"by 应为 first_purchase 或 joined，收到 {by}")
     days, params = _days_sql(filters, windowed=False)
+    # A customer's first day (of buying or joining) up to the end: one who first bought
+    # after the end day is in no cohort, even in the end day's period.
     if by == "first_purchase":
-        members = f"""SELECT customer_id, {_trunc("min(day)", period)} AS cohort
-                      FROM all_days GROUP BY customer_id"""
+        members = """SELECT customer_id, min(day) AS first_day FROM all_days
+                     GROUP BY customer_id"""
     else:
-        members = f"""SELECT f.customer_id,
-                             {_trunc("(f.joined_at AT TIME ZONE 'Asia/Shanghai')::date", period)}
-                             AS cohort
-                      FROM contacts_customerfacts f WHERE f.joined_at IS NOT NULL"""
+        members = """SELECT f.customer_id,
+                            (f.joined_at AT TIME ZONE 'Asia/Shanghai')::date AS first_day
+                     FROM contacts_customerfacts f WHERE f.joined_at IS NOT NULL"""
     rows = _fetch(
         f"""
         WITH all_days AS ({days}), members AS ({members}),
-        cohort AS (SELECT * FROM members WHERE cohort >= %(c_start)s AND cohort <= %(end)s),
+        cohort AS (
+            SELECT customer_id, {_trunc("first_day", period)} AS cohort FROM members
+            WHERE first_day >= %(c_start)s AND first_day <= %(end)s
+        ),
         activity AS (
             SELECT DISTINCT d.customer_id, c.cohort, {_trunc("d.day", period)} AS active
             FROM all_days d JOIN cohort c USING (customer_id)
@@ -436,10 +440,10 @@ def historical_ltv(
     rows = _fetch(
         f"""
         WITH spend AS ({spend}),
-        cohort AS (
-            SELECT * FROM (SELECT customer_id, {_trunc("min(day)", period)} AS cohort
-                           FROM spend GROUP BY customer_id) c
-            WHERE cohort >= %(c_start)s AND cohort <= %(end)s
+        cohort AS (  -- by the first purchase day up to the end, as in `cohorts`
+            SELECT customer_id, {_trunc("first_day", period)} AS cohort
+            FROM (SELECT customer_id, min(day) AS first_day FROM spend GROUP BY customer_id) c
+            WHERE first_day >= %(c_start)s AND first_day <= %(end)s
         )
         SELECT cohort, NULL::date, count(*), NULL::numeric FROM cohort GROUP BY cohort
         UNION ALL

@@ -236,15 +236,23 @@ def test_returning_trend_matches_python(shop, period, filters, raw):
     assert sum(row["returned"] for row in rows) > 0
 
 
-@pytest.mark.parametrize("period", ["month", "week"])
-def test_cohorts_match_python(shop, period):
-    start, end = date(2025, 1, 1), date(2026, 8, 31)
+@pytest.mark.parametrize(
+    ("period", "end"),
+    [
+        ("month", date(2026, 8, 31)),
+        ("week", date(2026, 8, 31)),
+        ("month", date(2026, 4, 17)),  # inside a month: later first buyers are in no cohort
+        ("week", date(2026, 4, 15)),
+    ],
+)
+def test_cohorts_match_python(shop, period, end):
+    start = date(2025, 1, 1)
     days = _raw_days()
     expected = defaultdict(lambda: {"members": set(), "active": defaultdict(set)})
     for customer, customer_days in days.items():
-        first = metrics.period_start(min(customer_days), period)
-        if first > end:
+        if min(customer_days) > end:
             continue
+        first = metrics.period_start(min(customer_days), period)
         expected[first]["members"].add(customer)
         for day in customer_days:
             if day <= end:
@@ -261,11 +269,13 @@ def test_cohorts_match_python(shop, period):
         assert row["retention"][0] == 1.0
 
 
-def test_joined_cohorts_match_python(shop):
-    end = date(2026, 8, 31)
+@pytest.mark.parametrize("end", [date(2026, 8, 31), date(2026, 4, 17)])
+def test_joined_cohorts_match_python(shop, end):
     days = _raw_days()
     expected = defaultdict(lambda: {"members": set(), "active": defaultdict(set)})
     for customer in Customer.objects.filter(joined_at__isnull=False):
+        if customer.joined_at.astimezone(SH).date() > end:
+            continue
         first = metrics.period_start(customer.joined_at.astimezone(SH).date(), "month")
         expected[first]["members"].add(customer.pk)
         for day in days.get(customer.pk, ()):
@@ -273,6 +283,9 @@ def test_joined_cohorts_match_python(shop):
             if first <= month and day <= end:
                 expected[first]["active"][month].add(customer.pk)
     result = metrics.cohorts(by="joined", period="month", start=date(2025, 1, 1), end=end)
+    assert [row["cohort"] for row in result["cohorts"]] == [
+        metrics.period_label(first, "month") for first in sorted(expected)
+    ]
     for row in result["cohorts"]:
         first = date.fromisoformat(row["cohort"] + "-01")
         starts = metrics.periods_between(first, end, "month")
@@ -280,8 +293,8 @@ def test_joined_cohorts_match_python(shop):
         assert row["active"] == [len(expected[first]["active"].get(s, set())) for s in starts]
 
 
-def test_historical_ltv_matches_python(shop):
-    end = date(2026, 8, 31)
+@pytest.mark.parametrize("end", [date(2026, 8, 31), date(2026, 4, 17)])
+def test_historical_ltv_matches_python(shop, end):
     spend = defaultdict(list)
     for order in Order.objects.filter(status__in=PURCHASED, customer__isnull=False):
         spend[order.customer_id].append(
@@ -289,7 +302,8 @@ def test_historical_ltv_matches_python(shop):
         )
     cohorts = defaultdict(list)
     for customer, rows in spend.items():
-        cohorts[metrics.period_start(min(d for d, _ in rows), "month")].append(customer)
+        if min(d for d, _ in rows) <= end:
+            cohorts[metrics.period_start(min(d for d, _ in rows), "month")].append(customer)
     result = metrics.historical_ltv(period="month", start=date(2025, 1, 1), end=end, periods=6)
     assert len(result["cohorts"]) == len(cohorts)
     for row in result["cohorts"]:
