@@ -206,6 +206,9 @@ SELECT GROUPING((m.at AT TIME ZONE 'Asia/Shanghai')::date) = 0 AS by_day,
        m.state, sum(m.new), sum(m.churned)
 FROM movements m JOIN contacts_guide g ON g.id = m.guide_id
 LEFT JOIN contacts_store s ON s.id = g.store_id
+WHERE (%(guide)s::bigint IS NULL OR m.guide_id = %(guide)s::bigint)
+  AND (%(store)s::bigint IS NULL OR g.store_id = %(store)s::bigint)
+  AND (%(state)s::text IS NULL OR m.state = %(state)s::text)
 GROUP BY GROUPING SETS (((m.at AT TIME ZONE 'Asia/Shanghai')::date), (m.guide_id, g.name),
                         (g.store_id, s.name), (m.state))
 """
@@ -215,13 +218,31 @@ def _growth_row(key, label: str, new: int, churned: int) -> dict:
     return {"key": key, "label": label, "new": new, "churned": churned, "net": new - churned}
 
 
-def customer_growth(*, start: date, end: date) -> dict:
+def customer_growth(
+    *,
+    start: date,
+    end: date,
+    guide_id: int | None = None,
+    store_id: int | None = None,
+    state: str | None = None,
+) -> dict:
     """Per day of the window: new members (customers whose first relationship was added
     that day), churned (distinct customers with a deletion event that day, each counted
     once in the window, on their first deletion) and net = new − churned; the same by
     guide, store and channel code (state) of the relationship added / deleted.
-    Days without movement are listed with zeros."""
-    rows = _fetch(_GROWTH_SQL, {**_bounds(start, end), "deletions": list(DELETIONS)})
+    Days without movement are listed with zeros. `guide_id`, `store_id` and `state`
+    keep only the movements of that guide, store or channel code (every number then is
+    that guide's, store's or code's)."""
+    rows = _fetch(
+        _GROWTH_SQL,
+        {
+            **_bounds(start, end),
+            "deletions": list(DELETIONS),
+            "guide": guide_id,
+            "store": store_id,
+            "state": state,
+        },
+    )
     days: dict[date, tuple[int, int]] = {}
     groups: dict[str, list[dict]] = {name: [] for name in GROWTH_GROUPS}
     for (

@@ -19,7 +19,7 @@ from django.utils import timezone
 from analytics import cache, comparisons, metrics
 from analytics.clv import FitError
 from analytics.metrics import SHANGHAI, Filters
-from contacts.models import CustomerAttributeShare, Guide, Store
+from contacts.models import CustomerAttributeShare, Guide, Relationship, Store
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Params:
     store: int | None = None
     guide: int | None = None
     category: str = ""
+    state: str = ""  # a channel code (customer growth only)
 
     @classmethod
     def default(cls, end: date | None = None, months: int = 12) -> "Params":
@@ -174,7 +175,9 @@ def guides_data(p: Params) -> dict:
 
 
 def growth_data(p: Params) -> dict:
-    return comparisons.customer_growth(start=p.start, end=p.end)
+    return comparisons.customer_growth(
+        start=p.start, end=p.end, guide_id=p.guide, store_id=p.store, state=p.state or None
+    )
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ METRICS: dict[str, Metric] = {
     "rfm": Metric(rfm_data, ("end",)),
     "members": Metric(members_data, WINDOW),
     "guides": Metric(guides_data, (*WINDOW, "store")),
-    "growth": Metric(growth_data, WINDOW),
+    "growth": Metric(growth_data, (*WINDOW, "guide", "store", "state")),
 }
 
 
@@ -225,6 +228,13 @@ def options() -> dict:
                 CustomerAttributeShare.objects.filter(kind="category")
                 .order_by("value")
                 .values_list("value", flat=True)
+                .distinct()
+            ),
+            # The channel codes customers were added through (relationship state index).
+            "states": list(
+                Relationship.objects.exclude(state="")
+                .order_by("state")
+                .values_list("state", flat=True)
                 .distinct()
             ),
         }

@@ -846,7 +846,7 @@ PAGES = {
             "analytics_growth",
             gettext_lazy("客户增长"),
             ("growth",),
-            ("start", "end"),
+            ("start", "end", "guide", "store", "state"),
             growth_page,
         ),
     ]

@@ -374,6 +374,13 @@ def test_growth_page(client_for, manager, shop):
     assert tables["by_guide"].rows == [["王芳", 2, 1, 1]]
     assert tables["by_store"].rows == [["上海静安店", 2, 1, 1]]
     assert sorted(tables["by_state"].rows) == [["pkg_card", 1, 0, 1], ["（无渠道码）", 1, 1, 0]]
+    # One channel code: only 甲, who joined through pkg_card on 03-02.
+    narrowed = _get(client_for(manager), "analytics_growth", state="pkg_card")
+    assert [number.value for number in narrowed.context["content"].numbers] == [1, 0, 1]
+    days = [row[0] for row in _tables(narrowed)["daily"].rows if row[1:] != [0, 0, 0]]
+    assert days == ["2026-03-02"]
+    assert '<option value="pkg_card" selected>' in narrowed.content.decode()
+    assert _get(client_for(manager), "analytics_growth", state="nope").status_code == 200
 
 
 # -- exports ------------------------------------------------------------------------------
