@@ -183,3 +183,19 @@ def test_the_ltv_page_gets_the_highest_predictions_and_the_means(buyers):
     means = stored.aggregate(ltv=Avg("predicted_ltv_12m"), alive=Avg("probability_alive"))
     assert data["means"]["predicted_ltv_12m"] == pytest.approx(float(means["ltv"]), abs=0.01)
     assert data["means"]["probability_alive"] == pytest.approx(means["alive"], abs=1e-4)
+
+
+def test_the_calibration_summary_is_rfm_summary_of_the_orders(buyers):
+    from analytics import clv
+    from analytics.predictions import _summary
+
+    rows = [
+        (order.customer_id, order.paid_at.astimezone(SH).date(), order.amount - order.refund_amount)
+        for order in Order.objects.filter(status__in=["paid", "partially_refunded"])
+    ]
+    expected = clv.rfm_summary(rows, CALIBRATION_END)
+    found = _summary(CALIBRATION_END)
+    assert found.customer_ids == expected.customer_ids and len(found.customer_ids) > 300
+    assert (found.frequency == expected.frequency).all() and found.frequency.max() > 3
+    for name in ("recency", "T", "monetary_value"):
+        assert getattr(found, name) == pytest.approx(getattr(expected, name)), name
