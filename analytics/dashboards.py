@@ -158,7 +158,7 @@ def ltv_data(p: Params) -> dict:
 
 
 def rfm_data(p: Params) -> dict:
-    return metrics.rfm(end=p.end)
+    return {**metrics.rfm(end=p.end), "trend": metrics.rfm_trend(end=p.end)}
 
 
 def members_data(p: Params) -> dict:

@@ -472,9 +472,13 @@ def historical_ltv(
     return {"period": period, "cohorts": result}
 
 
-def rfm(*, end: date) -> dict:
-    """RFM on the day `end`: the eight segments and the R / F / M score distributions,
-    with tagging's definitions and thresholds (one definition for tags and dashboards)."""
+RFM_KEYS = ("rfm", "rfm_r", "rfm_f", "rfm_m")
+
+
+def rfm(*, end: date, keys: tuple[str, ...] = RFM_KEYS) -> dict:
+    """RFM on the day `end`: the eight segments ('rfm') and the R / F / M score
+    distributions, with tagging's definitions and thresholds (one definition for tags
+    and dashboards); `keys` picks which of them."""
     from django.db import transaction
 
     from tagging.system import SEGMENTS, current_settings, rfm_window_create
@@ -484,7 +488,7 @@ def rfm(*, end: date) -> dict:
     with transaction.atomic(), connection.cursor() as cursor:
         rfm_window_create(cursor, settings, end)
         for segment in SEGMENTS:
-            if segment.key not in ("rfm", "rfm_r", "rfm_f", "rfm_m"):
+            if segment.key not in keys:
                 continue
             cursor.execute(
                 f"SELECT name, count(*) FROM ({segment.sql(settings)}) s(customer_id, name)"
@@ -494,3 +498,16 @@ def rfm(*, end: date) -> dict:
             counts = dict(cursor.fetchall())
             result[segment.key] = {name: counts.get(name, 0) for name in segment.tags(settings)}
     return result
+
+
+def rfm_trend(*, end: date, months: int = 12) -> list[dict]:
+    """The eight RFM segments' sizes over time: on the last day of each of the `months`
+    months up to `end` (for the end's own month, on `end`), oldest first."""
+    days, day = [], end
+    for _ in range(months):
+        days.append(day)
+        day = day.replace(day=1) - timedelta(days=1)
+    return [
+        {"end": day.isoformat(), "segments": rfm(end=day, keys=("rfm",))["rfm"]}
+        for day in reversed(days)
+    ]

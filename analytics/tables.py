@@ -585,12 +585,25 @@ def rfm_page(results: dict) -> Content:
         note=DEFINITIONS["rfm"],
     )
     scores.chart = _series_chart(scores, "bar", [1, 2, 3])
+    names = list(segments)
+    trend = Table(
+        key="trend",
+        title=_("RFM 八类分群的变化（每月末的客户数）"),
+        columns=[Column(_("截至"), "text")]
+        + [Column(str(RFM_NAMES.get(name, name)), "int") for name in names],
+        rows=[
+            [row["end"], *[row["segments"].get(name, 0) for name in names]] for row in data["trend"]
+        ],
+        note=DEFINITIONS["rfm"],
+        wide=True,
+    )
+    trend.chart = _series_chart(trend, "bar", list(range(1, len(names) + 1)), stack=True)
     return Content(
         numbers=[
             Number(_("参与分群的买家"), total, "int", SHORT["rfm"]),
             Number(_("窗口（天）"), data["window_days"], "int"),
         ],
-        tables=[table, scores],
+        tables=[table, scores, trend],
         notes=[DEFINITIONS["rfm"]],
     )
 

@@ -325,6 +325,13 @@ def test_rfm_page(client_for, manager, shop):
     assert [row[0] for row in tables["scores"].rows] == ["1", "2", "3", "4", "5"]
     for column in (1, 2, 3):
         assert sum(row[column] for row in tables["scores"].rows) == 3
+    # Over time: twelve month ends up to the end; by 02-28 only 丙 had bought, before
+    # February nobody; on the end day the segments as in the table above.
+    trend = {row[0]: row[1:] for row in tables["trend"].rows}
+    assert list(trend)[0] == "2025-04-30" and list(trend)[-1] == "2026-03-31"
+    assert len(trend) == 12
+    assert (sum(trend["2026-01-31"]), sum(trend["2026-02-28"])) == (0, 1)
+    assert trend["2026-03-31"] == [row[1] for row in tables["segments"].rows]
 
 
 def test_members_page(client_for, manager, shop):
