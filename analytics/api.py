@@ -21,6 +21,7 @@ FILTER_PARAMETERS = [
     OpenApiParameter("store", OpenApiTypes.INT),
     OpenApiParameter("guide", OpenApiTypes.INT),
     OpenApiParameter("category", OpenApiTypes.STR),
+    OpenApiParameter("state", OpenApiTypes.STR, description="渠道码（仅客户增长）"),
 ]
 
 

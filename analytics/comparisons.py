@@ -78,11 +78,37 @@ def member_comparison(*, start: date, end: date) -> list[dict]:
     return rows
 
 
+def member_value(rows: list[dict]) -> dict:
+    """The value of the private domain in numbers, from `member_comparison`'s rows: how
+    far members are ahead of non-members in repurchase rate (percentage points, and as
+    a multiple), AOV and LTV per buyer (yuan, and as a multiple). None where a group has
+    no buyers (or a multiple's base is zero)."""
+    member, other = rows[0], rows[1]
+
+    def gap(key: str):
+        if member[key] is None or other[key] is None:
+            return None
+        return member[key] - other[key]
+
+    def times(key: str) -> float | None:
+        if member[key] is None or not other[key]:
+            return None
+        return float(member[key]) / float(other[key])
+
+    return {
+        "rate_gap": gap("rate"),
+        "rate_times": times("rate"),
+        "aov_gap": gap("aov"),
+        "ltv_gap": gap("ltv_per_buyer"),
+        "ltv_times": times("ltv_per_buyer"),
+    }
+
+
 # -- 导购排行: the guide leaderboard ---------------------------------------------------------
 
-# Touchpoints done in the window read touchpoint_done_idx (guide, status, done_at); the
-# 7-day purchase probe reads order_customer_idx (customer, paid_at) for done rows only;
-# live relationships come from relationship_guide_idx (guide, is_active).
+# Touchpoints done in the window read touchpoint_done_idx (guide, done_at; done and skipped
+# rows only); the 7-day purchase probe reads order_customer_idx (customer, paid_at) for done
+# rows only; live relationships come from relationship_guide_idx (guide, is_active).
 _LEADERBOARD_SQL = """
 WITH done AS (
     SELECT t.guide_id, count(*) AS done,
@@ -180,6 +206,9 @@ SELECT GROUPING((m.at AT TIME ZONE 'Asia/Shanghai')::date) = 0 AS by_day,
        m.state, sum(m.new), sum(m.churned)
 FROM movements m JOIN contacts_guide g ON g.id = m.guide_id
 LEFT JOIN contacts_store s ON s.id = g.store_id
+WHERE (%(guide)s::bigint IS NULL OR m.guide_id = %(guide)s::bigint)
+  AND (%(store)s::bigint IS NULL OR g.store_id = %(store)s::bigint)
+  AND (%(state)s::text IS NULL OR m.state = %(state)s::text)
 GROUP BY GROUPING SETS (((m.at AT TIME ZONE 'Asia/Shanghai')::date), (m.guide_id, g.name),
                         (g.store_id, s.name), (m.state))
 """
@@ -189,13 +218,31 @@ def _growth_row(key, label: str, new: int, churned: int) -> dict:
     return {"key": key, "label": label, "new": new, "churned": churned, "net": new - churned}
 
 
-def customer_growth(*, start: date, end: date) -> dict:
+def customer_growth(
+    *,
+    start: date,
+    end: date,
+    guide_id: int | None = None,
+    store_id: int | None = None,
+    state: str | None = None,
+) -> dict:
     """Per day of the window: new members (customers whose first relationship was added
     that day), churned (distinct customers with a deletion event that day, each counted
     once in the window, on their first deletion) and net = new − churned; the same by
     guide, store and channel code (state) of the relationship added / deleted.
-    Days without movement are listed with zeros."""
-    rows = _fetch(_GROWTH_SQL, {**_bounds(start, end), "deletions": list(DELETIONS)})
+    Days without movement are listed with zeros. `guide_id`, `store_id` and `state`
+    keep only the movements of that guide, store or channel code (every number then is
+    that guide's, store's or code's)."""
+    rows = _fetch(
+        _GROWTH_SQL,
+        {
+            **_bounds(start, end),
+            "deletions": list(DELETIONS),
+            "guide": guide_id,
+            "store": store_id,
+            "state": state,
+        },
+    )
     days: dict[date, tuple[int, int]] = {}
     groups: dict[str, list[dict]] = {name: [] for name in GROWTH_GROUPS}
     for (
@@ -253,6 +300,7 @@ SPLITS = {
     "guide": ("split.key", "CROSS JOIN LATERAL unnest(f.guide_ids) AS split(key)"),
     "store": ("split.key", "CROSS JOIN LATERAL unnest(f.store_ids) AS split(key)"),
 }
+BUYER_SPLITS = ("member", "guide", "store")  # keys of the buyer, not of the order
 
 
 def repurchase_split(
@@ -265,18 +313,26 @@ def repurchase_split(
         raise ValueError(f"by 应为 {'、'.join(SPLITS)} 之一，收到 {by}")
     key, join = SPLITS[by]
     condition, params = filters.sql()
+    if by not in BUYER_SPLITS or filters.channels or filters.category:
+        days = f"""SELECT {key} AS key, o.customer_id,
+                          (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
+                   FROM contacts_order o
+                   JOIN contacts_customerfacts f ON f.customer_id = o.customer_id {join}
+                   WHERE {PURCHASED} AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s
+                     AND {condition}"""  # noqa: S608
+    else:  # a key of the buyer's: their purchase days will do (see metrics._days_sql)
+        days = f"""SELECT {key} AS key, p.customer_id, p.day
+                   FROM contacts_customerpurchaseday p
+                   JOIN contacts_customerfacts f ON f.customer_id = p.customer_id {join}
+                   WHERE p.day >= (%(w_start)s AT TIME ZONE 'Asia/Shanghai')::date
+                     AND p.day < (%(w_end)s AT TIME ZONE 'Asia/Shanghai')::date
+                     AND {condition}"""  # noqa: S608
     rows = _fetch(
         # Assembled from the fixed fragments above and Filters.sql(); values are parameters.
         f"""
         SELECT key, count(*), count(*) FILTER (WHERE n >= 2) FROM (
-            SELECT key, customer_id, count(DISTINCT day) AS n FROM (
-                SELECT {key} AS key, o.customer_id,
-                       (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
-                FROM contacts_order o
-                JOIN contacts_customerfacts f ON f.customer_id = o.customer_id {join}
-                WHERE {PURCHASED} AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s
-                  AND {condition}
-            ) d GROUP BY key, customer_id
+            SELECT key, customer_id, count(DISTINCT day) AS n FROM ({days}) d
+            GROUP BY key, customer_id
         ) b GROUP BY key ORDER BY 2 DESC, 1
         """,  # noqa: S608
         {**params, **_bounds(start, end)},

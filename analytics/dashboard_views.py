@@ -14,7 +14,13 @@ from analytics.forms import BY_NAMES, CHANNEL_NAMES, MEMBER_NAMES, PERIOD_NAMES,
 from analytics.tables import DEFINITIONS, PAGES, Content, Table
 from scrm.roles import Perm, permission_required
 
-XLSX_FORMATS = {"rate": "0.0%", "money": "#,##0.00", "int": "#,##0", "days": "0.0"}
+XLSX_FORMATS = {
+    "rate": "0.0%",
+    "money": "#,##0.00",
+    "int": "#,##0",
+    "days": "0.0",
+    "decimal": "0.0000",
+}
 
 
 def _page_content(request: HttpRequest, slug: str):
@@ -26,6 +32,8 @@ def _page_content(request: HttpRequest, slug: str):
     form = DashboardFilterForm(request.GET or None, options=options, default_months=months)
     params = form.params()
     results = {name: dashboards.result(name, params) for name in page.metrics}
+    if slug == "ltv" and (predicted := dashboards.predicted_ltv()) is not None:
+        results[dashboards.PREDICTED] = predicted  # stored by the refresh, never computed here
     return page, form, params, options, results, page.build(results)
 
 
@@ -58,7 +66,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "nav_section": "dashboards",
     }
     if slug == "ltv":
-        context["predicted"] = dashboards.predicted_ltv()
+        context["predicted"] = results.get(dashboards.PREDICTED)
         context["predicted_note"] = DEFINITIONS["predicted_ltv"]
     return render(request, "analytics/dashboards/page.html", context)
 

@@ -8,6 +8,7 @@ pages' business (`analytics.tables`).
 """
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
@@ -18,7 +19,7 @@ from django.utils import timezone
 from analytics import cache, comparisons, metrics
 from analytics.clv import FitError
 from analytics.metrics import SHANGHAI, Filters
-from contacts.models import CustomerAttributeShare, Guide, Store
+from contacts.models import CustomerAttributeShare, Guide, Relationship, Store
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Params:
     store: int | None = None
     guide: int | None = None
     category: str = ""
+    state: str = ""  # a channel code (customer growth only)
 
     @classmethod
     def default(cls, end: date | None = None, months: int = 12) -> "Params":
@@ -122,27 +124,13 @@ def returning_data(p: Params) -> dict:
     before it (each period clipped to the window)."""
     filters = p.filters()
     a_start, a_end = _previous(p.start, p.end)
-    trend = []
-    for first in metrics.periods_between(p.start, p.end, p.period):
-        last = metrics.next_period(first, p.period) - timedelta(days=1)
-        before = (
-            first - timedelta(days=7)
-            if p.period == "week"
-            else metrics.period_start(first - timedelta(days=1), "month")
-        )
-        result = metrics.returning(
-            a_start=before,
-            a_end=first - timedelta(days=1),
-            b_start=max(first, p.start),
-            b_end=min(last, p.end),
-            filters=filters,
-        )
-        trend.append({"period": metrics.period_label(first, p.period), **result})
     return {
         "summary": metrics.returning(
             a_start=a_start, a_end=a_end, b_start=p.start, b_end=p.end, filters=filters
         ),
-        "trend": trend,
+        "trend": metrics.returning_trend(
+            start=p.start, end=p.end, period=p.period, filters=filters
+        ),
     }
 
 
@@ -170,11 +158,12 @@ def ltv_data(p: Params) -> dict:
 
 
 def rfm_data(p: Params) -> dict:
-    return metrics.rfm(end=p.end)
+    return {**metrics.rfm(end=p.end), "trend": metrics.rfm_trend(end=p.end)}
 
 
 def members_data(p: Params) -> dict:
-    return {"groups": comparisons.member_comparison(start=p.start, end=p.end)}
+    groups = comparisons.member_comparison(start=p.start, end=p.end)
+    return {"groups": groups, "value": comparisons.member_value(groups)}
 
 
 def guides_data(p: Params) -> dict:
@@ -186,7 +175,9 @@ def guides_data(p: Params) -> dict:
 
 
 def growth_data(p: Params) -> dict:
-    return comparisons.customer_growth(start=p.start, end=p.end)
+    return comparisons.customer_growth(
+        start=p.start, end=p.end, guide_id=p.guide, store_id=p.store, state=p.state or None
+    )
 
 
 @dataclass(frozen=True)
@@ -208,7 +199,7 @@ METRICS: dict[str, Metric] = {
     "rfm": Metric(rfm_data, ("end",)),
     "members": Metric(members_data, WINDOW),
     "guides": Metric(guides_data, (*WINDOW, "store")),
-    "growth": Metric(growth_data, WINDOW),
+    "growth": Metric(growth_data, (*WINDOW, "guide", "store", "state")),
 }
 
 
@@ -242,6 +233,13 @@ def options(generation: int | None = None) -> dict:
                 .values_list("value", flat=True)
                 .distinct()
             ),
+            # The channel codes customers were added through (relationship state index).
+            "states": list(
+                Relationship.objects.exclude(state="")
+                .order_by("state")
+                .values_list("state", flat=True)
+                .distinct()
+            ),
         }
 
     return cache.cached("options", {}, compute, generation)
@@ -250,6 +248,8 @@ def options(generation: int | None = None) -> dict:
 # -- predicted LTV (analytics.predictions) ---------------------------------------------------
 
 PREDICTED = "predicted_ltv"
+PREDICTED_ROWS = 100  # the customers of highest predicted LTV, listed on the page
+PREDICTED_MEANS = ("expected_purchases_90d", "probability_alive", "predicted_ltv_12m")
 
 
 def predicted_ltv() -> dict | None:
@@ -265,13 +265,19 @@ def predicted_ltv_compute(end: date, generation: int | None = None) -> dict | No
     from analytics.predictions import predict
 
     fitted = predict(calibration_end=end, store=True)
-    rows = list(fitted.rows)
+    rows = [row for row in fitted.rows if math.isfinite(row["predicted_ltv_12m"])]
+    top = sorted(rows, key=lambda row: (-row["predicted_ltv_12m"], row["customer_id"]))
+
+    def mean(key: str) -> float | None:
+        return sum(row[key] for row in rows) / len(rows) if rows else None
+
     data = {
         "calibration_end": end,
         "customers": fitted.customers,
         "params": fitted.params,
-        "columns": list(rows[0]) if rows else [],
-        "rows": [list(row.values()) for row in rows[:20]],
+        "means": {key: mean(key) for key in PREDICTED_MEANS},
+        "columns": list(top[0]) if top else [],
+        "rows": [list(row.values()) for row in top[:PREDICTED_ROWS]],
     }
     return cache.store(PREDICTED, {}, data, generation)
 

@@ -53,6 +53,7 @@ class DashboardFilterForm(forms.Form):
     store = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("门店"))
     guide = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("导购"))
     category = forms.ChoiceField(required=False, label=_("品类"))
+    state = forms.ChoiceField(required=False, label=_("渠道码"))
 
     def __init__(self, data=None, *, options: dict, default_months: int = 12) -> None:
         super().__init__(data)
@@ -60,6 +61,9 @@ class DashboardFilterForm(forms.Form):
         self.fields["store"].choices = [("", "")] + [(str(pk), n) for pk, n in options["stores"]]
         self.fields["guide"].choices = [("", "")] + [(str(pk), n) for pk, n in options["guides"]]
         self.fields["category"].choices = [("", "")] + [(c, c) for c in options["categories"]]
+        # Options cached before channel codes were listed have none (until the next bump).
+        states = options.get("states", [])
+        self.fields["state"].choices = [("", "")] + [(c, c) for c in states]
 
     def clean(self) -> dict:
         data = super().clean()
@@ -87,4 +91,5 @@ class DashboardFilterForm(forms.Form):
             store=data["store"],
             guide=data["guide"],
             category=data["category"],
+            state=data["state"],
         )

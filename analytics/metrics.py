@@ -73,8 +73,25 @@ def _bounds(start: date, end: date) -> dict:
 
 
 def _days_sql(filters: Filters, windowed: bool = True) -> tuple[str, dict]:
-    """Distinct purchase days (customer_id, day) of the filtered orders."""
+    """Distinct purchase days (customer_id, day) of the filtered orders.
+
+    Without a filter on the orders themselves (channel, category) they are the rows of
+    the customers' purchase days, kept with the facts (one narrow row per day, no
+    DISTINCT over the orders: about 5x faster at a million orders); otherwise they are
+    read from the orders."""
     condition, params = filters.sql()
+    if not (filters.channels or filters.category):
+        window = (
+            "AND p.day >= (%(w_start)s AT TIME ZONE 'Asia/Shanghai')::date"
+            " AND p.day < (%(w_end)s AT TIME ZONE 'Asia/Shanghai')::date"
+        )
+        return (
+            f"""SELECT p.customer_id, p.day
+                FROM contacts_customerpurchaseday p
+                JOIN contacts_customerfacts f ON f.customer_id = p.customer_id
+                WHERE {condition} {window if windowed else ""}""",
+            params,
+        )
     window = "AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s" if windowed else ""
     return (
         f"""SELECT DISTINCT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
@@ -166,12 +183,74 @@ def periods_between(start: date, end: date, period: str) -> list[date]:
 
 def repurchase_trend(*, start: date, end: date, period: str, filters: Filters = NO_FILTERS):
     """The repurchase rate of each period (each period its own window, clipped to the
-    range)."""
+    range), in one pass over the range's purchase days."""
+    days, params = _days_sql(filters)
+    found = {
+        first: (buyers, repeat)
+        for first, buyers, repeat in _fetch(
+            f"""SELECT period, count(*), count(*) FILTER (WHERE n >= 2)
+                FROM (SELECT customer_id, {_trunc("day", period)} AS period, count(*) AS n
+                      FROM ({days}) d GROUP BY 1, 2) b
+                GROUP BY period""",
+            {**params, **_bounds(start, end)},
+        )
+    }
     rows = []
     for first in periods_between(start, end, period):
         last = min(next_period(first, period) - timedelta(days=1), end)
-        result = repurchase(start=max(first, start), end=last, filters=filters)
-        rows.append({"period": period_label(first, period), **result})
+        buyers, repeat = found.get(first, (0, 0))
+        rows.append(
+            {
+                "period": period_label(first, period),
+                "start": max(first, start).isoformat(),
+                "end": last.isoformat(),
+                "buyers": buyers,
+                "repeat_buyers": repeat,
+                "rate": repeat / buyers if buyers else None,
+            }
+        )
+    return rows
+
+
+def returning_trend(*, start: date, end: date, period: str, filters: Filters = NO_FILTERS):
+    """回购率 of each period of the range from the whole period before it: B is the
+    period clipped to the range, A the period before (whole, even before the range).
+    One pass over the purchase days from A of the first period to the end."""
+    first = period_start(start, period)
+    before = period_start(first - timedelta(days=1), period)
+    days, params = _days_sql(filters)
+    found = {
+        period_a: (buyers, returned)
+        for period_a, buyers, returned in _fetch(
+            f"""
+            WITH active AS (
+                SELECT customer_id, {_trunc("day", period)} AS period,
+                       bool_or(day >= %(start)s) AS in_range
+                FROM ({days}) d GROUP BY 1, 2
+            )
+            SELECT a.period, count(*), count(b.customer_id)
+            FROM active a LEFT JOIN active b ON b.customer_id = a.customer_id
+                 AND b.period = (a.period + interval '1 {period}')::date AND b.in_range
+            GROUP BY a.period
+            """,
+            {**params, **_bounds(before, end), "start": start},
+        )
+    }
+    rows = []
+    for b_first in periods_between(start, end, period):
+        a_first = period_start(b_first - timedelta(days=1), period)
+        buyers, returned = found.get(a_first, (0, 0))
+        b_last = min(next_period(b_first, period) - timedelta(days=1), end)
+        rows.append(
+            {
+                "period": period_label(b_first, period),
+                "a": [a_first.isoformat(), (b_first - timedelta(days=1)).isoformat()],
+                "b": [max(b_first, start).isoformat(), b_last.isoformat()],
+                "buyers": buyers,
+                "returned": returned,
+                "rate": returned / buyers if buyers else None,
+            }
+        )
     return rows
 
 
@@ -188,28 +267,32 @@ def cohorts(*, by: str, period: str, start: date, end: date, filters: Filters = 
     if by not in ("first_purchase", "joined"):
         raise ValueError(f"by 应为 first_purchase 或 joined，收到 {by}")
     days, params = _days_sql(filters, windowed=False)
+    # A customer's first day (of buying or joining) up to the end: one who first bought
+    # after the end day is in no cohort, even in the end day's period.
     if by == "first_purchase":
-        members = f"""SELECT customer_id, {_trunc("min(day)", period)} AS cohort
-                      FROM all_days GROUP BY customer_id"""
+        members = """SELECT customer_id, min(day) AS first_day FROM all_days
+                     GROUP BY customer_id"""
     else:
-        members = f"""SELECT f.customer_id,
-                             {_trunc("(f.joined_at AT TIME ZONE 'Asia/Shanghai')::date", period)}
-                             AS cohort
-                      FROM contacts_customerfacts f WHERE f.joined_at IS NOT NULL"""
+        members = """SELECT f.customer_id,
+                            (f.joined_at AT TIME ZONE 'Asia/Shanghai')::date AS first_day
+                     FROM contacts_customerfacts f WHERE f.joined_at IS NOT NULL"""
     rows = _fetch(
         f"""
         WITH all_days AS ({days}), members AS ({members}),
-        cohort AS (SELECT * FROM members WHERE cohort >= %(c_start)s AND cohort <= %(end)s),
+        cohort AS (
+            SELECT customer_id, {_trunc("first_day", period)} AS cohort FROM members
+            WHERE first_day >= %(c_start)s AND first_day <= %(end)s
+        ),
         activity AS (
-            SELECT DISTINCT d.customer_id, {_trunc("d.day", period)} AS active
+            SELECT DISTINCT d.customer_id, c.cohort, {_trunc("d.day", period)} AS active
             FROM all_days d JOIN cohort c USING (customer_id)
-            WHERE d.day <= %(end)s
+            WHERE d.day <= %(end)s AND {_trunc("d.day", period)} >= c.cohort
         )
-        SELECT c.cohort, GROUPING(a.active) = 1 AS is_total, a.active,
-               count(DISTINCT c.customer_id), count(DISTINCT a.customer_id)
-        FROM cohort c LEFT JOIN activity a ON a.customer_id = c.customer_id
-             AND a.active >= c.cohort
-        GROUP BY GROUPING SETS ((c.cohort), (c.cohort, a.active))
+        -- Sizes, then active customers per (cohort, period): the activity rows are
+        -- distinct per customer and period, so plain counts suffice.
+        SELECT cohort, true, NULL::date, count(*), NULL::bigint FROM cohort GROUP BY cohort
+        UNION ALL
+        SELECT cohort, false, active, NULL::bigint, count(*) FROM activity GROUP BY 1, 3
         """,
         {**params, "c_start": period_start(start, period), "end": end},
     )
@@ -339,47 +422,45 @@ def historical_ltv(
     *, period: str, start: date, end: date, periods: int = 24, filters: Filters = NO_FILTERS
 ) -> dict:
     """Historical LTV: cumulative net revenue per customer of each first-purchase cohort,
-    k periods after its start (k = 0 … periods − 1, up to `end`)."""
+    k periods after its start (k = 0 … periods − 1, up to `end`). Net revenue per purchase
+    day comes from the customers' purchase days unless the orders themselves are filtered
+    (channel, category), as in `_days_sql`."""
     condition, params = filters.sql()
+    if filters.channels or filters.category:
+        spend = f"""SELECT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day,
+                           o.amount - o.refund_amount AS net
+                    FROM contacts_order o
+                    JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
+                    WHERE {PURCHASED} AND {condition}"""
+    else:
+        spend = f"""SELECT p.customer_id, p.day, p.net_revenue AS net
+                    FROM contacts_customerpurchaseday p
+                    JOIN contacts_customerfacts f ON f.customer_id = p.customer_id
+                    WHERE {condition}"""
     rows = _fetch(
         f"""
-        WITH spend AS (
-            SELECT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day,
-                   o.amount - o.refund_amount AS net
-            FROM contacts_order o JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
-            WHERE {PURCHASED} AND {condition}
-        ), cohort AS (
-            SELECT customer_id, {_trunc("min(day)", period)} AS cohort FROM spend
-            GROUP BY customer_id
+        WITH spend AS ({spend}),
+        cohort AS (  -- by the first purchase day up to the end, as in `cohorts`
+            SELECT customer_id, {_trunc("first_day", period)} AS cohort
+            FROM (SELECT customer_id, min(day) AS first_day FROM spend GROUP BY customer_id) c
+            WHERE first_day >= %(c_start)s AND first_day <= %(end)s
         )
-        SELECT c.cohort, {_trunc("s.day", period)} AS active, count(DISTINCT c.customer_id),
-               sum(s.net)
+        SELECT cohort, NULL::date, count(*), NULL::numeric FROM cohort GROUP BY cohort
+        UNION ALL
+        SELECT c.cohort, {_trunc("s.day", period)}, NULL, sum(s.net)
         FROM cohort c JOIN spend s USING (customer_id)
-        WHERE c.cohort >= %(c_start)s AND c.cohort <= %(end)s AND s.day <= %(end)s
-        GROUP BY 1, 2 ORDER BY 1, 2
+        WHERE s.day <= %(end)s
+        GROUP BY 1, 2
         """,
         {**params, "c_start": period_start(start, period), "end": end},
     )
-    sizes = dict(
-        _fetch(
-            f"""
-            WITH spend AS (
-                SELECT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
-                FROM contacts_order o
-                JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
-                WHERE {PURCHASED} AND {condition}
-            )
-            SELECT cohort, count(*) FROM (
-                SELECT customer_id, {_trunc("min(day)", period)} AS cohort FROM spend
-                GROUP BY customer_id) c
-            WHERE cohort >= %(c_start)s AND cohort <= %(end)s GROUP BY cohort
-            """,
-            {**params, "c_start": period_start(start, period), "end": end},
-        )
-    )
+    sizes: dict[date, int] = {}
     revenue: dict[date, dict[date, float]] = {}
-    for cohort, active, _, net in rows:
-        revenue.setdefault(cohort, {})[active] = float(net)
+    for cohort, active, size, net in rows:
+        if active is None:
+            sizes[cohort] = size
+        else:
+            revenue.setdefault(cohort, {})[active] = float(net)
     result = []
     for cohort in sorted(sizes):
         starts = periods_between(cohort, end, period)[:periods]
@@ -391,9 +472,13 @@ def historical_ltv(
     return {"period": period, "cohorts": result}
 
 
-def rfm(*, end: date) -> dict:
-    """RFM on the day `end`: the eight segments and the R / F / M score distributions,
-    with tagging's definitions and thresholds (one definition for tags and dashboards)."""
+RFM_KEYS = ("rfm", "rfm_r", "rfm_f", "rfm_m")
+
+
+def rfm(*, end: date, keys: tuple[str, ...] = RFM_KEYS) -> dict:
+    """RFM on the day `end`: the eight segments ('rfm') and the R / F / M score
+    distributions, with tagging's definitions and thresholds (one definition for tags
+    and dashboards); `keys` picks which of them."""
     from django.db import transaction
 
     from tagging.system import SEGMENTS, current_settings, rfm_window_create
@@ -403,7 +488,7 @@ def rfm(*, end: date) -> dict:
     with transaction.atomic(), connection.cursor() as cursor:
         rfm_window_create(cursor, settings, end)
         for segment in SEGMENTS:
-            if segment.key not in ("rfm", "rfm_r", "rfm_f", "rfm_m"):
+            if segment.key not in keys:
                 continue
             cursor.execute(
                 f"SELECT name, count(*) FROM ({segment.sql(settings)}) s(customer_id, name)"
@@ -413,3 +498,16 @@ def rfm(*, end: date) -> dict:
             counts = dict(cursor.fetchall())
             result[segment.key] = {name: counts.get(name, 0) for name in segment.tags(settings)}
     return result
+
+
+def rfm_trend(*, end: date, months: int = 12) -> list[dict]:
+    """The eight RFM segments' sizes over time: on the last day of each of the `months`
+    months up to `end` (for the end's own month, on `end`), oldest first."""
+    days, day = [], end
+    for _ in range(months):
+        days.append(day)
+        day = day.replace(day=1) - timedelta(days=1)
+    return [
+        {"end": day.isoformat(), "segments": rfm(end=day, keys=("rfm",))["rfm"]}
+        for day in reversed(days)
+    ]

@@ -24,20 +24,39 @@ class Fitted:
     rows: list[dict]  # per customer: frequency, recency, T, monetary, predictions
 
 
-def _purchase_days(calibration_end: date) -> list[tuple[int, date, float]]:
+def _summary(calibration_end: date) -> clv.RFMSummary:
+    """`clv.rfm_summary` of the customers' purchase days up to the calibration end,
+    aggregated in Postgres: one row per customer comes back instead of one per purchase
+    day (frequency = days − 1, recency and T in days, the mean net revenue of the days
+    after the first)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT customer_id, day, net_revenue FROM contacts_customerpurchaseday"
-            " WHERE day <= %s",
-            [calibration_end],
+            """
+            SELECT customer_id, count(*) - 1, max(day) - min(day), %(end)s::date - min(day),
+                   CASE WHEN count(*) > 1
+                        THEN (sum(net_revenue) - (array_agg(net_revenue ORDER BY day))[1])
+                             / (count(*) - 1)
+                        ELSE 0 END
+            FROM contacts_customerpurchaseday WHERE day <= %(end)s
+            GROUP BY customer_id ORDER BY customer_id
+            """,
+            {"end": calibration_end},
         )
-        return [(customer, day, float(net)) for customer, day, net in cursor.fetchall()]
+        rows = cursor.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
+    return clv.RFMSummary(
+        tuple(columns[0]),
+        np.array(columns[1], dtype=np.int64),
+        np.array(columns[2], dtype=float) / clv.DAYS_PER_WEEK,
+        np.array(columns[3], dtype=float) / clv.DAYS_PER_WEEK,
+        np.array(columns[4], dtype=float),
+    )
 
 
 def predict(*, calibration_end: date, store: bool = False) -> Fitted:
     """Fit both models on purchase days up to `calibration_end`; with `store`, write each
     customer's predictions into their facts. Raises clv.FitError on too little data."""
-    summary = clv.rfm_summary(_purchase_days(calibration_end), calibration_end)
+    summary = _summary(calibration_end)
     if len(summary.customer_ids) < 10:
         raise clv.FitError(
             f"{calibration_end} 之前只有 {len(summary.customer_ids)} 位买家，无法拟合"

@@ -56,6 +56,10 @@ DEFINITIONS = {
         "一般价值（R、F 好）、一般发展（R 好）、一般保持（F 好）、一般挽留（均不好）。"
     ),
     "aov": gettext_lazy("客单价：窗口内净销售额 ÷ 订单数（已支付、未全额退款的订单）。"),
+    "member_value": gettext_lazy(
+        "私域价值：同一窗口内会员与非会员相比——复购率之差（百分点）与之比，客单价之差，"
+        "人均 LTV（窗口内净销售额 ÷ 买家数）之差与之比；会员按当前是否为私域会员划分。"
+    ),
     "ltv_per_buyer": gettext_lazy("人均 LTV：窗口内净销售额 ÷ 买家数。"),
     "guides": gettext_lazy(
         "按时完成：窗口内完成、且完成时间不晚于发送窗口结束的任务数；服务客户：当前有效的好友"
@@ -110,7 +114,7 @@ RFM_NAMES = {
 @dataclass
 class Column:
     label: str
-    kind: str = "int"  # text, int, rate, money, days
+    kind: str = "int"  # text, int, rate, money, days, decimal (Numbers also: points, times)
 
 
 @dataclass
@@ -477,11 +481,72 @@ def ltv_page(results: dict) -> Content:
         "stack": False,
         "legend": True,
     }
-    return Content(
+    content = Content(
         numbers=[Number(_("同期群"), len(cohorts), "int")],
         tables=[table],
         notes=[DEFINITIONS["ltv"]],
     )
+    if "predicted_ltv" in results:
+        _predicted(content, results["predicted_ltv"]["data"])
+    return content
+
+
+def _predicted(content: Content, data: dict) -> None:
+    """The BG/NBD / Gamma-Gamma results stored by the refresh: headline means, the
+    customers of highest predicted LTV, and the fitted parameters with their meaning."""
+    labels = {
+        "customer_id": (_("客户 ID"), "text"),
+        "frequency": (_("复购次数（购买日数 − 1）"), "int"),
+        "recency_weeks": (_("首购到末次购买（周）"), "decimal"),
+        "T_weeks": (_("首购至校准截止（周）"), "decimal"),
+        "monetary_value": (_("复购日均消费（元）"), "money"),
+        "expected_purchases_90d": (_("未来 90 天预期购买日"), "decimal"),
+        "probability_alive": (_("存活概率"), "rate"),
+        "predicted_ltv_12m": (_("预测 12 个月 LTV（元）"), "money"),
+    }
+    means = data["means"]
+    content.numbers += [
+        Number(_("拟合客户"), data["customers"], "int", DEFINITIONS["predicted_ltv"]),
+        Number(_("人均预测 12 个月 LTV（元）"), means["predicted_ltv_12m"], "money"),
+        Number(_("平均存活概率"), means["probability_alive"], "rate"),
+        Number(_("人均未来 90 天预期购买日"), means["expected_purchases_90d"], "decimal"),
+    ]
+    note = _("校准截止 %(end)s；按预测 12 个月 LTV 从高到低。") % {"end": data["calibration_end"]}
+    content.tables.append(
+        Table(
+            key="predicted",
+            title=_("预测 LTV 最高的 %(n)s 位客户") % {"n": len(data["rows"])},
+            columns=[Column(*labels.get(name, (name, "text"))) for name in data["columns"]],
+            rows=data["rows"],
+            note=f"{DEFINITIONS['predicted_ltv']} {note}",
+            wide=True,
+        )
+    )
+    meanings = {
+        "r": _("BG/NBD：购买率（每周）Gamma 分布的形状"),
+        "alpha": _("BG/NBD：购买率 Gamma 分布的尺度（周）"),
+        "a": _("BG/NBD：每次购买后流失概率 Beta 分布的 a"),
+        "b": _("BG/NBD：每次购买后流失概率 Beta 分布的 b"),
+        "p": _("Gamma-Gamma：每个购买日消费额的形状"),
+        "q": _("Gamma-Gamma：客户平均消费额分布的形状"),
+        "gamma": _("Gamma-Gamma：客户平均消费额分布的尺度"),
+    }
+    content.tables.append(
+        Table(
+            key="model",
+            title=_("模型参数"),
+            columns=[
+                Column(_("参数"), "text"),
+                Column(_("值"), "decimal"),
+                Column(_("含义"), "text"),
+            ],
+            rows=[
+                [name, value, str(meanings.get(name, ""))] for name, value in data["params"].items()
+            ],
+            note=str(DEFINITIONS["predicted_ltv"]),
+        )
+    )
+    content.notes.append(DEFINITIONS["predicted_ltv"])
 
 
 def rfm_page(results: dict) -> Content:
@@ -520,12 +585,25 @@ def rfm_page(results: dict) -> Content:
         note=DEFINITIONS["rfm"],
     )
     scores.chart = _series_chart(scores, "bar", [1, 2, 3])
+    names = list(segments)
+    trend = Table(
+        key="trend",
+        title=_("RFM 八类分群的变化（每月末的客户数）"),
+        columns=[Column(_("截至"), "text")]
+        + [Column(str(RFM_NAMES.get(name, name)), "int") for name in names],
+        rows=[
+            [row["end"], *[row["segments"].get(name, 0) for name in names]] for row in data["trend"]
+        ],
+        note=DEFINITIONS["rfm"],
+        wide=True,
+    )
+    trend.chart = _series_chart(trend, "bar", list(range(1, len(names) + 1)), stack=True)
     return Content(
         numbers=[
             Number(_("参与分群的买家"), total, "int", SHORT["rfm"]),
             Number(_("窗口（天）"), data["window_days"], "int"),
         ],
-        tables=[table, scores],
+        tables=[table, scores, trend],
         notes=[DEFINITIONS["rfm"]],
     )
 
@@ -571,8 +649,16 @@ def members_page(results: dict) -> Content:
     compared = Table(table.key, table.title, table.columns, table.rows[:2])
     table.chart = _series_chart(compared, "bar", [6, 7], right=(3,))
     member, other = groups["member"], groups["non_member"]
+    value = results["members"]["data"]["value"]
     return Content(
         numbers=[
+            Number(
+                _("会员复购率高出非会员"), value["rate_gap"], "points", DEFINITIONS["member_value"]
+            ),
+            Number(_("会员复购率是非会员的"), value["rate_times"], "times"),
+            Number(_("会员客单价高出非会员（元）"), value["aov_gap"], "money"),
+            Number(_("会员人均 LTV 高出非会员（元）"), value["ltv_gap"], "money"),
+            Number(_("会员人均 LTV 是非会员的"), value["ltv_times"], "times"),
             Number(_("会员复购率"), member["rate"], "rate", DEFINITIONS["repurchase"]),
             Number(_("非会员复购率"), other["rate"], "rate"),
             Number(_("会员客单价（元）"), member["aov"], "money", DEFINITIONS["aov"]),
@@ -773,7 +859,7 @@ PAGES = {
             "analytics_growth",
             gettext_lazy("客户增长"),
             ("growth",),
-            ("start", "end"),
+            ("start", "end", "guide", "store", "state"),
             growth_page,
         ),
     ]

@@ -299,6 +299,30 @@ def test_customer_growth_matches_python(world, start, end):
         assert got == {key: (n, c, n - c) for key, (n, c) in by[name].items()}
     names = {row["key"]: row["label"] for row in result["guide"]}
     assert names == {pk: guides[pk].name for pk in by["guide"]}
+    # Narrowed to one guide, store or channel code: the days of its movements only.
+    kept = {
+        "guide_id": lambda relationship, value: relationship.guide_id == value,
+        "store_id": lambda relationship, value: guides[relationship.guide_id].store_id == value,
+        "state": lambda relationship, value: relationship.state == value,
+    }
+    for name, value in [
+        ("guide_id", max(by["guide"], key=lambda key: sum(by["guide"][key]))),
+        ("store_id", max(by["store"], key=lambda key: sum(by["store"][key]))),
+        ("state", "live_01"),
+    ]:
+        expected = defaultdict(lambda: [0, 0])
+        for relationship in first.values():
+            if low <= relationship.added_at < high and kept[name](relationship, value):
+                expected[relationship.added_at.astimezone(SH).date()][0] += 1
+        for event in deletions.values():
+            if kept[name](event.relationship, value):
+                expected[event.occurred_at.astimezone(SH).date()][1] += 1
+        narrowed = comparisons.customer_growth(start=start, end=end, **{name: value})
+        got = {row["day"]: [row["new"], row["churned"]] for row in narrowed["daily"]}
+        assert {day: counts for day, counts in got.items() if counts != [0, 0]} == dict(expected), (
+            name
+        )
+        assert 0 < narrowed["new"] + narrowed["churned"] < result["new"] + result["churned"]
 
 
 @pytest.mark.parametrize("by", sorted(comparisons.SPLITS))

@@ -284,14 +284,37 @@ def test_ltv_shows_predictions_once_the_refresh_stored_them(client_for, manager,
         {
             "calibration_end": "2026-03-31",
             "customers": 3,
-            "params": {"r": 0.24},
-            "columns": ["customer_id", "predicted_ltv"],
-            "rows": [[1, 512.5]],
+            "params": {"r": 0.24, "alpha": 4.5},
+            "means": {
+                "expected_purchases_90d": 0.5,
+                "probability_alive": 0.8,
+                "predicted_ltv_12m": 300.0,
+            },
+            "columns": ["customer_id", "probability_alive", "predicted_ltv_12m"],
+            "rows": [[7, 0.9, 512.5], [8, 0.7, 87.5]],
         },
     )
-    body = _get(client_for(manager), "analytics_ltv").content.decode()
+    client = client_for(manager)
+    response = _get(client, "analytics_ltv")
+    tables = _tables(response)
+    predicted = tables["predicted"]
+    assert [str(column.label) for column in predicted.columns] == [
+        "客户 ID",
+        "存活概率",
+        "预测 12 个月 LTV（元）",
+    ]
+    assert predicted.rows == [[7, 0.9, 512.5], [8, 0.7, 87.5]]
+    assert [row[:2] for row in tables["model"].rows] == [["r", 0.24], ["alpha", 4.5]]
+    numbers = _numbers(response)
+    assert (numbers["拟合客户"], numbers["人均预测 12 个月 LTV（元）"]) == (3, 300.0)
+    body = response.content.decode()
     assert 'id="predicted-pending"' not in body
-    assert "512.5" in body and "predicted_ltv" in body
+    assert "512.50" in body and "90.0%" in body and "校准截止 2026-03-31" in body
+    exported = client.get(
+        reverse("analytics_export", args=["ltv", "predicted", "csv"]), MARCH
+    ).content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(exported)))[1:]
+    assert rows == [["7", "0.9", "512.5"], ["8", "0.7", "87.5"]]
 
 
 def test_rfm_page(client_for, manager, shop):
@@ -302,6 +325,13 @@ def test_rfm_page(client_for, manager, shop):
     assert [row[0] for row in tables["scores"].rows] == ["1", "2", "3", "4", "5"]
     for column in (1, 2, 3):
         assert sum(row[column] for row in tables["scores"].rows) == 3
+    # Over time: twelve month ends up to the end; by 02-28 only 丙 had bought, before
+    # February nobody; on the end day the segments as in the table above.
+    trend = {row[0]: row[1:] for row in tables["trend"].rows}
+    assert list(trend)[0] == "2025-04-30" and list(trend)[-1] == "2026-03-31"
+    assert len(trend) == 12
+    assert (sum(trend["2026-01-31"]), sum(trend["2026-02-28"])) == (0, 1)
+    assert trend["2026-03-31"] == [row[1] for row in tables["segments"].rows]
 
 
 def test_members_page(client_for, manager, shop):
@@ -314,7 +344,16 @@ def test_members_page(client_for, manager, shop):
     ]
     numbers = _numbers(response)
     assert (numbers["会员客单价（元）"], numbers["非会员人均 LTV（元）"]) == (200.0, 120.0)
-    assert "客单价：窗口内净销售额 ÷ 订单数" in response.content.decode()
+    # The private domain's value: members rebuy 50 points more (丙 never rebought, so no
+    # multiple), spend 200 − 60 per order and 300 − 120 per buyer (2.5 times).
+    assert numbers["会员复购率高出非会员"] == 0.5
+    assert numbers["会员复购率是非会员的"] is None
+    assert numbers["会员客单价高出非会员（元）"] == 140.0
+    assert numbers["会员人均 LTV 高出非会员（元）"] == 180.0
+    assert numbers["会员人均 LTV 是非会员的"] == 2.5
+    body = response.content.decode()
+    assert "客单价：窗口内净销售额 ÷ 订单数" in body
+    assert "+50.0 个百分点" in body and "2.50 倍" in body and "私域价值：" in body
 
 
 def test_guides_page(client_for, manager, shop, guide_user):
@@ -342,6 +381,13 @@ def test_growth_page(client_for, manager, shop):
     assert tables["by_guide"].rows == [["王芳", 2, 1, 1]]
     assert tables["by_store"].rows == [["上海静安店", 2, 1, 1]]
     assert sorted(tables["by_state"].rows) == [["pkg_card", 1, 0, 1], ["（无渠道码）", 1, 1, 0]]
+    # One channel code: only 甲, who joined through pkg_card on 03-02.
+    narrowed = _get(client_for(manager), "analytics_growth", state="pkg_card")
+    assert [number.value for number in narrowed.context["content"].numbers] == [1, 0, 1]
+    days = [row[0] for row in _tables(narrowed)["daily"].rows if row[1:] != [0, 0, 0]]
+    assert days == ["2026-03-02"]
+    assert '<option value="pkg_card" selected>' in narrowed.content.decode()
+    assert _get(client_for(manager), "analytics_growth", state="nope").status_code == 200
 
 
 # -- exports ------------------------------------------------------------------------------
@@ -540,6 +586,13 @@ def test_api_takes_the_filters_and_rejects_bad_ones(client_for, manager, shop):
         "net_revenue": 600.0,
         "aov": 200.0,
         "ltv_per_buyer": 300.0,
+    }
+    assert members["data"]["value"] == {
+        "rate_gap": 0.5,
+        "rate_times": None,
+        "aov_gap": 140.0,
+        "ltv_gap": 180.0,
+        "ltv_times": 2.5,
     }
     assert members["params"] == MARCH  # only what the metric reads
     bad = client.get(reverse("analytics-repurchase"), {"start": "2026-02-30"})

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 from django.core.management import call_command
+from django.db.models import Avg
 from lifetimes import BetaGeoFitter, GammaGammaFitter
 from lifetimes.utils import summary_data_from_transaction_data
 
@@ -166,3 +167,35 @@ def test_predictions_are_written_into_the_facts(buyers):
     assert facts.probability_alive == pytest.approx(row["probability_alive"])
     assert float(facts.predicted_ltv_12m) == pytest.approx(row["predicted_ltv_12m"], abs=0.01)
     assert 0 <= facts.probability_alive <= 1
+
+
+def test_the_ltv_page_gets_the_highest_predictions_and_the_means(buyers):
+    from analytics import dashboards
+
+    data = dashboards.predicted_ltv_compute(CALIBRATION_END)["data"]
+    stored = CustomerFacts.objects.exclude(predicted_at=None)
+    assert data["customers"] == stored.count()
+    column = data["columns"].index("predicted_ltv_12m")
+    shown = [row[column] for row in data["rows"]]
+    assert shown == sorted(shown, reverse=True)
+    highest = stored.order_by("-predicted_ltv_12m", "customer_id").first()
+    assert data["rows"][0][0] == highest.customer_id
+    means = stored.aggregate(ltv=Avg("predicted_ltv_12m"), alive=Avg("probability_alive"))
+    assert data["means"]["predicted_ltv_12m"] == pytest.approx(float(means["ltv"]), abs=0.01)
+    assert data["means"]["probability_alive"] == pytest.approx(means["alive"], abs=1e-4)
+
+
+def test_the_calibration_summary_is_rfm_summary_of_the_orders(buyers):
+    from analytics import clv
+    from analytics.predictions import _summary
+
+    rows = [
+        (order.customer_id, order.paid_at.astimezone(SH).date(), order.amount - order.refund_amount)
+        for order in Order.objects.filter(status__in=["paid", "partially_refunded"])
+    ]
+    expected = clv.rfm_summary(rows, CALIBRATION_END)
+    found = _summary(CALIBRATION_END)
+    assert found.customer_ids == expected.customer_ids and len(found.customer_ids) > 300
+    assert (found.frequency == expected.frequency).all() and found.frequency.max() > 3
+    for name in ("recency", "T", "monetary_value"):
+        assert getattr(found, name) == pytest.approx(getattr(expected, name)), name

@@ -187,15 +187,72 @@ def test_repurchase_matches_python(shop, start, end, filters, raw):
     assert len(buyers) > 5
 
 
-@pytest.mark.parametrize("period", ["month", "week"])
-def test_cohorts_match_python(shop, period):
-    start, end = date(2025, 1, 1), date(2026, 8, 31)
+TRENDS = [
+    ("month", Filters(), {}),
+    ("week", Filters(), {}),
+    ("month", Filters(channels=("tmall", "jd")), {"channels": {"tmall", "jd"}}),
+    ("month", Filters(member=True), {"member": True}),
+]
+
+
+@pytest.mark.parametrize(("period", "filters", "raw"), TRENDS)
+def test_repurchase_trend_matches_python(shop, period, filters, raw):
+    start, end = date(2025, 3, 12), date(2026, 2, 20)  # both ends inside a period
+    days = _raw_days(**raw)
+    rows = metrics.repurchase_trend(start=start, end=end, period=period, filters=filters)
+    starts = metrics.periods_between(start, end, period)
+    assert [row["period"] for row in rows] == [metrics.period_label(s, period) for s in starts]
+    for row, first in zip(rows, starts, strict=True):
+        low = max(first, start)
+        high = min(metrics.next_period(first, period) - timedelta(days=1), end)
+        counts = [len({d for d in s if low <= d <= high}) for s in days.values()]
+        assert (row["start"], row["end"]) == (low.isoformat(), high.isoformat())
+        assert (row["buyers"], row["repeat_buyers"]) == (
+            sum(n >= 1 for n in counts),
+            sum(n >= 2 for n in counts),
+        )
+    assert sum(row["repeat_buyers"] for row in rows) > 0
+
+
+@pytest.mark.parametrize(("period", "filters", "raw"), TRENDS)
+def test_returning_trend_matches_python(shop, period, filters, raw):
+    start, end = date(2025, 3, 12), date(2026, 2, 20)
+    days = _raw_days(**raw)
+    rows = metrics.returning_trend(start=start, end=end, period=period, filters=filters)
+    starts = metrics.periods_between(start, end, period)
+    assert len(rows) == len(starts)
+    for row, first in zip(rows, starts, strict=True):
+        # A: the whole period before; B: this period, clipped to the range.
+        a_low = metrics.period_start(first - timedelta(days=1), period)
+        a_high = first - timedelta(days=1)
+        b_low = max(first, start)
+        b_high = min(metrics.next_period(first, period) - timedelta(days=1), end)
+        buyers = {c for c, s in days.items() if any(a_low <= d <= a_high for d in s)}
+        returned = {c for c in buyers if any(b_low <= d <= b_high for d in days[c])}
+        assert row["a"] == [a_low.isoformat(), a_high.isoformat()]
+        assert row["b"] == [b_low.isoformat(), b_high.isoformat()]
+        assert (row["buyers"], row["returned"]) == (len(buyers), len(returned))
+        assert row["rate"] == (len(returned) / len(buyers) if buyers else None)
+    assert sum(row["returned"] for row in rows) > 0
+
+
+@pytest.mark.parametrize(
+    ("period", "end"),
+    [
+        ("month", date(2026, 8, 31)),
+        ("week", date(2026, 8, 31)),
+        ("month", date(2026, 4, 17)),  # inside a month: later first buyers are in no cohort
+        ("week", date(2026, 4, 15)),
+    ],
+)
+def test_cohorts_match_python(shop, period, end):
+    start = date(2025, 1, 1)
     days = _raw_days()
     expected = defaultdict(lambda: {"members": set(), "active": defaultdict(set)})
     for customer, customer_days in days.items():
-        first = metrics.period_start(min(customer_days), period)
-        if first > end:
+        if min(customer_days) > end:
             continue
+        first = metrics.period_start(min(customer_days), period)
         expected[first]["members"].add(customer)
         for day in customer_days:
             if day <= end:
@@ -212,11 +269,13 @@ def test_cohorts_match_python(shop, period):
         assert row["retention"][0] == 1.0
 
 
-def test_joined_cohorts_match_python(shop):
-    end = date(2026, 8, 31)
+@pytest.mark.parametrize("end", [date(2026, 8, 31), date(2026, 4, 17)])
+def test_joined_cohorts_match_python(shop, end):
     days = _raw_days()
     expected = defaultdict(lambda: {"members": set(), "active": defaultdict(set)})
     for customer in Customer.objects.filter(joined_at__isnull=False):
+        if customer.joined_at.astimezone(SH).date() > end:
+            continue
         first = metrics.period_start(customer.joined_at.astimezone(SH).date(), "month")
         expected[first]["members"].add(customer.pk)
         for day in days.get(customer.pk, ()):
@@ -224,6 +283,9 @@ def test_joined_cohorts_match_python(shop):
             if first <= month and day <= end:
                 expected[first]["active"][month].add(customer.pk)
     result = metrics.cohorts(by="joined", period="month", start=date(2025, 1, 1), end=end)
+    assert [row["cohort"] for row in result["cohorts"]] == [
+        metrics.period_label(first, "month") for first in sorted(expected)
+    ]
     for row in result["cohorts"]:
         first = date.fromisoformat(row["cohort"] + "-01")
         starts = metrics.periods_between(first, end, "month")
@@ -231,8 +293,8 @@ def test_joined_cohorts_match_python(shop):
         assert row["active"] == [len(expected[first]["active"].get(s, set())) for s in starts]
 
 
-def test_historical_ltv_matches_python(shop):
-    end = date(2026, 8, 31)
+@pytest.mark.parametrize("end", [date(2026, 8, 31), date(2026, 4, 17)])
+def test_historical_ltv_matches_python(shop, end):
     spend = defaultdict(list)
     for order in Order.objects.filter(status__in=PURCHASED, customer__isnull=False):
         spend[order.customer_id].append(
@@ -240,7 +302,8 @@ def test_historical_ltv_matches_python(shop):
         )
     cohorts = defaultdict(list)
     for customer, rows in spend.items():
-        cohorts[metrics.period_start(min(d for d, _ in rows), "month")].append(customer)
+        if min(d for d, _ in rows) <= end:
+            cohorts[metrics.period_start(min(d for d, _ in rows), "month")].append(customer)
     result = metrics.historical_ltv(period="month", start=date(2025, 1, 1), end=end, periods=6)
     assert len(result["cohorts"]) == len(cohorts)
     for row in result["cohorts"]:
