@@ -193,8 +193,8 @@ def _sentences(data: dict) -> list[str]:
         candidates.append(
             (
                 abs(gap),
-                f"私域会员的复购率为 {members['rate']:.1%}，"
-                f"{'高于' if gap >= 0 else '低于'}非会员 {abs(gap):.1%}。",
+                f"私域会员的复购率为 {members['rate']:.1%}，比非会员（{others['rate']:.1%}）"
+                f"{'高' if gap >= 0 else '低'} {abs(gap) * 100:.1f} 个百分点。",
             )
         )
     sop = data["sop"]

@@ -132,3 +132,27 @@ def test_pages(orders, client_for, manager, guide_user):
         == 403
     )
     assert ReportRecipient.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("members", "others", "expected"),
+    [
+        (0.009, 0.013, "私域会员的复购率为 0.9%，比非会员（1.3%）低 0.4 个百分点。"),
+        (0.25, 0.1, "私域会员的复购率为 25.0%，比非会员（10.0%）高 15.0 个百分点。"),
+    ],
+)
+def test_the_member_sentence_names_both_rates_and_the_gap_in_points(members, others, expected):
+    data = {
+        "buyers_change": None,
+        "repurchase_rate": None,
+        "repurchase_rate_previous": None,
+        "returning_rate": None,
+        "returning_rate_previous": None,
+        "members": {"rate": members},
+        "non_members": {"rate": others},
+        "sop": {"given": 0},
+        "ranking": {"guides": {"top": []}},
+        "net_revenue": Decimal(0),
+        "orders": 0,
+    }
+    assert expected in weekly._sentences(data)
