@@ -192,10 +192,10 @@ def test_manager_reads_the_latest_weekly_report(page, live_server, manager, worl
     assert shown["购买人数"][0] == str(expected["buyers"])
     assert shown["购买天数"][0] == str(expected["purchase_days"])
     assert shown["净销售额"][0] == f"¥{expected['net_revenue']:.0f}"
-    assert shown["复购率"][0] == f"{expected['rate']:.3f}"
-    assert shown["会员复购率"][0] == f"{expected['member_rate']:.3f}"
+    assert shown["复购率"][0] == f"{expected['rate'] * 100:.1f}%"
+    assert shown["会员复购率"][0] == f"{expected['member_rate'] * 100:.1f}%"
     assert shown["会员复购率"][3] == f"{expected['member_buyers']} 位会员买家"
-    assert shown["非会员复购率"][0] == f"{expected['non_member_rate']:.3f}"
+    assert shown["非会员复购率"][0] == f"{expected['non_member_rate'] * 100:.1f}%"
     assert page.locator("h2", has_text="本周要点").count() == 1
     assert page.locator("text=本周要点 >> xpath=following-sibling::ul[1]/li").count() == 3
     # The cohort heatmap image: one row per first-purchase month, its size beside it.
