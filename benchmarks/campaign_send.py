@@ -30,14 +30,14 @@ import argparse
 import json
 import os
 import resource
-import socket
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
 from math import ceil
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from emulator_process import emulator_start
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -62,12 +62,6 @@ def say(text: str) -> None:
 def check(condition: bool, failure: str) -> None:
     if not condition:
         raise SystemExit(f"benchmark check failed: {failure}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def peak_rss_mb() -> float:
@@ -222,27 +216,8 @@ def main() -> None:
 
     redis.Redis.from_url(_REDIS).flushdb()  # the benchmark's own Redis database
 
-    port = free_port()
-    emulator = subprocess.Popen(  # noqa: S603 - fixed arguments
-        [
-            sys.executable,
-            "manage.py",
-            "wecom_emulator",
-            "--port",
-            str(port),
-            "--seed",
-            str(SEED),
-            "--guides",
-            str(guides),
-            "--customers",
-            str(customers),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    say(emulator.stdout.readline().strip())  # waits until it serves
+    emulator, port, serving = emulator_start(seed=SEED, guides=guides, customers=customers)
+    say(serving)
     settings.WECOM_API_BASE = f"http://127.0.0.1:{port}/cgi-bin/"
     # As benchmarks/sync_contacts.py: the gateway's own pacing (100 calls/s per API by
     # default; WeCom allows 10,000 a minute) would measure the pacing, not the work.

@@ -16,13 +16,13 @@ import argparse
 import json
 import os
 import resource
-import socket
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from math import ceil
 from pathlib import Path
+
+from emulator_process import emulator_start
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,12 +32,6 @@ os.environ["DATABASE_URL"] = os.environ.get(
 )
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scrm.settings")
 SEED = 11
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main() -> None:
@@ -79,27 +73,8 @@ def main() -> None:
     list_pages = sum(max(1, ceil(n / 1000)) for n in owned)
     api_calls_min = 1 + 1 + 1 + 2 + 1 + pages + list_pages + len(data.groups)
 
-    port = free_port()
-    emulator = subprocess.Popen(  # noqa: S603 - fixed arguments
-        [
-            sys.executable,
-            "manage.py",
-            "wecom_emulator",
-            "--port",
-            str(port),
-            "--seed",
-            str(SEED),
-            "--guides",
-            str(guides),
-            "--customers",
-            str(customers),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    print(emulator.stdout.readline().strip())  # noqa: T201 - waits until it serves
+    emulator, port, serving = emulator_start(seed=SEED, guides=guides, customers=customers)
+    print(serving)
     settings.WECOM_API_BASE = f"http://127.0.0.1:{port}/cgi-bin/"
     settings.WECOM_RATE_PER_SECOND = 10_000
     import logging
