@@ -143,13 +143,18 @@ def facts_mark_pending(customer_ids: Iterable[int]) -> None:
     """Mark customers for a facts refresh, in the caller's transaction; the refresh is
     scheduled once that transaction commits."""
     ids = sorted({int(i) for i in customer_ids if i is not None})
-    if not ids:
-        return
+    if ids:
+        facts_mark_pending_selected("SELECT unnest(%s::bigint[])", [ids])
+
+
+def facts_mark_pending_selected(select: str, params: list) -> None:
+    """Mark the customers whose ids `select` returns (distinct, none NULL), as
+    `facts_mark_pending` does: for many customers, without fetching their ids."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO contacts_customerfactspending (customer_id, marked_at)"
-            " SELECT unnest(%s::bigint[]), now() ON CONFLICT DO NOTHING",
-            [ids],
+            f" SELECT id, now() FROM ({select}) AS selected (id) ON CONFLICT DO NOTHING",  # noqa: S608
+            params,
         )
     transaction.on_commit(schedule_facts_refresh)
 

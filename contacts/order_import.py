@@ -1,28 +1,32 @@
 """Load parsed order lines into the orders tables: COPY, then one upsert.
 
 Streaming end to end: lines from `order_files.read_orders` are read and
-checked in a thread of their own (`_Producer`) and written as COPY text into a
-temporary staging table, a block at a time; while the next block is read,
-Postgres aggregates the one just copied into one row per order (memory stays
-flat). Orders with any invalid line are removed from the stage whole, buyers
-are resolved to customers set-based over their distinct keys, and one
-INSERT … ON CONFLICT keyed on (channel, channel order id) inserts new orders
-and updates changed ones (an order is unchanged when the digest of everything
-imported for it is; an unchanged order is not written, nor locked). Lines of
-inserted and changed orders are (re)written from the stage.
+checked in a thread of their own (`_Producer`), which also sums up each run of
+consecutive lines of an order into one staged order with its digest; both are
+written as COPY text into temporary staging tables, a block at a time, while
+the next block is read (memory stays flat). An order whose lines were far apart
+is aggregated again from all its lines. Orders with any invalid line are
+removed from the stage whole, buyers are resolved to customers set-based over
+their distinct keys, and one statement keyed on (channel, channel order id)
+updates changed orders and inserts new ones (an order is unchanged when the
+digest of everything imported for it is; an unchanged order is not written,
+nor locked). Lines of inserted and changed orders are (re)written from the stage.
 
 The whole import is one transaction: nothing is half-written. A dry run does
-all of it and rolls back.
+all of it and rolls back. Imports resolve and write one at a time
+(`ORDER_IMPORT_LOCK`).
 
-Where a million-line import spends its time (2 cores, CPU seconds): reading and
-checking the file in Python about 18, staging the blocks about 15 alongside it;
-then the order upsert about 20 (six indexes), the deferred foreign-key checks
-at commit about 23 (2.8 million of them: orders → customer and import, lines
-→ order, identities → customer), the lines about 8, new customers and their
-identities about 15. Most of what is left is writing the rows and their indexes.
+Where a million-line import spends its time (2 cores; benchmarks/import_orders.py):
+reading, checking and staging the file, Python-bound, 25-33 s; then new
+customers and their identities about 20 s (an 11-index customer table), the
+order upsert about 14 s (five indexes), the deferred foreign-key checks at
+commit 10-14 s (a million: orders → customer, identities → customer), the
+lines about 6 s. Writing the same rows alone, already made, costs about 24 s:
+most of what is left is writing rows and their indexes.
 """
 
 import hashlib
+import io
 import queue
 import threading
 import time
@@ -34,18 +38,21 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from contacts.facts import facts_mark_pending
+from contacts.facts import facts_mark_pending_selected
 from contacts.models import OrderImport
 from contacts.order_files import OrderLine, RowError
 from contacts.phones import phone_hash, phone_mask, phone_normalise
 
 MAX_STORED_ERRORS = 10_000  # an import report keeps this many rows; the count is exact
+# pg_advisory_xact_lock: one import at a time resolves buyers and writes orders
+# (two importing the same new buyer would each make a customer of them).
+ORDER_IMPORT_LOCK = 7_301_002
 
 # The stage's columns in COPY order: first the text fields copied as read (one
 # test of the joined row finds any that needs escaping), then those the loader
-# writes itself, which never do.
+# writes itself, which never do. All of them up to `refund_amount` are the line's
+# content: its digest (`line_hash`) is taken over their COPY text.
 STAGE_TEXT_COLUMNS = [
-    "source",
     "channel",
     "order_id",
     "parent_order_id",
@@ -62,8 +69,6 @@ STAGE_TEXT_COLUMNS = [
     "guide_userid",
 ]
 STAGE_COLUMNS = [(name, "text") for name in STAGE_TEXT_COLUMNS] + [
-    ("seq", "int"),  # the line's place in the stream
-    ("row_no", "int"),
     ("paid_at", "timestamptz"),
     ("phone_hash", "text"),
     ("phone_masked", "text"),
@@ -71,12 +76,15 @@ STAGE_COLUMNS = [(name, "text") for name in STAGE_TEXT_COLUMNS] + [
     ("unit_price", "numeric(12,2)"),
     ("line_amount", "numeric(12,2)"),
     ("refund_amount", "numeric(12,2)"),
+    ("source", "text"),
+    ("row_no", "int"),
+    ("line_hash", "text"),
+    ("line_no", "int"),  # the line's place in its order, by sku (then row)
 ]
 _stage_text = attrgetter(*STAGE_TEXT_COLUMNS)
-_STAGE_TABS = len(STAGE_TEXT_COLUMNS) - 1
 NULL = "\\N"  # COPY text for NULL
 CHUNK_LINES = 5000  # lines of COPY text handed over at a time
-BLOCK_CHUNKS = 10  # chunks staged and aggregated at a time: 50,000 lines
+BLOCK_CHUNKS = 10  # chunks staged at a time: 50,000 lines
 
 
 def _copy_escape(value: str) -> str:
@@ -174,21 +182,18 @@ class ImportReport:
 class _Producer:
     """The stage's COPY text, made in a thread of its own while the loader stages it.
 
-    Reading and checking a line costs Python about as much as Postgres spends
-    staging it and aggregating its order (some 15 µs each); done one after the
-    other the import took their sum. Here the file is read in this thread while
-    the loader copies and aggregates the blocks already read (psycopg2 lets go of
-    the GIL while Postgres works). At most `QUEUED_CHUNKS` chunks wait: memory
-    stays flat. The thread touches no database and no cache (progress is
-    reported by the loader); an exception raised while reading is kept and
-    raised by the loader.
+    Reading and checking a line costs Python more than Postgres spends staging
+    it; here the file is read in this thread while the loader copies the blocks
+    already read (psycopg2 lets go of the GIL while Postgres works). At most
+    `QUEUED_CHUNKS` chunks wait: memory stays flat. The thread touches no
+    database and no cache (progress is reported by the loader); an exception
+    raised while reading is kept and raised by the loader.
     """
 
-    QUEUED_CHUNKS = 8
+    QUEUED_CHUNKS = 2 * BLOCK_CHUNKS
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUED_CHUNKS)
-        self.lines = 0  # lines handed over to the loader
+    def __init__(self, chunks: Iterator[tuple[bytes, bytes]]) -> None:
+        self.queue: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(self.QUEUED_CHUNKS)
         self.error: BaseException | None = None
         self.finished = False  # the last chunk was handed over
         self._stopping = threading.Event()
@@ -197,7 +202,7 @@ class _Producer:
         )
         self._thread.start()
 
-    def _put(self, chunk: bytes | None) -> bool:
+    def _put(self, chunk: tuple[bytes, bytes] | None) -> bool:
         while not self._stopping.is_set():
             try:
                 self.queue.put(chunk, timeout=0.1)
@@ -206,7 +211,7 @@ class _Producer:
                 continue
         return False
 
-    def _produce(self, chunks: Iterator[bytes]) -> None:
+    def _produce(self, chunks: Iterator[tuple[bytes, bytes]]) -> None:
         try:
             for chunk in chunks:
                 if not self._put(chunk):
@@ -230,7 +235,8 @@ class _Producer:
 
 
 class _Block:
-    """The next `chunks` chunks of a producer, as a file for COPY to read.
+    """The lines of the next `chunks` chunks of a producer, as a file for COPY to
+    read; their orders are kept in `orders`, for a COPY of their own.
 
     Each `read` hands over one whole chunk, whatever size is asked for: psycopg2
     sends what it gets (cutting chunks to size copied each one about ten times).
@@ -240,6 +246,7 @@ class _Block:
         self.producer = producer
         self.left = chunks
         self.progress = progress
+        self.orders: list[bytes] = []
         self.error: Exception | None = None
 
     def read(self, size: int = -1) -> bytes:
@@ -250,62 +257,152 @@ class _Block:
             self.producer.finished = True
             return b""
         self.left -= 1
-        self.producer.lines += chunk.count(b"\n")  # one a line: a line break in a field is escaped
+        lines, orders = chunk
+        self.orders.append(orders)
         try:
             self.progress()
         except Exception as error:  # psycopg2 reports it only as "error in .read() call"
             self.error = error
             raise
-        return chunk
+        return lines
 
 
-def _stage_rows(items: Iterable[OrderLine | RowError], report: ImportReport) -> Iterator[bytes]:
-    """COPY text of the valid lines, in chunks; RowErrors go to the report on the way.
+def _copy_text(values) -> str:
+    """COPY text of text fields: joined as they are, escaped one by one only in
+    the rare row that holds a backslash, a tab or a line break (or a None)."""
+    try:
+        text = "\t".join(values)
+    except TypeError:  # a field that is None: NULL
+        text = "\\"
+    if "\\" in text or "\n" in text or "\r" in text or text.count("\t") != len(values) - 1:
+        text = "\t".join(NULL if v is None else _copy_escape(v) for v in values)
+    return text
 
-    About 5 µs a line (14 µs before: `_copy_escape` on every field and an HMAC set
-    up per line): the text fields are joined as they are, and escaped one by one
-    only in the rare row where the joined text holds a backslash, a tab or a line
-    break. The lines of an order usually follow each other and share a payment
-    time (isoformat, 1.5 µs) and a phone: those of the line before are used
-    again. A chunk ends where an order does, so that an order rarely spans two
-    blocks (`_stage_split_orders`, which reads the whole stage).
+
+def _max(values) -> str | None:
+    """max() as SQL's: NULLs are left out."""
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+_REFUNDED = frozenset(("refunded", "partially_refunded"))
+# The order's fields that each of its lines repeats (`_run_text`).
+_order_fields = attrgetter(
+    "parent_order_id", "buyer_unionid", "buyer_id", "buyer_name", "store_code", "guide_userid"
+)
+
+
+def _run_text(run: list[tuple], lines: list[str], orders: list[str]) -> None:
+    """COPY text of a run of lines of one order, with their numbers, and of the order
+    as `_ORDERS_OF_LINES` makes it.
+
+    `run` holds (line, phone_hash, phone_masked, paid_at text, line_hash, COPY
+    text of the line but its number) tuples. The lines of an order nearly always
+    agree on its fields: those of the first are taken when they do.
+    """
+    first, phone, masked, paid_text, line_hash, text = run[0]
+    fields = _order_fields(first)
+    paid = None if first.paid_at is None else paid_text
+    if len(run) == 1:  # most orders
+        lines.append(f"{text}\t1\n")
+        status = first.status
+        flags = (
+            "t" if status == "cancelled" else "f",
+            "t" if status == "refunded" else "f",
+            "t" if status in _REFUNDED else "f",
+        )
+        amount, refund, count = first.line_amount, first.refund_amount, 1
+        digest, repeats = hashlib.md5(line_hash.encode()).hexdigest(), "f"  # noqa: S324 - a digest
+    else:
+        run.sort(key=lambda entry: (entry[0].sku, entry[0].row))
+        lines.extend(f"{entry[5]}\t{number}\n" for number, entry in enumerate(run, 1))
+        items = [entry[0] for entry in run]
+        if any(_order_fields(line) != fields for line in items):
+            fields = tuple(_max(column) for column in zip(*map(_order_fields, items), strict=True))
+        if any(entry[1] != phone or entry[2] != masked for entry in run):
+            phone, masked = _max(entry[1] for entry in run), _max(entry[2] for entry in run)
+        if any(line.paid_at != first.paid_at for line in items):
+            times = [line.paid_at for line in items if line.paid_at is not None]
+            paid = min(times).isoformat() if times else None
+        statuses = {line.status for line in items}
+        flags = (
+            "t" if statuses == {"cancelled"} else "f",
+            "t" if statuses == {"refunded"} else "f",
+            "t" if statuses & _REFUNDED else "f",
+        )
+        amount = sum(line.line_amount for line in items)
+        refund = sum(line.refund_amount for line in items)
+        count = len(items)
+        digest = hashlib.md5("".join(entry[4] for entry in run).encode()).hexdigest()  # noqa: S324
+        repeats = "t" if len({line.sku for line in items}) < count else "f"
+    parent, unionid, buyer_id, name, store, guide = fields
+    texts = (first.channel, first.order_id, parent, *flags, paid, phone, masked)
+    texts += (unionid, buyer_id, name, store, guide)
+    orders.append(f"{_copy_text(texts)}\t{amount!s}\t{refund!s}\t{count}\t{digest}\t{repeats}\n")
+
+
+def _stage_rows(
+    items: Iterable[OrderLine | RowError], report: ImportReport
+) -> Iterator[tuple[bytes, bytes]]:
+    """COPY text of the valid lines and of their orders, in chunks; RowErrors go to
+    the report on the way.
+
+    Each line carries a digest of its content (`line_hash`). The lines of an
+    order usually follow each other: each run of them becomes one staged order
+    here, with its sums, flags and digest (`_run_text`), so that Postgres only
+    copies. An order whose lines are far apart in the files is staged once a run
+    and aggregated again from its lines at the end (`_stage_split_orders`).
+    A chunk ends where an order does, unless the order is very long.
+
+    About 13 µs a line: the text fields are joined as they are (`_copy_text`);
+    consecutive lines usually share a payment time (isoformat, 1.5 µs) and a
+    phone, whose text and keys are used again.
     """
     phone_keys = _PhoneKeys()
-    stage_text, tabs, escape, null = _stage_text, _STAGE_TABS, _copy_escape, NULL
-    batch: list[str] = []
-    append = batch.append
+    stage_text, null, md5 = _stage_text, NULL, hashlib.md5
+    lines: list[str] = []
+    orders: list[str] = []
+    run: list[tuple] = []
     rows = 0
-    order_id = last_paid_at = None
-    paid_text = null
+    order_id = channel = last_paid_at = last_source = None
+    paid_text = source_text = null
     for item in items:
         if type(item) is not OrderLine:
             report.reject(item)
             continue
-        if len(batch) >= CHUNK_LINES and (
-            item.order_id != order_id or len(batch) >= 2 * CHUNK_LINES
-        ):
+        same_order = item.order_id == order_id and item.channel == channel
+        if not same_order and run:
+            _run_text(run, lines, orders)
+            run = []
+        if len(lines) + len(run) >= (2 * CHUNK_LINES if same_order else CHUNK_LINES):
+            if run:  # a very long order: staged in runs, aggregated again at the end
+                _run_text(run, lines, orders)
+                run = []
             report.rows = rows
-            yield "".join(batch).encode()
-            batch.clear()
+            yield "".join(lines).encode(), "".join(orders).encode()
+            lines.clear()
+            orders.clear()
         rows += 1
-        order_id = item.order_id
-        try:
-            text = "\t".join(stage_text(item))
-        except TypeError:  # a field that is None: NULL
-            text = "\\"
-        if "\\" in text or "\n" in text or "\r" in text or text.count("\t") != tabs:
-            text = "\t".join(null if v is None else escape(v) for v in stage_text(item))
+        order_id, channel = item.order_id, item.channel
+        text = _copy_text(stage_text(item))
         phone_hash, phone_masked = phone_keys(item.buyer_phone)
         paid_at = item.paid_at
         if paid_at != last_paid_at:  # the same instant in any zone is the same timestamptz
             last_paid_at, paid_text = paid_at, paid_at.isoformat() if paid_at else null
-        append(
-            f"{text}\t{rows}\t{item.row}\t{paid_text}\t{phone_hash}\t{phone_masked}\t"
-            f"{item.quantity}\t{item.unit_price!s}\t{item.line_amount!s}\t{item.refund_amount!s}\n"
+        if item.source != last_source:
+            last_source, source_text = item.source, _copy_text((item.source,))
+        content = (
+            f"{text}\t{paid_text}\t{phone_hash}\t{phone_masked}\t{item.quantity}\t"
+            f"{item.unit_price!s}\t{item.line_amount!s}\t{item.refund_amount!s}"
         )
+        line_hash = md5(content.encode()).hexdigest()
+        text = f"{content}\t{source_text}\t{item.row}\t{line_hash}"
+        run.append((item, phone_hash, phone_masked, paid_text, line_hash, text))
     report.rows = rows
-    if batch:
-        yield "".join(batch).encode()
+    if run:
+        _run_text(run, lines, orders)
+    if lines:
+        yield "".join(lines).encode(), "".join(orders).encode()
 
 
 def orders_load(
@@ -341,25 +438,16 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
     cursor.execute(
         f"DROP TABLE IF EXISTS stage_line; CREATE TEMP TABLE stage_line ({columns}) ON COMMIT DROP"
     )  # noqa: S608
-    # The orders are staged with everything that was read, a block of lines at a
-    # time while the next block is read; staging also tells whether an order has a
-    # sku twice (`repeats`).
+    # The orders are staged with everything that was read (`_stage_rows`), a block
+    # at a time while the next block is read; staging also tells whether an order
+    # has a sku twice (`repeats`).
     cursor.execute(
         "DROP TABLE IF EXISTS stage_order; CREATE TEMP TABLE stage_order ON COMMIT DROP AS"
-        f" {_ORDERS_OF_LINES.format(lines='stage_line')} WITH NO DATA;"
-        " CREATE UNIQUE INDEX ON stage_order (channel, order_id)"
+        f" {_ORDERS_OF_LINES.format(lines='stage_line')} WITH NO DATA"
     )  # noqa: S608 - fixed SQL
     producer = _Producer(_stage_rows(items, report))
-    split = 0  # orders whose lines came in more than one block
-    missed = False  # a block's aggregate did not see all of its lines
     try:
         while not producer.finished:
-            # The block starts on the stage's last page, which the block before may share.
-            cursor.execute(
-                "SELECT greatest(pg_relation_size('stage_line')"
-                " / current_setting('block_size')::int - 1, 0)"
-            )
-            first_page, first_seq = cursor.fetchone()[0], producer.lines + 1
             block = producer.block(BLOCK_CHUNKS, lambda: progress(report.rows + report.rejected))
             try:
                 cursor.copy_expert("COPY stage_line FROM STDIN", block)
@@ -367,18 +455,12 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
                 if block.error is not None:
                     raise block.error from None
                 raise
-            cursor.execute(_STAGE_BLOCK, [f"({first_page},0)", first_seq])
-            aggregated, merged = cursor.fetchone()
-            missed |= aggregated != producer.lines - first_seq + 1
-            split += merged
+            cursor.copy_expert("COPY stage_order FROM STDIN", io.BytesIO(b"".join(block.orders)))
     finally:
         producer.close()
     if producer.error is not None:
         raise producer.error
-    if missed:  # not expected: stage the orders from all the lines instead
-        _stage_all_orders(cursor)
-    elif split:
-        _stage_split_orders(cursor)
+    _stage_split_orders(cursor)
     cursor.execute("SELECT EXISTS (SELECT FROM stage_order WHERE repeats)")
     if cursor.fetchone()[0]:
         # Rare: the reader reports a line repeated within one file, so this is two
@@ -396,6 +478,7 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
     # Without statistics the planner joined the orders to their buyers and to the
     # stored orders by sorting them twice (8 s of a million-line import; 1.7 s with).
     cursor.execute("ANALYZE stage_order")
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ORDER_IMPORT_LOCK])
     _resolve_buyers(cursor)
     cursor.execute("ANALYZE stage_buyer")  # now that its customers are known
     _upsert(cursor, report, record)
@@ -403,9 +486,10 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
         _suggest_merges(cursor)
 
 
-# One row per order of `lines`, with a digest of everything imported for it. The
-# status is decided in the upsert from the flags and sums kept here, so that an
-# order read in two blocks is merged exactly (`_STAGE_BLOCK`).
+# One row per order of `lines`, with a digest of everything imported for it (of
+# its lines' digests, in an order that does not depend on the file's). The status
+# is decided in the upsert from the flags and sums kept here. `_run_text` makes
+# the same row in Python for an order whose lines follow each other.
 _ORDERS_OF_LINES = """
     SELECT channel, order_id,
            max(parent_order_id) AS parent_order_id,
@@ -418,54 +502,10 @@ _ORDERS_OF_LINES = """
            max(buyer_name) AS buyer_name, max(store_code) AS store_code,
            max(guide_userid) AS guide_userid,
            sum(line_amount) AS amount, sum(refund_amount) AS refund_amount, count(*) AS line_count,
-           md5(string_agg(concat_ws('|', parent_order_id, status, paid_at, phone_hash, phone_masked,
-               buyer_unionid, buyer_id, buyer_name, sku, product_name, category, material, style,
-               quantity, unit_price, line_amount, refund_amount, store_code, guide_userid),
-               '||' ORDER BY sku, row_no)) AS content_hash,
-           count(DISTINCT sku) < count(*) AS repeats,
-           1 AS blocks
+           md5(string_agg(line_hash, '' ORDER BY sku COLLATE "C", row_no)) AS content_hash,
+           count(DISTINCT sku) < count(*) AS repeats
     FROM {lines} GROUP BY channel, order_id
 """
-
-# The orders of the block of lines just copied, merged into those of the blocks
-# before. The block is found by a TID range scan of the stage's last pages, from
-# the block's first line on: COPY into a table made in this transaction appends
-# (it does not look for free space in earlier pages), and the count of lines
-# aggregated is checked against the lines copied all the same. An order staged
-# already gets the max, min, sums and flags of both; its digest and repeats need
-# all its lines, and are made again at the end (`_stage_split_orders`).
-# Returns (lines aggregated, orders found split).
-_STAGE_BLOCK = f"""
-    WITH block AS MATERIALIZED (
-        {_ORDERS_OF_LINES.format(lines="stage_line WHERE ctid >= %s::tid AND seq >= %s")}
-    ), staged AS (
-        INSERT INTO stage_order AS o SELECT * FROM block
-        ON CONFLICT (channel, order_id) DO UPDATE SET
-            parent_order_id = greatest(o.parent_order_id, EXCLUDED.parent_order_id),
-            all_cancelled = o.all_cancelled AND EXCLUDED.all_cancelled,
-            all_refunded = o.all_refunded AND EXCLUDED.all_refunded,
-            any_refunded = o.any_refunded OR EXCLUDED.any_refunded,
-            paid_at = least(o.paid_at, EXCLUDED.paid_at),
-            phone_hash = greatest(o.phone_hash, EXCLUDED.phone_hash),
-            phone_masked = greatest(o.phone_masked, EXCLUDED.phone_masked),
-            buyer_unionid = greatest(o.buyer_unionid, EXCLUDED.buyer_unionid),
-            buyer_id = greatest(o.buyer_id, EXCLUDED.buyer_id),
-            buyer_name = greatest(o.buyer_name, EXCLUDED.buyer_name),
-            store_code = greatest(o.store_code, EXCLUDED.store_code),
-            guide_userid = greatest(o.guide_userid, EXCLUDED.guide_userid),
-            amount = o.amount + EXCLUDED.amount,
-            refund_amount = o.refund_amount + EXCLUDED.refund_amount,
-            line_count = o.line_count + EXCLUDED.line_count,
-            content_hash = NULL, repeats = NULL, blocks = o.blocks + 1
-        RETURNING blocks
-    )
-    SELECT (SELECT coalesce(sum(line_count), 0) FROM block),
-           count(*) FILTER (WHERE blocks = 2)
-    FROM staged
-"""  # noqa: S608 - fixed SQL
-
-_SPLIT_LINES = """stage_line WHERE (channel, order_id) IN
-    (SELECT channel, order_id FROM stage_order WHERE blocks > 1)"""
 
 
 def _stage_all_orders(cursor) -> None:
@@ -475,14 +515,29 @@ def _stage_all_orders(cursor) -> None:
 
 
 def _stage_split_orders(cursor) -> None:
-    """Digest and repeats of the orders whose lines came in more than one block."""
+    """An order whose lines were far apart in the files was staged once for each
+    run of them: it is aggregated again from all its lines."""
+    cursor.execute(
+        "DROP TABLE IF EXISTS split_order; CREATE TEMP TABLE split_order ON COMMIT DROP AS"
+        " SELECT channel, order_id FROM stage_order GROUP BY 1, 2 HAVING count(*) > 1"
+    )
+    if not cursor.rowcount:
+        return
     cursor.execute(
         f"""
-        UPDATE stage_order o SET content_hash = whole.content_hash, repeats = whole.repeats
-        FROM ({_ORDERS_OF_LINES.format(lines=_SPLIT_LINES)}) whole
-        WHERE o.channel = whole.channel AND o.order_id = whole.order_id
+        DELETE FROM stage_order o USING split_order s
+        WHERE o.channel = s.channel AND o.order_id = s.order_id;
+        INSERT INTO stage_order {_ORDERS_OF_LINES.format(lines=_SPLIT_LINES)};
+        UPDATE stage_line l SET line_no = n.line_no FROM (
+            SELECT ctid, row_number() OVER (PARTITION BY channel, order_id
+                                            ORDER BY sku COLLATE "C", row_no) AS line_no
+            FROM {_SPLIT_LINES}
+        ) n WHERE l.ctid = n.ctid
         """  # noqa: S608 - fixed SQL
     )
+
+
+_SPLIT_LINES = "stage_line WHERE (channel, order_id) IN (SELECT channel, order_id FROM split_order)"
 
 
 def _reject_repeated_lines(cursor, report: ImportReport) -> None:
@@ -595,10 +650,13 @@ class _Resolver:
                 SELECT min(b.customer_id), %s, {value}, {display}, now()
                 FROM stage_buyer b
                 WHERE b.customer_id IS NOT NULL AND b.step > %s AND {value} <> ''
+                  -- on a re-import every key is taken: found by a probe, not by inserting
+                  AND NOT EXISTS (SELECT FROM contacts_customeridentity i
+                                  WHERE i.kind = %s AND i.value = {value})
                 GROUP BY {value}
                 ON CONFLICT (kind, value) DO NOTHING
                 """,  # noqa: S608 - fixed SQL fragments, values are parameters
-                [kind, self.claimed],
+                [kind, self.claimed, kind],
             )
         self.claimed = self.step
 
@@ -664,65 +722,75 @@ def _resolve_buyers(cursor) -> None:
         resolver.match()
 
 
+# The staged orders as they are to be stored: status, customer and reason decided.
+_INCOMING = """
+    SELECT s.channel, s.order_id, s.parent_order_id,
+           CASE WHEN s.all_cancelled THEN 'cancelled'
+                WHEN s.all_refunded THEN 'refunded'
+                WHEN s.any_refunded OR s.refund_amount > 0
+                     THEN CASE WHEN s.refund_amount >= s.amount AND s.amount > 0
+                               THEN 'refunded' ELSE 'partially_refunded' END
+                ELSE 'paid' END AS status,
+           s.paid_at, b.customer_id,
+           CASE WHEN b.customer_id IS NOT NULL THEN ''
+                WHEN s.phone_masked LIKE '%%*%%' THEN '只有打码手机号，无法自动识别买家'
+                ELSE '没有可识别的买家标识' END AS unmatched_reason,
+           s.phone_hash, s.phone_masked, s.buyer_unionid, s.buyer_id, s.buyer_name,
+           s.store_code, s.guide_userid, s.amount, s.refund_amount, s.line_count, s.content_hash
+    FROM stage_order s
+    LEFT JOIN stage_buyer b ON b.unionid = s.buyer_unionid AND b.phone_hash = s.phone_hash
+     AND b.buyer_key = CASE WHEN s.buyer_id <> '' THEN s.channel || ':' || s.buyer_id ELSE '' END
+"""
+# What `touched` keeps of an order written: its key, its customer, whether it is
+# new, and whether it may get a merge suggestion (`_suggest_merges`).
+_TOUCHED = """o.id, o.channel, o.channel_order_id, o.customer_id, {inserted},
+    o.customer_id IS NULL AND o.buyer_phone_masked LIKE '%%*%%' AND o.buyer_name <> ''"""
+
+
 def _upsert(cursor, report: ImportReport, record: OrderImport) -> None:
+    """Changed orders are updated, new ones inserted; an unchanged order (its
+    digest is the one stored) is left alone, not even locked: on a re-import that
+    is every order. Imports write one at a time (`ORDER_IMPORT_LOCK`), so a plain
+    INSERT of the orders not stored finds no other import's (an INSERT … ON
+    CONFLICT cost a third more)."""
     cursor.execute(
         "DROP TABLE IF EXISTS touched; CREATE TEMP TABLE touched (id bigint, channel text,"
         " order_id text, customer_id bigint, inserted bool, masked bool) ON COMMIT DROP"
     )
-    # An order whose digest is the one stored is left alone, not even locked: on a
-    # re-import that is every order, found by one anti-join on the order key.
     cursor.execute(
-        """
-        WITH upserted AS (
-        INSERT INTO contacts_order (channel, channel_order_id, parent_order_id, status, paid_at,
-            customer_id, unmatched_reason, buyer_phone_hash, buyer_phone_masked, buyer_unionid,
-            buyer_id, buyer_name, store_code, guide_userid, amount, refund_amount, line_count,
-            content_hash, last_import_id, created_at, updated_at)
-        SELECT s.channel, s.order_id, s.parent_order_id,
-               CASE WHEN s.all_cancelled THEN 'cancelled'
-                    WHEN s.all_refunded THEN 'refunded'
-                    WHEN s.any_refunded OR s.refund_amount > 0
-                         THEN CASE WHEN s.refund_amount >= s.amount AND s.amount > 0
-                                   THEN 'refunded' ELSE 'partially_refunded' END
-                    ELSE 'paid' END,
-               s.paid_at, b.customer_id,
-               CASE WHEN b.customer_id IS NOT NULL THEN ''
-                    WHEN s.phone_masked LIKE '%%*%%' THEN '只有打码手机号，无法自动识别买家'
-                    ELSE '没有可识别的买家标识' END,
-               s.phone_hash, s.phone_masked, s.buyer_unionid, s.buyer_id, s.buyer_name,
-               s.store_code, s.guide_userid, s.amount, s.refund_amount, s.line_count,
-               s.content_hash, %s, now(), now()
-        FROM stage_order s
-        LEFT JOIN stage_buyer b ON b.unionid = s.buyer_unionid AND b.phone_hash = s.phone_hash
-         AND b.buyer_key = CASE WHEN s.buyer_id <> '' THEN s.channel || ':' || s.buyer_id ELSE '' END
-        WHERE NOT EXISTS (
-            SELECT FROM contacts_order o
-            WHERE o.channel = s.channel AND o.channel_order_id = s.order_id
-              AND o.content_hash = s.content_hash
+        f"""
+        WITH updated AS (
+            UPDATE contacts_order o SET
+                parent_order_id = n.parent_order_id, status = n.status, paid_at = n.paid_at,
+                -- a customer set by a merge or a guide's binding is kept
+                customer_id = coalesce(o.customer_id, n.customer_id),
+                unmatched_reason = CASE WHEN coalesce(o.customer_id, n.customer_id) IS NULL
+                                        THEN n.unmatched_reason ELSE '' END,
+                buyer_phone_hash = n.phone_hash, buyer_phone_masked = n.phone_masked,
+                buyer_unionid = n.buyer_unionid, buyer_id = n.buyer_id,
+                buyer_name = n.buyer_name, store_code = n.store_code,
+                guide_userid = n.guide_userid, amount = n.amount,
+                refund_amount = n.refund_amount, line_count = n.line_count,
+                content_hash = n.content_hash, last_import_id = %s, updated_at = now()
+            FROM ({_INCOMING}) n
+            WHERE o.channel = n.channel AND o.channel_order_id = n.order_id
+              AND o.content_hash <> n.content_hash
+            RETURNING {_TOUCHED.format(inserted="false")}
+        ), inserted AS (
+            INSERT INTO contacts_order AS o (channel, channel_order_id, parent_order_id, status,
+                paid_at, customer_id, unmatched_reason, buyer_phone_hash, buyer_phone_masked,
+                buyer_unionid, buyer_id, buyer_name, store_code, guide_userid, amount,
+                refund_amount, line_count, content_hash, last_import_id, created_at, updated_at)
+            SELECT n.*, %s, now(), now() FROM ({_INCOMING}) n
+            WHERE NOT EXISTS (
+                SELECT FROM contacts_order stored
+                WHERE stored.channel = n.channel AND stored.channel_order_id = n.order_id
+            )
+            RETURNING {_TOUCHED.format(inserted="true")}
         )
-        ORDER BY s.channel, s.order_id  -- one lock order for concurrent imports: no deadlocks
-        ON CONFLICT (channel, channel_order_id) DO UPDATE SET
-            parent_order_id = EXCLUDED.parent_order_id, status = EXCLUDED.status,
-            paid_at = EXCLUDED.paid_at,
-            -- a customer set by a merge or a guide's binding is kept
-            customer_id = coalesce(contacts_order.customer_id, EXCLUDED.customer_id),
-            unmatched_reason = CASE WHEN coalesce(contacts_order.customer_id, EXCLUDED.customer_id)
-                                         IS NULL THEN EXCLUDED.unmatched_reason ELSE '' END,
-            buyer_phone_hash = EXCLUDED.buyer_phone_hash,
-            buyer_phone_masked = EXCLUDED.buyer_phone_masked,
-            buyer_unionid = EXCLUDED.buyer_unionid, buyer_id = EXCLUDED.buyer_id,
-            buyer_name = EXCLUDED.buyer_name, store_code = EXCLUDED.store_code,
-            guide_userid = EXCLUDED.guide_userid, amount = EXCLUDED.amount,
-            refund_amount = EXCLUDED.refund_amount, line_count = EXCLUDED.line_count,
-            content_hash = EXCLUDED.content_hash, last_import_id = EXCLUDED.last_import_id,
-            updated_at = now()
-        WHERE contacts_order.content_hash IS DISTINCT FROM EXCLUDED.content_hash
-        RETURNING id, channel, channel_order_id, customer_id, (xmax = 0) AS inserted,
-                  customer_id IS NULL AND buyer_phone_masked LIKE '%%*%%' AND buyer_name <> ''
-        )
-        INSERT INTO touched SELECT * FROM upserted
-        """,
-        [record.pk],
+        INSERT INTO touched SELECT * FROM updated UNION ALL SELECT * FROM inserted
+        """,  # noqa: S608 - fixed SQL fragments, values are parameters
+        [record.pk, record.pk],
     )
     cursor.execute(
         "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
@@ -742,8 +810,7 @@ def _upsert(cursor, report: ImportReport, record: OrderImport) -> None:
         """
         INSERT INTO contacts_orderline (order_id, line_no, sku, product_name, category, material,
             style, quantity, unit_price, line_amount, refund_amount)
-        SELECT t.id, row_number() OVER (PARTITION BY t.id ORDER BY l.sku, l.row_no),
-               l.sku, coalesce(nullif(l.product_name, ''), p.name, ''),
+        SELECT t.id, l.line_no, l.sku, coalesce(nullif(l.product_name, ''), p.name, ''),
                -- attributes the export lacks come from the product catalogue
                coalesce(nullif(l.category, ''), p.category, ''),
                coalesce(nullif(l.material, ''), p.material, ''),
@@ -754,8 +821,9 @@ def _upsert(cursor, report: ImportReport, record: OrderImport) -> None:
         """
     )
     # The customer an order has once written (RETURNING gives it after the update).
-    cursor.execute("SELECT DISTINCT customer_id FROM touched WHERE customer_id IS NOT NULL")
-    facts_mark_pending(row[0] for row in cursor.fetchall())
+    facts_mark_pending_selected(
+        "SELECT DISTINCT customer_id FROM touched WHERE customer_id IS NOT NULL", []
+    )
 
 
 def order_import_finish(*, record: OrderImport, report: ImportReport, dry_run: bool) -> OrderImport:

@@ -407,6 +407,8 @@ def test_orders_cut_across_blocks_load_as_whole_orders(tmp_path, monkeypatch):
         assert order.amount == sum(Decimal(r["line_amount"]) for r in lines)
         assert order.refund_amount == sum(Decimal(r["refund_amount"]) for r in lines)
         assert order.status == _status_of(lines), order.channel_order_id
+        numbered = order.lines.order_by("line_no").values_list("line_no", "sku")
+        assert list(numbered) == list(enumerate(sorted(r["sku"] for r in lines), 1))
 
     monkeypatch.setattr(order_import, "CHUNK_LINES", 5000)
     monkeypatch.setattr(order_import, "BLOCK_CHUNKS", 10)

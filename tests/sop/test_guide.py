@@ -16,6 +16,7 @@ from contacts.models import Guide, Order
 from sop import scheduling, triggers
 from sop.models import SopPlan, SopStep, Touchpoint
 from tests.contacts.factories import OrderFactory, RelationshipFactory
+from tests.sop.windows import window_around_now
 
 pytestmark = pytest.mark.django_db
 
@@ -36,8 +37,7 @@ def tasks(guide_user, other_guide_user):
         plan=plan,
         position=1,
         script="{称呼}您好，我是{导购姓名}，最近买的{最近购买商品}穿着合适吗？",
-        window_start=(timezone.localtime() - timedelta(minutes=5)).time().replace(second=0),
-        window_end=(timezone.localtime() + timedelta(hours=2)).time().replace(second=0),
+        **window_around_now(before=timedelta(minutes=5), after=timedelta(minutes=65)),
     )
     OrderFactory(customer=relationships[0].customer, paid_at=timezone.now() - timedelta(days=3))
     order = Order.objects.get()
