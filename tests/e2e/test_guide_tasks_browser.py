@@ -13,7 +13,7 @@ from sop.models import SopPlan, SopStep, Touchpoint
 from tests.contacts.factories import RelationshipFactory
 from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.test_login_browser import _login
-from tests.sop.windows import window_around_now
+from tests.sop.windows import keep_tasks_open, no_quiet_hours, window_around_now
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -30,10 +30,12 @@ def test_a_guide_works_through_the_days_tasks(browser, live_server, guide_user):
         plan=plan,
         position=1,
         script="{称呼}您好，我是{导购姓名}～",
-        **window_around_now(before=timedelta(minutes=10), after=timedelta(minutes=65)),
+        **window_around_now(before=timedelta(minutes=10)),
     )
+    no_quiet_hours()
     triggers.manual(plan=plan, customer_ids=[r.customer_id for r in relationships])
     assert scheduling.dispatch(now=timezone.now()).created == 3
+    keep_tasks_open(hours=2)
 
     context = browser.new_context(
         locale="zh-CN", viewport={"width": 390, "height": 844}, permissions=["clipboard-write"]

@@ -16,7 +16,7 @@ from contacts.models import Guide, Order
 from sop import scheduling, triggers
 from sop.models import SopPlan, SopStep, Touchpoint
 from tests.contacts.factories import OrderFactory, RelationshipFactory
-from tests.sop.windows import window_around_now
+from tests.sop.windows import keep_tasks_open, no_quiet_hours, window_around_now
 
 pytestmark = pytest.mark.django_db
 
@@ -37,16 +37,18 @@ def tasks(guide_user, other_guide_user):
         plan=plan,
         position=1,
         script="{称呼}您好，我是{导购姓名}，最近买的{最近购买商品}穿着合适吗？",
-        **window_around_now(before=timedelta(minutes=5), after=timedelta(minutes=65)),
+        **window_around_now(before=timedelta(minutes=5)),
     )
     OrderFactory(customer=relationships[0].customer, paid_at=timezone.now() - timedelta(days=3))
     order = Order.objects.get()
     order.lines.create(
         line_no=1, sku="S1", product_name="冰丝睡裙", quantity=1, unit_price=99, line_amount=99
     )
+    no_quiet_hours()
     triggers.manual(plan=plan, customer_ids=[r.customer_id for r in relationships])
     scheduling.dispatch(now=timezone.now())
     assert Touchpoint.objects.filter(status="task").count() == 4
+    keep_tasks_open(hours=2)
     return {"mine": mine, "theirs": theirs, "relationships": relationships}
 
 

@@ -1,23 +1,39 @@
-"""A step's daily window that holds the present moment, for tests that run at any hour."""
+"""For tests of the guide's task list that run at any hour: a step due now, tasks that
+stay open long enough to act on, and a contact policy without quiet hours (by
+default 21:30–09:00, when nothing is given)."""
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from time import sleep
 
-import pytest
-
+from sop.models import ContactPolicy, Touchpoint
 from sop.scheduling import SHANGHAI
 
 
-def window_around_now(*, before: timedelta, after: timedelta) -> dict:
-    """window_start and window_end for a SopStep: from `before` ago (or midnight) to
-    `after` from now. A step's window stays within one Shanghai day, so late in the
-    day, when `after` does not fit, the test is skipped rather than run on a
-    window shorter than it needs."""
+def no_quiet_hours() -> None:
+    """Quiet hours that start and end at the same time are none."""
+    policy = ContactPolicy.current()
+    policy.quiet_end = policy.quiet_start
+    policy.save()
+
+
+def window_around_now(*, before: timedelta) -> dict:
+    """window_start and window_end for a SopStep due now: from `before` ago (or
+    midnight) to the day's last minute, as a step's window stays within one
+    Shanghai day. In that last minute it waits for the next day."""
     now = datetime.now(tz=SHANGHAI)
+    if now.time() >= time(23, 59):
+        sleep(61 - now.second)
+        now = datetime.now(tz=SHANGHAI)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    last = midnight + timedelta(hours=23, minutes=59)
-    if now + after > last:
-        pytest.skip(f"needs a window {after} long from now, past the Shanghai day's end")
     return {
         "window_start": max(now - before, midnight).time().replace(second=0, microsecond=0),
-        "window_end": (now + after).time().replace(second=0, microsecond=0),
+        "window_end": time(23, 59),
     }
+
+
+def keep_tasks_open(*, hours: int) -> None:
+    """Open tasks close `hours` from now: late in the evening the day's window would
+    close them before a test snoozes one for an hour. The task list and its actions
+    read the window's end as stored; how scheduling places it is tested elsewhere."""
+    until = datetime.now(tz=SHANGHAI) + timedelta(hours=hours)
+    Touchpoint.objects.filter(status="task").update(window_ends_at=until)
