@@ -182,7 +182,8 @@ def contact_added(*, event: dict, gateway=None) -> None:
 
 
 class TaskError(ValueError):
-    """A task the guide cannot change (not theirs, or no longer open)."""
+    """A task the guide cannot change (not theirs, or no longer open), with the reason
+    in the language of the guide's request."""
 
 
 def _open_task(touchpoint_id: int, guide: Guide) -> Touchpoint:
@@ -190,9 +191,9 @@ def _open_task(touchpoint_id: int, guide: Guide) -> Touchpoint:
         Touchpoint.objects.select_for_update().filter(pk=touchpoint_id, guide=guide).first()
     )
     if touchpoint is None:
-        raise TaskError("找不到这个任务")
+        raise TaskError(_("找不到这个任务"))
     if touchpoint.status != Touchpoint.Status.TASK:
-        raise TaskError(f"这个任务已经{touchpoint.get_status_display()}了")
+        raise TaskError(_("这个任务已经%(status)s了") % {"status": touchpoint.get_status_display()})
     return touchpoint
 
 
@@ -207,7 +208,7 @@ def task_done(*, touchpoint_id: int, guide: Guide, now: datetime | None = None) 
 def task_skip(*, touchpoint_id: int, guide: Guide, reason: str) -> Touchpoint:
     reason = reason.strip()
     if not reason:
-        raise TaskError("跳过需要写明原因")
+        raise TaskError(_("跳过需要写明原因"))
     with transaction.atomic():
         touchpoint = _open_task(touchpoint_id, guide)
         touchpoint.status, touchpoint.reason = Touchpoint.Status.SKIPPED, reason[:200]
@@ -221,7 +222,7 @@ def task_snooze(*, touchpoint_id: int, guide: Guide, until: datetime) -> Touchpo
     with transaction.atomic():
         touchpoint = _open_task(touchpoint_id, guide)
         if until >= touchpoint.window_ends_at:
-            raise TaskError("推迟后就超出了这个任务的发送窗口")
+            raise TaskError(_("推迟后就超出了这个任务的发送窗口"))
         touchpoint.snoozed_until = until
         touchpoint.save(update_fields=["snoozed_until"])
         return touchpoint

@@ -9,11 +9,11 @@ import requests
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from contacts.facts import facts_refresh
 from contacts.models import Guide, Order
-from sop import scheduling, triggers
+from sop import scheduling, services, triggers
 from sop.models import SopPlan, SopStep, Touchpoint
 from tests.contacts.factories import OrderFactory, RelationshipFactory
 from tests.sop.windows import keep_tasks_open, no_quiet_hours, window_around_now
@@ -215,3 +215,15 @@ def test_snoozed_and_done_tasks_are_listed_apart(client_for, guide_user, tasks):
     assert sections == [[mine[2].pk], [mine[1].pk]]
     assert [card.touchpoint.pk for card in listed.done] == [mine[0].pk]
     assert (listed.open_count, listed.overdue_count, listed.done_count) == (2, 0, 1)
+
+
+def test_task_errors_are_in_the_guides_language(guide_user, tasks):
+    task = Touchpoint.objects.filter(guide=tasks["mine"]).first()
+    with translation.override("en"):
+        with pytest.raises(services.TaskError, match="^Skipping needs a reason$"):
+            services.task_skip(touchpoint_id=task.pk, guide=tasks["mine"], reason=" ")
+        with pytest.raises(services.TaskError, match="^Task not found$"):
+            services.task_done(touchpoint_id=task.pk, guide=tasks["theirs"])
+    with translation.override("zh-hans"):
+        with pytest.raises(services.TaskError, match="^跳过需要写明原因$"):
+            services.task_skip(touchpoint_id=task.pk, guide=tasks["mine"], reason=" ")
