@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from campaigns import selectors
-from campaigns.forms import GroupWindowForm
+from campaigns.forms import GROUP_SORT_LABELS, GroupWindowForm
 from campaigns.groups import group_stats_for
 from campaigns.models import Campaign, ChannelCode
 from campaigns.sending import CampaignError
@@ -257,6 +257,13 @@ class GroupStatsView(APIView):
         parameters=[
             OpenApiParameter("start", OpenApiTypes.DATE, description="窗口开始日（上海时间，含）"),
             OpenApiParameter("end", OpenApiTypes.DATE, description="窗口结束日（上海时间，含）"),
+            OpenApiParameter("q", OpenApiTypes.STR, description="群名、群 ID 或群主含此文字的群"),
+            OpenApiParameter(
+                "sort",
+                OpenApiTypes.STR,
+                enum=list(GROUP_SORT_LABELS),
+                description="排序：数字从大到小，群名按字母；默认当前人数",
+            ),
         ],
         responses=inline_serializer(
             "GroupStatsWindow",
@@ -272,7 +279,8 @@ class GroupStatsView(APIView):
         if form.is_bound and not form.is_valid():
             return Response(form.errors, status=status.HTTP_400_BAD_REQUEST)
         start, end = form.window()
-        rows = group_stats_for(request.user, start=start, end=end)
+        search, sort = form.listing()
+        rows = group_stats_for(request.user, start=start, end=end, search=search, sort=sort)
         return Response(
             {
                 "start": start,

@@ -361,12 +361,29 @@ GROUP_WINDOW_DAYS = 30  # the default window: the last 30 days, today included
 GROUP_WINDOW_MAX_DAYS = 5 * 366
 
 
+GROUP_SORT_LABELS = {
+    "members": gettext_lazy("当前人数"),
+    "joins": gettext_lazy("入群"),
+    "quits": gettext_lazy("退群"),
+    "quit_rate": gettext_lazy("退群率"),
+    "buyers": gettext_lazy("购买成员"),
+    "revenue": gettext_lazy("购买成员收入"),
+    "name": gettext_lazy("群名"),
+}
+GROUP_SORT_DEFAULT = "members"
+
+
 class GroupWindowForm(forms.Form):
     """The window of the group numbers: two dates, both whole days in Asia/Shanghai;
-    by default the last 30 days to today."""
+    by default the last 30 days to today. And which groups, in which order: a search
+    text (group name, chat id, owner) and a sort (largest first; by size by default)."""
 
     start = forms.DateField(label=gettext_lazy("开始日期"), required=False)
     end = forms.DateField(label=gettext_lazy("结束日期"), required=False)
+    q = forms.CharField(label=gettext_lazy("搜索"), required=False, max_length=50)
+    sort = forms.ChoiceField(
+        label=gettext_lazy("排序"), required=False, choices=list(GROUP_SORT_LABELS.items())
+    )
 
     def clean(self) -> dict:
         data = super().clean()
@@ -377,6 +394,7 @@ class GroupWindowForm(forms.Form):
         if (end - start).days > GROUP_WINDOW_MAX_DAYS:
             raise forms.ValidationError(_("日期范围最长 5 年。"))
         data["start"], data["end"] = start, end
+        data["sort"] = data.get("sort") or GROUP_SORT_DEFAULT
         return data
 
     def window(self) -> tuple[date, date]:
@@ -385,6 +403,12 @@ class GroupWindowForm(forms.Form):
             return self.cleaned_data["start"], self.cleaned_data["end"]
         end = _today()
         return end - timedelta(days=GROUP_WINDOW_DAYS - 1), end
+
+    def listing(self) -> tuple[str, str]:
+        """(search text, sort); all groups by size when the form is unbound or invalid."""
+        if self.is_bound and self.is_valid():
+            return self.cleaned_data["q"], self.cleaned_data["sort"]
+        return "", GROUP_SORT_DEFAULT
 
 
 WEEKDAY_LABELS = [

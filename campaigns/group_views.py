@@ -10,6 +10,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -19,6 +20,7 @@ from django.views.decorators.http import require_POST
 from campaigns import group_sop
 from campaigns.forms import (
     GROUP_SEND_STATUS_LABELS,
+    GROUP_SORT_LABELS,
     REPEAT_LABELS,
     WEEKDAY_LABELS,
     GroupScheduleForm,
@@ -34,10 +36,15 @@ from scrm.wecom.gateway import WeComError, WeComGateway
 SENDS_SHOWN = 100
 
 
+GROUPS_PER_PAGE = 50
+
+
 def _stats(request: HttpRequest):
     form = GroupWindowForm(request.GET or None)
     start, end = form.window()
-    return form, start, end, group_stats_for(request.user, start=start, end=end)
+    search, sort = form.listing()
+    rows = group_stats_for(request.user, start=start, end=end, search=search, sort=sort)
+    return form, start, end, rows
 
 
 def _console_or_guide(view):
@@ -57,12 +64,20 @@ def _console_or_guide(view):
 @_console_or_guide
 def group_list(request: HttpRequest) -> HttpResponse:
     """Per group in the window: owner, size now, joins, quits and the quit rate, members
-    who bought and their revenue: one statement whatever the number of groups."""
+    who bought and their revenue: one statement whatever the number of groups, found by
+    name or owner, sorted by any number, a page of them at a time. The totals are those
+    of every group found, not of the page."""
     form, start, end, rows = _stats(request)
     totals = {
         key: sum(row[key] for row in rows)
         for key in ("members", "joins", "quits")  # a buyer in two groups is not summed
     }
+    page = Paginator(rows, GROUPS_PER_PAGE).get_page(request.GET.get("page"))
+    search, sort = form.listing()
+    kept = request.GET.copy()  # the window and the search, for the sort and page links
+    kept.pop("page", None)
+    export = kept.urlencode()
+    kept.pop("sort", None)
     return render(
         request,
         "campaigns/groups.html",
@@ -70,9 +85,15 @@ def group_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "start": start,
             "end": end,
-            "rows": rows,
+            "search": search,
+            "sort": sort,
+            "sorts": GROUP_SORT_LABELS,
+            "rows": page.object_list,
+            "page": page,
+            "found": len(rows),
             "totals": totals,
-            "query": request.GET.urlencode(),
+            "query": export,
+            "sort_query": kept.urlencode(),
             "nav_section": "campaigns",
         },
     )

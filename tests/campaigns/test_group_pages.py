@@ -209,3 +209,94 @@ def test_the_page_queries_do_not_grow_with_groups(
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = client.get(reverse("customer_groups"))
     assert len(response.context["rows"]) == 12
+
+
+@pytest.fixture
+def big_group(groups):
+    """大群 (guide0002): five members from before events were kept, none of them our
+    customers → 5 members, no moves, quit rate 0, no buyers. Its id is the largest."""
+    big = CustomerGroup.objects.create(chat_id="wrD", name="大群", owner_userid="guide0002")
+    for number in range(5):
+        CustomerGroupMember.objects.create(group=big, userid=f"wmold{number}", type=2)
+    return groups
+
+
+def _chats(client, name: str, params: dict) -> list[str]:
+    response = client.get(reverse(name), params)
+    assert response.status_code == 200
+    if name == "customer-group-stats":
+        return [row["chat_id"] for row in response.json()["groups"]]
+    if name == "customer_groups_export":
+        return [row[0] for row in csv.reader(io.StringIO(response.content.decode("utf-8-sig")))][1:]
+    return [row["chat_id"] for row in response.context["rows"]]
+
+
+@pytest.mark.parametrize(
+    "name", ["customer_groups", "customer-group-stats", "customer_groups_export"]
+)
+def test_groups_are_sorted_largest_first_and_found_by_name_or_owner(
+    client_for, operator, big_group, name
+):
+    client = client_for(operator)
+    # (members, quit rate, revenue): 大群 (5, 0, 0), wrA (4, 0.2, 450), wrB (2, 0, 99)
+    assert _chats(client, name, big_group) == ["wrD", "wrA", "wrB"]  # by size by default
+    for sort, expected in (
+        ("revenue", ["wrA", "wrB", "wrD"]),
+        ("quit_rate", ["wrA", "wrB", "wrD"]),  # a tie (0 and 0) goes by the group's id
+        ("buyers", ["wrA", "wrB", "wrD"]),
+        ("name", ["wrD", "wrA", "wrB"]),  # pinyin: da, hui, lao
+    ):
+        assert _chats(client, name, big_group | {"sort": sort}) == expected, sort
+    for search, expected in (
+        ("老客", ["wrB"]),  # the group's name
+        ("张晓", ["wrA"]),  # the owner's name
+        ("GUIDE0002", ["wrD", "wrB"]),  # the owner's userid, any case
+        ("wrd", ["wrD"]),  # the chat id
+        ("%", []),  # a wildcard is a character like any other
+    ):
+        assert _chats(client, name, big_group | {"q": search}) == expected, search
+
+
+def test_a_guide_searches_only_their_own_groups(client_for, other_guide_user, big_group):
+    client = client_for(other_guide_user)
+    assert _chats(client, "customer_groups", big_group | {"q": "群"}) == ["wrD", "wrB"]
+    assert _chats(client, "customer-group-stats", big_group | {"q": "会员"}) == []
+
+
+def test_the_page_pages_and_totals_every_group_found(client_for, operator, big_group, monkeypatch):
+    from campaigns import group_views
+
+    monkeypatch.setattr(group_views, "GROUPS_PER_PAGE", 2)
+    client = client_for(operator)
+    first = client.get(reverse("customer_groups"), big_group | {"sort": "revenue"})
+    assert [row["chat_id"] for row in first.context["rows"]] == ["wrA", "wrB"]
+    body = first.content.decode()
+    pager = body.split('id="groups-pager"')[1].split("</p>")[0]
+    assert "第 1 / 2 页" in pager and 'rel="prev"' not in pager
+    link = pager.split('rel="next"')[0].split('href="?')[1].split('"')[0].replace("&amp;", "&")
+    # the totals are of the three groups, not of the page: 5 + 4 + 2 members, 2 joins, 1 quit
+    total = body.split('id="groups-total"')[1].split("</tr>")[0]
+    assert "合计（3 个群）" in total
+    assert [c.split("</td>")[0].split(">")[-1] for c in total.split('class="num"')[1:4]] == [
+        "11",
+        "2",
+        "1",
+    ]
+    second = client.get(f"{reverse('customer_groups')}?{link}")
+    assert [row["chat_id"] for row in second.context["rows"]] == ["wrD"]  # the sort is kept
+    assert second.context["start"] == first.context["start"]  # and the window
+    assert 'rel="prev"' in second.content.decode()
+    # a header sorts by its column, keeping the window and the search, from the first page
+    header = body.split('data-sort="members"')[0].rsplit('href="?', 1)[1].split('"')[0]
+    assert header.replace("&amp;", "&") == (
+        f"start={big_group['start']}&end={big_group['end']}&sort=members"
+    )
+
+
+def test_an_unknown_sort_is_refused_with_the_reason(client_for, operator, big_group):
+    client = client_for(operator)
+    response = client.get(reverse("customer-group-stats"), big_group | {"sort": "owner"})
+    assert response.status_code == 400 and "sort" in response.json()
+    page = client.get(reverse("customer_groups"), big_group | {"sort": "owner"})
+    assert "已按默认条件显示" in page.content.decode()
+    assert [row["chat_id"] for row in page.context["rows"]] == ["wrD", "wrA", "wrB"]
