@@ -143,7 +143,7 @@ def load_limits(cursor) -> dict:
 def naive(sample: list[tuple], gateway, campaign) -> float:
     """Per customer: the checks through the ORM, one add_msg_template, a save. Seconds."""
     from campaigns.models import CampaignRecipient
-    from campaigns.sending import _month_quota
+    from campaigns.sending import month_quota
     from sop.models import ContactPolicy, OptOut, Touchpoint
     from tagging.models import CustomerTag
 
@@ -163,7 +163,7 @@ def naive(sample: list[tuple], gateway, campaign) -> float:
         received = CampaignRecipient.objects.filter(
             customer_id=customer_id, status__in=["queued", "sent"]
         ).exclude(campaign=campaign)
-        if received.filter(campaign__sent_at__gte=month_start).count() >= _month_quota(NOW):
+        if received.filter(campaign__sent_at__gte=month_start).count() >= month_quota(NOW):
             continue
         today = received.filter(campaign__sent_at__gte=day_start).count()
         if (

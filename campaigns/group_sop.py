@@ -11,12 +11,14 @@ the dispatch may run twice (beat overlap, a retried task) without a second call.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.models import GroupSchedule, GroupSend
+from campaigns.models import SHANGHAI, GroupSchedule, GroupSend
+from campaigns.sending import month_quota
 from contacts.models import CustomerGroup, Guide
 from scrm.wecom.gateway import WeComError
+from sop.scheduling import local_midnight
 
 # A slot missed by longer than this (beat down, worker stopped) is not sent late: a
 # 早安 message at night does more harm than good.
@@ -106,17 +108,42 @@ def group_sends_dispatch(*, gateway, now: datetime | None = None) -> DispatchRes
     return result
 
 
+def groups_over_limit(chat_ids: list[str], slot: datetime) -> set[str]:
+    """The groups that already had the month's quota of group messages (`month_quota`,
+    the month of `slot` in Beijing time): those of every schedule's sends this month that
+    WeCom took and did not report as failed (confirmed, or waiting for the owner, who may
+    still confirm), as campaigns count a customer's."""
+    local = slot.astimezone(SHANGHAI).date()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT chat FROM campaigns_groupsend s
+            CROSS JOIN LATERAL jsonb_array_elements_text(s.chat_ids) AS chat
+            WHERE s.occurrence >= %s AND s.status IN ('created', 'confirmed')
+              AND coalesce(s.results ->> chat, '0') NOT IN ('2', '3')
+              AND chat = ANY(%s)
+            GROUP BY chat HAVING count(*) >= %s
+            """,
+            [local_midnight(local.replace(day=1)), chat_ids, month_quota(slot)],
+        )
+        return {chat for (chat,) in cursor.fetchall()}
+
+
 def group_slot_send(
     *, schedule: GroupSchedule, slot: datetime, gateway, result: DispatchResult
 ) -> None:
     """One slot of one schedule: per owner of its groups, claim (schedule, slot, owner) and
     call WeCom once. An owner who left (inactive in our sync, their groups awaiting
-    inheritance, or unknown to WeCom) is recorded as such with their groups."""
+    inheritance, or unknown to WeCom) is recorded as such with their groups. A group that
+    had the month's quota already is held back (WeCom would not deliver it)."""
     from campaigns.services import _attachments
 
     by_owner: dict[str, list[CustomerGroup]] = {}
     for group in schedule.groups.order_by("owner_userid", "chat_id"):
         by_owner.setdefault(group.owner_userid, []).append(group)
+    over_limit = groups_over_limit(
+        [group.chat_id for groups in by_owner.values() for group in groups], slot
+    )
     active = set(
         Guide.objects.filter(wecom_userid__in=by_owner, is_active=True).values_list(
             "wecom_userid", flat=True
@@ -128,14 +155,17 @@ def group_slot_send(
         # all of their groups, never as "dismissed".
         owner_left = owner not in active or any(g.status in INHERITING for g in groups)
         chosen = [g.chat_id for g in groups if owner_left or not g.is_dismissed]
+        held = [] if owner_left else [chat for chat in chosen if chat in over_limit]
+        sendable = [chat for chat in chosen if chat not in held]
         send, created = GroupSend.objects.get_or_create(
             schedule=schedule,
             occurrence=slot,
             owner_userid=owner,
             defaults={
-                "chat_ids": chosen[:MAX_GROUPS],
+                "chat_ids": sendable[:MAX_GROUPS],
                 "refused": [g.chat_id for g in groups if g.chat_id not in chosen]
-                + chosen[MAX_GROUPS:],
+                + sendable[MAX_GROUPS:],
+                "over_limit": held,
             },
         )
         if not created:
@@ -147,7 +177,12 @@ def group_slot_send(
             result.owner_left += 1
             continue
         if not send.chat_ids:
-            send.status, send.error = GroupSend.Status.FAILED, "所选的群都已解散"
+            send.status = GroupSend.Status.FAILED
+            send.error = (  # held back, or else dismissed: nothing to hand over
+                f"所选的群本月已收满企业微信的群发上限（{month_quota(slot)} 条）"
+                if held
+                else "所选的群都已解散"
+            )
             send.save(update_fields=["status", "error"])
             result.failed += 1
             continue

@@ -219,7 +219,7 @@ def schedule_edit(request: HttpRequest, schedule_id: int | None = None) -> HttpR
 def schedule_detail(request: HttpRequest, schedule_id: int) -> HttpResponse:
     """The schedule and its latest sends: per slot and group owner, what was handed to
     WeCom, who confirmed, which groups received it, and who could not be sent (owner left,
-    group dismissed, WeCom's refusal)."""
+    group dismissed, the month's quota reached, WeCom's refusal)."""
     schedule = _decorate(
         get_object_or_404(GroupSchedule.objects.prefetch_related("groups"), pk=schedule_id),
         timezone.now(),
@@ -233,6 +233,7 @@ def schedule_detail(request: HttpRequest, schedule_id: int) -> HttpResponse:
             for chat_id in send.chat_ids
         ]
         send.refused_names = [names.get(chat_id, chat_id) for chat_id in send.refused]
+        send.over_limit_names = [names.get(chat_id, chat_id) for chat_id in send.over_limit]
         send.groups_sent = sum(1 for status in send.results.values() if status == 1)
     return render(
         request,

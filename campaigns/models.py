@@ -284,6 +284,8 @@ class GroupSend(models.Model):
     owner_userid = models.CharField(max_length=64)
     chat_ids = models.JSONField(default=list)  # the owner's groups handed to WeCom
     refused = models.JSONField(default=list)  # groups not sent to: dismissed, or WeCom's fail_list
+    # groups held back: they had this month's quota of WeCom group messages already
+    over_limit = models.JSONField(default=list)
     # chat_id → get_groupmsg_send_result's status: 1 sent, 2 failed, 3 over WeCom's limit
     results = models.JSONField(default=dict)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.SENDING)

@@ -37,9 +37,9 @@ class CampaignBusy(Exception):  # noqa: N818 - a state, not a failure
     not ended yet): transient, try again later."""
 
 
-def _month_quota(now: datetime) -> int:
-    """WeCom's current rule: a customer receives at most as many mass messages a month as
-    the month has days."""
+def month_quota(now: datetime) -> int:
+    """WeCom's current rule: a customer (and a customer group) receives at most as many
+    mass messages a month as the month has days (Beijing time)."""
     local = now.astimezone(SHANGHAI)
     return calendar.monthrange(local.year, local.month)[1]
 
@@ -71,7 +71,7 @@ def campaign_prepare(*, campaign: Campaign, now: datetime | None = None) -> dict
         "ab": bool(campaign.text_b),
         "day_start": local_midnight(today),
         "month_start": local_midnight(today.replace(day=1)),
-        "quota": _month_quota(now),
+        "quota": month_quota(now),
         "max_day": policy.max_per_day,
         "complaint_tag": policy.complaint_tag_id,
         "complaint_since": now - timedelta(days=policy.complaint_days),

@@ -4,6 +4,7 @@ on the real worker too; the owners' confirmations fetched back; a group whose ow
 reported with the reason; the slots of daily and weekly schedules; and the pages, where
 only operators write and guides see nothing."""
 
+import calendar
 from datetime import UTC, datetime, time, timedelta
 from io import StringIO
 
@@ -12,7 +13,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.group_sop import group_send_results, group_sends_dispatch, recent_sends
+from campaigns.group_sop import (
+    group_send_results,
+    group_sends_dispatch,
+    groups_over_limit,
+    recent_sends,
+)
 from campaigns.models import SHANGHAI, GroupSchedule, GroupSend
 from campaigns.tasks import send_due_group_messages
 from contacts.models import CustomerGroup, Guide
@@ -329,6 +335,64 @@ def test_the_page_shows_confirmed_groups_after_a_refresh(emulator, client_for, o
     assert "已刷新：1 个群主新确认，2 个群新收到。" in body
     row = body.split(f'data-send="{send.pk}"')[1].split("</tr>")[0]
     assert "群主已发送" in row and "2 / 2" in row and "福利一群 ✓" in row
+
+
+def test_a_group_that_had_the_months_quota_is_held_back(emulator, client_for, operator):
+    """WeCom delivers a group as many group messages a month as the month has days (Beijing
+    time; the emulator's month_days policy): a group that had them is not handed over, and
+    its owner's other groups are."""
+    owned = _groups(emulator)
+    first = next(iter(owned))
+    full, other = owned[first]
+    now = timezone.now()
+    local = now.astimezone(SHANGHAI)
+    quota = calendar.monthrange(local.year, local.month)[1]
+    gateway = WeComGateway.from_settings()
+    for number in range(quota):
+        assert groups_over_limit([full, other], now) == set(), number
+        one_off = GroupSchedule.objects.create(
+            name=f"第 {number + 1} 条",
+            text="本月福利",
+            repeat=GroupSchedule.Repeat.ONCE,
+            send_at=now - timedelta(milliseconds=number + 1),  # this month, already due
+            active_since=now - timedelta(hours=1),
+        )
+        one_off.groups.set(CustomerGroup.objects.filter(chat_id=full))
+        assert group_sends_dispatch(gateway=gateway, now=now).sends == 1
+        emulator.guide_confirms_send(GroupSend.objects.get(schedule=one_off).msgid, first)
+    assert group_send_results(sends=recent_sends(), gateway=gateway)["groups_sent"] == quota
+    assert groups_over_limit([full, other], now) == {full}
+
+    schedule, slot = _schedule([full, other], now=now)
+    result = group_sends_dispatch(gateway=gateway, now=now)
+    assert (result.sends, result.failed) == (1, 0)
+    send = GroupSend.objects.get(schedule=schedule)
+    assert (send.chat_ids, send.over_limit, send.refused) == ([other], [full], [])
+    targets = emulator.data.group_msgs[send.msgid]["targets"]
+    assert [t["chat_id"] for t in targets] == [other]
+    row = (
+        client_for(operator)
+        .get(reverse("group_schedule_detail", args=[schedule.pk]))
+        .content.decode()
+        .split(f'data-send="{send.pk}"')[1]
+        .split("</tr>")[0]
+    )
+    assert "福利一群（本月已收满群发上限，未交给企业微信）" in row
+
+    # Only held-back groups: nothing is handed over, and the reason says why.
+    only_full, _slot = _schedule([full], now=now)
+    group_sends_dispatch(gateway=gateway, now=now)
+    held = GroupSend.objects.get(schedule=only_full)
+    assert (held.status, held.msgid, held.over_limit) == ("failed", "", [full])
+    assert held.error == f"所选的群本月已收满企业微信的群发上限（{quota} 条）"
+
+    # WeCom agrees: one more message to the group is not delivered (status 3).
+    extra = gateway.add_group_msg_template(
+        sender=first, chat_ids=[full], text="多一条", attachments=[]
+    )
+    emulator.guide_confirms_send(extra["msgid"], first)
+    results = gateway.groupmsg_send_result(msgid=extra["msgid"], userid=first)
+    assert [(r["chat_id"], r["status"]) for r in results] == [(full, 3)]
 
 
 # -- the demo -----------------------------------------------------------------------------
