@@ -401,7 +401,7 @@ def intervals(*, start: date, end: date) -> list[dict]:
                count(*) FILTER (WHERE gap <= 30), count(*) FILTER (WHERE gap BETWEEN 31 AND 60),
                count(*) FILTER (WHERE gap BETWEEN 61 AND 90),
                count(*) FILTER (WHERE gap BETWEEN 91 AND 180), count(*) FILTER (WHERE gap > 180)
-        FROM gaps WHERE gap IS NOT NULL AND day >= %(w_start)s::date
+        FROM gaps WHERE gap IS NOT NULL AND day >= (%(w_start)s AT TIME ZONE 'Asia/Shanghai')::date
         GROUP BY category ORDER BY category = '全部' DESC, count(*) DESC, category
         """,
         _bounds(start, end),

@@ -79,7 +79,9 @@
   }
 
   function today() {
-    return new Date().toISOString().slice(0, 10);
+    // The brand's day (Asia/Shanghai), as the rules read dates; toISOString would give
+    // the UTC date, a day behind from 00:00 to 08:00 in Shanghai.
+    return new Date().toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });
   }
 
   function newLeaf(name) {

@@ -318,8 +318,9 @@ def test_historical_ltv_matches_python(shop, end):
         assert row["ltv"] == pytest.approx(curve, abs=0.011)
 
 
-def test_intervals_match_python(shop):
-    start, end = date(2025, 1, 1), date(2026, 12, 31)
+@pytest.mark.parametrize("window", ["everything", "from the day after a purchase"])
+def test_intervals_match_python(shop, window):
+    end = date(2026, 12, 31)
     by_category = defaultdict(lambda: defaultdict(set))
     for line in OrderLine.objects.select_related("order").filter(order__customer__isnull=False):
         order = line.order
@@ -328,12 +329,18 @@ def test_intervals_match_python(shop):
         day = order.paid_at.astimezone(SH).date()
         by_category[line.category][order.customer_id].add(day)
         by_category["全部"][order.customer_id].add(day)
+    if window == "everything":
+        start = date(2025, 1, 1)
+    else:  # a pair whose later day is the day before the window does not count
+        second = min(sorted(days)[1] for days in by_category["全部"].values() if len(days) > 1)
+        start = second + timedelta(days=1)
     result = {row["category"]: row for row in metrics.intervals(start=start, end=end)}
     for category, customers in by_category.items():
         gaps = []
         for days in customers.values():
-            ordered = sorted(days)
-            gaps += [(b - a).days for a, b in zip(ordered, ordered[1:], strict=False)]
+            ordered = sorted(day for day in days if day <= end)
+            pairs = zip(ordered, ordered[1:], strict=False)
+            gaps += [(b - a).days for a, b in pairs if b >= start]
         if not gaps:
             continue
         assert result[category]["intervals"] == len(gaps)

@@ -16,13 +16,19 @@ def no_quiet_hours() -> None:
     policy.save()
 
 
+# A test enrols and dispatches within this much of building its window: from this close
+# to the day's last minute on, the window is built in the next day.
+ROOM = timedelta(minutes=3)
+
+
 def window_around_now(*, before: timedelta) -> dict:
     """window_start and window_end for a SopStep due now: from `before` ago (or
     midnight) to the day's last minute, as a step's window stays within one
-    Shanghai day. In that last minute it waits for the next day."""
+    Shanghai day. In the day's last minutes (`ROOM`) it waits for the next day."""
     now = datetime.now(tz=SHANGHAI)
-    if now.time() >= time(23, 59):
-        sleep(61 - now.second)
+    last_minute = now.replace(hour=23, minute=59, second=0, microsecond=0)
+    if now >= last_minute - ROOM:
+        sleep((last_minute + timedelta(minutes=1, seconds=1) - now).total_seconds())
         now = datetime.now(tz=SHANGHAI)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return {

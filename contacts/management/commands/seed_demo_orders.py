@@ -64,8 +64,9 @@ class Command(BaseCommand):
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=GENERIC_COLUMNS)
             writer.writeheader()
-            # Up to this morning, so last week's report and today's dashboards have orders.
-            end = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+            # Up to this morning (Shanghai), so last week's report and today's dashboards have
+            # orders.
+            end = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
             writer.writerows(generate_order_rows(seed=seed, buyers=buyers, lines=lines, end=end))
         record, report = services.orders_import(paths=[path], channel="generic", source="demo")
         self.stdout.write(
