@@ -4,6 +4,7 @@ the page's query count."""
 
 import csv
 import io
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -300,3 +301,14 @@ def test_an_unknown_sort_is_refused_with_the_reason(client_for, operator, big_gr
     page = client.get(reverse("customer_groups"), big_group | {"sort": "owner"})
     assert "已按默认条件显示" in page.content.decode()
     assert [row["chat_id"] for row in page.context["rows"]] == ["wrD", "wrA", "wrB"]
+
+
+def test_the_page_in_english(client_for, operator, big_group):
+    client = client_for(operator)
+    client.post(reverse("set_language"), {"language": "en", "next": "/"})
+    body = client.get(reverse("customer_groups"), big_group | {"q": "群"}).content.decode()
+    assert "Quit rate" in body and "Members who bought" in body and "Total (3 groups)" in body
+    text = re.sub(r"<[^>]*>", " ", body.split("<main")[1].split("</main>")[0])
+    for data in ("会员福利群", "老客群", "大群", "张晓", "陈静", "群"):  # the groups and the search
+        text = text.replace(data, "")
+    assert re.findall(r"[\u4e00-\u9fff]+", text) == []  # every label is translated
