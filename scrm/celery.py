@@ -22,6 +22,11 @@ class Queues(StrEnum):
     ANALYTICS = "analytics"
 
 
+# Heavy work gets workers of its own (docker-compose.yml, the demo): the heartbeat, SOP
+# tasks and messages never wait behind a full sync, a tag push or the dashboards.
+HEAVY_QUEUES = (Queues.SYNC, Queues.TAGGING, Queues.ANALYTICS)
+LIVE_QUEUES = tuple(queue for queue in Queues if queue not in HEAVY_QUEUES)
+
 # Routed by the task's module, so a new task lands on its app's queue without
 # anyone remembering to add it here.
 ROUTES_BY_MODULE = {

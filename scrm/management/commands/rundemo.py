@@ -1,4 +1,4 @@
-"""Run the whole platform for a demo: the WeCom emulator, web, Celery worker and beat.
+"""Run the whole platform for a demo: the WeCom emulator, web, two Celery workers and beat.
 
 First syncs WeCom from the emulator, creates the logins, loads demo orders, tags
 every customer and gives the demo guides today's SOP tasks.
@@ -18,7 +18,7 @@ import time
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from scrm.celery import Queues
+from scrm.celery import HEAVY_QUEUES, LIVE_QUEUES, Queues
 
 
 def _stop(signum, frame) -> None:
@@ -36,7 +36,7 @@ def _wait_for_port(port: int, seconds: float = 60) -> None:
 
 
 class Command(BaseCommand):
-    help = "Run web (gunicorn), a Celery worker and beat until Ctrl-C."
+    help = "Run web (gunicorn), two Celery workers and beat until Ctrl-C."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--port", type=int, default=8000)
@@ -87,7 +87,14 @@ class Command(BaseCommand):
         except BaseException:
             emulator.terminate()
             raise
-        queues = ",".join(str(queue) for queue in Queues)
+
+        def worker(name: str, queues: tuple[Queues, ...], concurrency: int) -> list[str]:
+            return [
+                *(python, "-m", "celery", "-A", "scrm", "worker"),
+                *("-Q", ",".join(queues), "-c", str(concurrency)),
+                *("--loglevel", "INFO", "-n", f"{name}@%h"),
+            ]
+
         parts = {
             "web": [
                 python,
@@ -101,22 +108,8 @@ class Command(BaseCommand):
                 "--access-logfile",
                 "-",
             ],
-            "worker": [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "scrm",
-                "worker",
-                "-Q",
-                queues,
-                "-c",
-                "2",
-                "--loglevel",
-                "INFO",
-                "-n",
-                "demo-worker@%h",
-            ],
+            "worker": worker("demo-heavy", HEAVY_QUEUES, 2),
+            "worker-live": worker("demo-live", LIVE_QUEUES, 1),
             "beat": [python, "-m", "celery", "-A", "scrm", "beat", "--loglevel", "INFO"],
         }
         # Fixed argument lists built above, no shell: nothing untrusted reaches Popen.
