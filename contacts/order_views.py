@@ -2,6 +2,7 @@
 merge suggestions, customer merges and their undo."""
 
 import csv
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -98,6 +99,7 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
             "suggestions": suggestions,
             "by_channel": by_channel,
             "channel": channel,
+            "channel_query": urlencode({"channel": channel}) if channel else "",
         },
     )
 

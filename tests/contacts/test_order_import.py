@@ -24,6 +24,7 @@ from contacts.models import (
     OrderImport,
     OrderLine,
 )
+from tests.contacts.factories import OrderFactory
 from tests.helpers import wait_for
 
 # Copies of ../shared/data/orders (the channels' sample exports), byte for byte.
@@ -414,3 +415,25 @@ def test_orders_cut_across_blocks_load_as_whole_orders(tmp_path, monkeypatch):
     monkeypatch.setattr(order_import, "BLOCK_CHUNKS", 10)
     _, again = services.orders_import(paths=[paths[1]], channel="generic")
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, len(by_order))
+
+
+@pytest.mark.django_db
+def test_unmatched_orders_page_through_one_channel(client_for, operator):
+    """50 a page; the pages of one channel keep to it, back and forth."""
+    OrderFactory.create_batch(
+        55, channel="jd", customer=None, unmatched_reason="没有可识别的买家标识"
+    )
+    OrderFactory.create_batch(
+        3, channel="tmall", customer=None, unmatched_reason="没有可识别的买家标识"
+    )
+    client = client_for(operator)
+    first = client.get(reverse("unmatched_orders"), {"channel": "jd"})
+    assert len(first.context["page"].object_list) == 50
+    pager = first.content.decode().split('id="unmatched-pager"')[1].split("</p>")[0]
+    assert "第 1 / 2 页" in pager and 'href="?channel=jd&amp;page=2" rel="next"' in pager
+    second = client.get(reverse("unmatched_orders"), {"channel": "jd", "page": 2})
+    assert {order.channel for order in second.context["page"].object_list} == {"jd"}
+    assert len(second.context["page"].object_list) == 5
+    assert 'href="?channel=jd&amp;page=1" rel="prev"' in second.content.decode()
+    every = client.get(reverse("unmatched_orders")).content.decode()  # 58 orders, no channel
+    assert 'href="?page=2" rel="next"' in every
