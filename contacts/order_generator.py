@@ -1,4 +1,5 @@
-"""Seeded, realistic order lines in the generic format, for the demo and the benchmarks.
+"""Seeded, realistic order lines in the generic format, for the demo and the benchmarks;
+and, for the demo, a channel's own export and a store export with an operator's mistakes.
 
 A lingerie and loungewear brand: a small catalogue with category, material
 and style; buyers who come back at their own pace; split checkouts on
@@ -14,7 +15,15 @@ from decimal import Decimal
 
 from contacts.order_files import GENERIC_COLUMNS
 
-__all__ = ["GENERIC_COLUMNS", "Buyer", "generate_order_rows", "make_buyers"]
+__all__ = [
+    "DOUYIN_EXPORT_COLUMNS",
+    "GENERIC_COLUMNS",
+    "Buyer",
+    "douyin_export_rows",
+    "generate_order_rows",
+    "make_buyers",
+    "store_export_rows",
+]
 
 
 # sku, name, category, material, style, price
@@ -128,3 +137,121 @@ def generate_order_rows(
                 "guide_userid": buyer.guide_userid if channel in ("pos", "miniapp") else "",
             }
             produced += 1
+
+
+# The columns of Douyin's order export (抖店 → 订单管理 → 导出), as ../shared/data has them.
+DOUYIN_EXPORT_COLUMNS = [
+    "主订单编号",
+    "子订单编号",
+    "选购商品",
+    "商品规格",
+    "商品数量",
+    "商品ID",
+    "商家编码",
+    "商品金额",
+    "订单应付金额",
+    "订单提交时间",
+    "支付完成时间",
+    "订单状态",
+    "售后状态",
+    "收件人",
+    "收件人手机号",
+]
+# Buyers seen only in a Douyin export: numbers no other generator makes (162…), so that
+# their masked phones fit none of the known customers.
+STRANGER_PREFIX = "162"
+
+
+def douyin_export_rows(
+    *, seed: int, buyers: list[Buyer], strangers: int, end: datetime, days: int = 14
+) -> Iterator[dict]:
+    """Douyin's order export: one checkout each for `buyers` and for `strangers` more
+    people, in the `days` before `end`; one row per sub-order (a checkout of two items is
+    two sub-orders under one 主订单编号). Douyin masks the receiver as it shows them to
+    the shop: 赵** and 186****5607; some checkouts were closed unpaid, some refunded."""
+    rng = random.Random(seed)  # noqa: S311 - fake data
+    people = [(buyer.name, buyer.phone) for buyer in buyers]
+    surnames = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+    people += [
+        (rng.choice(surnames) + rng.choice("芳娜敏静丽"), f"{STRANGER_PREFIX}{number:08d}")
+        for number in range(strangers)
+    ]
+    outcomes = [("已完成", "-")] * 8 + [("已完成", "退款成功"), ("已关闭", "-")]
+    for number, (name, phone) in enumerate(people):
+        submitted = end - timedelta(seconds=rng.randrange(days * 86400))
+        state, after_sale = rng.choice(outcomes)
+        paid = "" if state == "已关闭" else submitted.strftime("%Y/%m/%d %H:%M:%S")
+        checkout = f"69{seed % 100:02d}{number:014d}0"
+        for index, item in enumerate(rng.sample(CATALOGUE, k=rng.choice((1, 1, 2)))):
+            sku, product, *_, price = item
+            quantity = rng.choice((1, 1, 2))
+            amount = f"{Decimal(price) * quantity:.2f}"
+            yield {
+                "主订单编号": checkout,
+                "子订单编号": f"{checkout[:-1]}{index + 1}",
+                "选购商品": product,
+                "商品规格": rng.choice(("肤色;M", "黑色;L", "豆沙;S")),
+                "商品数量": str(quantity),
+                "商品ID": str(100000 + CATALOGUE.index(item)),
+                "商家编码": sku,
+                "商品金额": amount,
+                "订单应付金额": amount,
+                "订单提交时间": submitted.strftime("%Y/%m/%d %H:%M:%S"),
+                "支付完成时间": paid,
+                "订单状态": state,
+                "售后状态": after_sale,
+                "收件人": name[0] + "*" * (len(name) - 1),
+                "收件人手机号": f"{phone[:3]}****{phone[7:]}",
+            }
+
+
+# (column, bad value) of the rows a store's export gets wrong, one mistake a row.
+STORE_MISTAKES = [
+    ("order_id", ""),
+    ("paid_at", "2026-13-45 25:61:00"),
+    ("quantity", "-1"),
+    ("status", "待定"),
+    ("line_amount", "八十九"),
+]
+
+
+def store_export_rows(*, seed: int, buyers: list[Buyer], end: datetime) -> Iterator[dict]:
+    """A store's hand-kept export in the generic format: one order for each buyer, paid in
+    the week before `end`, and a few rows with the mistakes of STORE_MISTAKES. The last
+    mistake is on the second line of a two-line order, whose good line is then rejected
+    with it."""
+    rng = random.Random(seed)  # noqa: S311 - fake data
+
+    def line(order_id: str, buyer: Buyer, item: tuple) -> dict:
+        sku, product, category, material, style, price = item
+        return {
+            "order_id": order_id,
+            "channel": "pos",
+            "parent_order_id": "",
+            "status": "paid",
+            "paid_at": (end - timedelta(seconds=rng.randrange(7 * 86400))).isoformat(),
+            "buyer_phone": buyer.phone,
+            "buyer_unionid": buyer.unionid,
+            "buyer_id": "",
+            "buyer_name": buyer.name,
+            "sku": sku,
+            "product_name": product,
+            "category": category,
+            "material": material,
+            "style": style,
+            "quantity": "1",
+            "unit_price": price,
+            "line_amount": price,
+            "refund_amount": "0.00",
+            "store_code": buyer.store_code,
+            "guide_userid": buyer.guide_userid,
+        }
+
+    for number, buyer in enumerate(buyers):
+        yield line(f"POS{seed % 100:02d}{number:08d}", buyer, rng.choice(CATALOGUE))
+    for number, (column, value) in enumerate(STORE_MISTAKES):
+        buyer = buyers[number % len(buyers)]
+        order_id = f"POSX{seed % 100:02d}{number:04d}"
+        if column == "line_amount":  # the order's first line is right, its second is not
+            yield line(order_id, buyer, CATALOGUE[0])
+        yield line(order_id, buyer, CATALOGUE[1]) | {column: value}

@@ -2,7 +2,9 @@
 
 Buyers are the emulator's WeCom customers (by their unionid or remark mobile,
 so identity resolution links their orders to them) plus as many buyers seen
-only in orders. Runs once: a database that has orders is left alone.
+only in orders. Then a Douyin export with masked receivers and a store export
+with mistakes, as an operator would upload them. Runs once: a database that
+has orders is left alone.
 """
 
 import csv
@@ -14,8 +16,17 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from contacts import services
-from contacts.models import Order, Store
-from contacts.order_generator import GENERIC_COLUMNS, Buyer, generate_order_rows, make_buyers
+from contacts.models import CustomerIdentity, Order, Store
+from contacts.order_generator import (
+    DOUYIN_EXPORT_COLUMNS,
+    GENERIC_COLUMNS,
+    Buyer,
+    douyin_export_rows,
+    generate_order_rows,
+    make_buyers,
+    store_export_rows,
+)
+from contacts.phones import phone_hash, phone_normalise
 from scrm.wecom.emulator import generate
 
 
@@ -57,6 +68,7 @@ class Command(BaseCommand):
                     guide_userid=userid,
                 )
             )
+        members = len(buyers)
         buyers += make_buyers(seed=seed + 1, count=len(buyers), stores=stores)
         folder = Path(settings.MEDIA_ROOT) / "demo"
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,3 +84,29 @@ class Command(BaseCommand):
         self.stdout.write(
             f"demo orders: {report.inserted} orders from {lines} lines, import #{record.pk}"
         )
+        self._exports(folder, buyers[:members], seed=seed, end=end)
+
+    def _exports(self, folder: Path, members: list[Buyer], *, seed: int, end) -> None:
+        """What an operator meets besides: a Douyin export, whose receivers are masked
+        (the orders of known customers become merge suggestions, the others wait in the
+        unmatched list), and a store's export with mistakes (rejected rows to download).
+        Both are imported as uploaded files are, with the channel detected."""
+        hashes = {phone_hash(phone_normalise(b.phone)): b for b in members}
+        known = CustomerIdentity.objects.filter(kind="phone_hash", value__in=hashes)
+        buyers = [hashes[value] for value in known.values_list("value", flat=True)][:80]
+        douyin = folder / "抖音订单导出.csv"
+        with open(douyin, "w", newline="", encoding="utf-8-sig") as handle:
+            writer = csv.DictWriter(handle, fieldnames=DOUYIN_EXPORT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(douyin_export_rows(seed=seed, buyers=buyers, strangers=40, end=end))
+        store = folder / "门店手工登记.csv"
+        with open(store, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=GENERIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(store_export_rows(seed=seed, buyers=buyers[:30], end=end))
+        for path in (douyin, store):
+            record, report = services.orders_import(paths=[path], channel=None, source="demo")
+            self.stdout.write(
+                f"demo export {path.name}: {report.inserted} orders, {report.rejected} rows"
+                f" rejected, import #{record.pk}"
+            )
