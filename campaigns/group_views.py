@@ -20,7 +20,6 @@ from django.views.decorators.http import require_POST
 from campaigns import group_sop
 from campaigns.forms import (
     GROUP_SEND_STATUS_LABELS,
-    GROUP_SORT_LABELS,
     REPEAT_LABELS,
     WEEKDAY_LABELS,
     GroupScheduleForm,
@@ -34,8 +33,6 @@ from scrm.roles import Perm, permission_required
 from scrm.wecom.gateway import WeComError, WeComGateway
 
 SENDS_SHOWN = 100
-
-
 GROUPS_PER_PAGE = 50
 
 
@@ -87,7 +84,6 @@ def group_list(request: HttpRequest) -> HttpResponse:
             "end": end,
             "search": search,
             "sort": sort,
-            "sorts": GROUP_SORT_LABELS,
             "rows": page.object_list,
             "page": page,
             "found": len(rows),
