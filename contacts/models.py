@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.utils.translation import gettext
 
 from contacts.phones import phone_hash, phone_normalise
 from scrm.roles import Perm
@@ -473,6 +474,16 @@ class OrderImport(models.Model):
 
     def __str__(self) -> str:
         return f"import #{self.pk} {self.channel} {self.status}"
+
+    @property
+    def channel_title(self) -> str:
+        """天猫, 抖音, …: the channel given or detected ("auto" stays when the files were
+        of several channels, or their header fitted none)."""
+        from contacts.order_files import CHANNEL_TITLES
+
+        if self.channel == "auto":
+            return gettext("自动识别")
+        return str(CHANNEL_TITLES.get(self.channel, self.channel))
 
 
 class Order(models.Model):

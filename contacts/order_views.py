@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from contacts import services
 from contacts.models import Customer, CustomerMerge, MergeSuggestion, Order, OrderImport
-from contacts.order_files import CHANNELS
+from contacts.order_files import CHANNEL_TITLES, CHANNELS
 from scrm.roles import Perm, permission_required
 
 
@@ -22,7 +22,9 @@ def import_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(OrderImport.objects.select_related("imported_by"), 30).get_page(
         request.GET.get("page")
     )
-    return render(request, "contacts/import_list.html", {"page": page, "channels": CHANNELS})
+    return render(
+        request, "contacts/import_list.html", {"page": page, "channels": CHANNEL_TITLES.items()}
+    )
 
 
 @require_POST

@@ -28,7 +28,7 @@ from contacts.models import (
     RelationshipEvent,
     SyncRun,
 )
-from contacts.order_files import GENERIC_COLUMNS, OrderFileError, read_orders
+from contacts.order_files import GENERIC_COLUMNS, OrderFileError, detect_channel, read_orders
 from contacts.order_import import ImportReport, order_import_finish, orders_load
 from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
 
@@ -244,6 +244,11 @@ def orders_import(
         is_dry_run=dry_run,
     )
     try:
+        if channel is None:  # recorded as detected, when every file is of one channel
+            detected = {detect_channel(path) for path in paths}
+            if len(detected) == 1:
+                record.channel = detected.pop()
+                record.save(update_fields=["channel"])
         report = orders_load(
             items=read_orders(paths, channel),
             record=record,

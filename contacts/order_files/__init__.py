@@ -21,6 +21,8 @@ apart), and, for Tmall, the order report by order number.
 from collections.abc import Iterator
 from pathlib import Path
 
+from django.utils.translation import gettext_lazy
+
 from contacts.order_files.channels import READERS, Format, format_of, read_tmall
 from contacts.order_files.lines import (
     GENERIC_COLUMNS,
@@ -48,11 +50,11 @@ __all__ = [
 
 CHANNELS = ("generic", "tmall", "jd", "douyin", "youzan")  # --channel choices
 CHANNEL_TITLES = {
-    "generic": "通用格式",
-    "tmall": "天猫",
-    "jd": "京东",
-    "douyin": "抖音",
-    "youzan": "有赞",
+    "generic": gettext_lazy("通用格式"),
+    "tmall": gettext_lazy("天猫"),
+    "jd": gettext_lazy("京东"),
+    "douyin": gettext_lazy("抖音"),
+    "youzan": gettext_lazy("有赞"),
 }
 
 

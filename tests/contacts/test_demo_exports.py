@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from campaigns.models import SHANGHAI
 from contacts import services
@@ -64,7 +65,7 @@ def test_a_store_export_loads_its_good_orders_and_reports_every_bad_row(store_im
         if number not in bad and any(rows[n - 2]["order_id"] == row["order_id"] for n in bad)
     }
     assert len(bad) == len(STORE_MISTAKES) and len(sibling) == 1
-    assert record.channel == "auto" and report.inserted == len(buyers)
+    assert record.channel == "generic" and report.inserted == len(buyers)  # detected
     assert report.rejected == len(bad) + len(sibling)
     reported = {error["row"]: error["column"] for error in report.errors}
     assert reported == bad | {number: "order_id" for number in sibling}
@@ -74,7 +75,7 @@ def test_a_store_export_loads_its_good_orders_and_reports_every_bad_row(store_im
 
 
 def test_a_douyin_export_suggests_merges_for_known_customers_and_lists_strangers(
-    tmp_path, store_import, buyers
+    tmp_path, store_import, buyers, client_for, operator
 ):
     customer_of = dict(
         CustomerIdentity.objects.filter(
@@ -99,7 +100,10 @@ def test_a_douyin_export_suggests_merges_for_known_customers_and_lists_strangers
     assert expected and strangers
 
     record, report = services.orders_import(paths=[path], channel=None)
-    assert record.channel == "auto" and report.rejected == 0
+    assert record.channel == "douyin" and report.rejected == 0  # detected
+    listing = client_for(operator).get(reverse("import_list")).content.decode()
+    assert f'href="{reverse("import_detail", args=[record.pk])}"' in listing
+    assert "<td>抖音</td>" in listing and "<td>通用格式</td>" in listing
     assert report.inserted == len(expected) + len(strangers)
     orders = Order.objects.filter(channel="douyin")
     assert not orders.filter(customer__isnull=False).exists()  # a masked phone links nothing
