@@ -476,6 +476,12 @@ class OrderImport(models.Model):
         return f"import #{self.pk} {self.channel} {self.status}"
 
     @property
+    def errors_by_row(self) -> list[dict]:
+        """The rejected rows as the files have them: by file, then row (an order's other
+        lines are reported after the line at fault)."""
+        return sorted(self.errors, key=lambda error: (error.get("file", ""), error["row"]))
+
+    @property
     def channel_title(self) -> str:
         """天猫, 抖音, …: the channel given or detected ("auto" stays when the files were
         of several channels, or their header fitted none)."""

@@ -70,7 +70,7 @@ def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
     response.write("\ufeff")  # so Excel opens it as UTF-8
     writer = csv.writer(response)
     writer.writerow(["file", "row", "column", "reason"])
-    for error in record.errors:
+    for error in record.errors_by_row:
         writer.writerow([error.get("file", ""), error["row"], error["column"], error["reason"]])
     return response
 

@@ -70,6 +70,7 @@ def test_a_store_export_loads_its_good_orders_and_reports_every_bad_row(store_im
     reported = {error["row"]: error["column"] for error in report.errors}
     assert reported == bad | {number: "order_id" for number in sibling}
     assert all(error["reason"] for error in report.errors)
+    assert [error["row"] for error in record.errors_by_row] == sorted(reported)  # as in the file
     assert Order.objects.filter(channel="pos").count() == len(buyers)
     assert not Order.objects.filter(channel_order_id__startswith="POSX").exists()
 
