@@ -7,8 +7,9 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from contacts import services
@@ -81,11 +82,7 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
     orders = Order.objects.filter(customer__isnull=True).order_by("-paid_at", "-id")
     if channel:
         orders = orders.filter(channel=channel)
-    suggestions = (
-        MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
-        .select_related("order", "customer")
-        .order_by("-created_at")[:100]
-    )
+    pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
     by_channel = {
         row["channel"]: row["n"]
         for row in Order.objects.filter(customer__isnull=True)
@@ -98,7 +95,9 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
         "contacts/unmatched_orders.html",
         {
             "page": Paginator(orders, 50).get_page(request.GET.get("page")),
-            "suggestions": suggestions,
+            "suggestion_groups": _suggestion_groups(pending),
+            "suggestions_pending": pending.count(),
+            "suggestion_groups_shown": SUGGESTION_GROUPS_SHOWN,
             "by_channel": by_channel,
             "channel": channel,
             "channel_query": urlencode({"channel": channel}) if channel else "",
@@ -106,18 +105,46 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
     )
 
 
+SUGGESTION_GROUPS_SHOWN = 100
+
+
+def _suggestion_groups(pending) -> list[list[MergeSuggestion]]:
+    """The latest pending suggestions, one group per buyer and suggested customer: the
+    orders of one buyer (a Douyin checkout is several sub-orders) are decided together."""
+    groups: dict[tuple, list[MergeSuggestion]] = {}
+    latest = pending.select_related("order", "customer").order_by("-created_at", "pk")
+    for suggestion in latest[: SUGGESTION_GROUPS_SHOWN * 5]:
+        order = suggestion.order
+        key = (suggestion.customer_id, order.buyer_phone_masked, order.buyer_name)
+        groups.setdefault(key, []).append(suggestion)
+    return list(groups.values())[:SUGGESTION_GROUPS_SHOWN]
+
+
 @require_POST
 @permission_required(Perm.CHANGE_CONSOLE)
 def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
-    suggestion = get_object_or_404(MergeSuggestion, pk=pk)
+    """Confirm or reject a suggestion and those of the same buyer listed with it (`also`)."""
     try:
-        services.merge_suggestion_decide(
-            suggestion=suggestion,
-            confirm=request.POST.get("decision") == "confirm",
-            by=request.user,
-        )
+        ids = {pk, *(int(value) for value in request.POST.getlist("also"))}
+    except ValueError:
+        return HttpResponseBadRequest("also: suggestion ids")
+    suggestions = list(MergeSuggestion.objects.filter(pk__in=ids).select_related("customer"))
+    if len(suggestions) < len(ids):
+        raise Http404
+    confirm = request.POST.get("decision") == "confirm"
+    try:
+        services.merge_suggestions_decide(suggestions=suggestions, confirm=confirm, by=request.user)
     except ValueError as error:
         messages.error(request, str(error))
+    else:
+        customer = suggestions[0].customer
+        messages.success(
+            request,
+            _("已确认：%(n)s 笔订单归到客户 %(customer)s。")
+            % {"n": len(suggestions), "customer": customer}
+            if confirm
+            else _("已拒绝 %(n)s 条建议。") % {"n": len(suggestions)},
+        )
     return redirect("unmatched_orders")
 
 

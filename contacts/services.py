@@ -409,24 +409,33 @@ def _membership_refresh(customer: Customer) -> None:
     Customer.objects.filter(pk=customer.pk).update(is_member=live.exists(), joined_at=first)
 
 
-def merge_suggestion_decide(*, suggestion: MergeSuggestion, confirm: bool, by=None) -> None:
-    """Confirm (link the order to the customer) or reject a merge suggestion."""
+def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: bool, by=None) -> None:
+    """Confirm (link each order to its suggested customer) or reject merge suggestions:
+    all of them or, when one was decided already, none. Confirming one rejects the other
+    suggestions for its order."""
     with transaction.atomic():
-        suggestion = MergeSuggestion.objects.select_for_update().get(pk=suggestion.pk)
-        if suggestion.status != MergeSuggestion.Status.PENDING:
-            raise ValueError("这条建议已经处理过了。")
-        suggestion.status = (
-            MergeSuggestion.Status.CONFIRMED if confirm else MergeSuggestion.Status.REJECTED
+        locked = list(
+            MergeSuggestion.objects.select_for_update()
+            .select_related("order", "customer")
+            .filter(pk__in=[suggestion.pk for suggestion in suggestions])
+            .order_by("pk")
         )
-        suggestion.decided_by, suggestion.decided_at = by, timezone.now()
-        suggestion.save(update_fields=["status", "decided_by", "decided_at"])
-        if confirm:
-            order_bind(order=suggestion.order, customer=suggestion.customer)
-            MergeSuggestion.objects.filter(
-                order=suggestion.order, status=MergeSuggestion.Status.PENDING
-            ).update(
-                status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=timezone.now()
+        if len(locked) < len(suggestions) or any(
+            s.status != MergeSuggestion.Status.PENDING for s in locked
+        ):
+            raise ValueError("这条建议已经处理过了。")
+        now = timezone.now()
+        for suggestion in locked:
+            suggestion.status = (
+                MergeSuggestion.Status.CONFIRMED if confirm else MergeSuggestion.Status.REJECTED
             )
+            suggestion.decided_by, suggestion.decided_at = by, now
+            suggestion.save(update_fields=["status", "decided_by", "decided_at"])
+            if confirm:
+                order_bind(order=suggestion.order, customer=suggestion.customer)
+                MergeSuggestion.objects.filter(
+                    order=suggestion.order, status=MergeSuggestion.Status.PENDING
+                ).update(status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=now)
 
 
 def order_bind(*, order: Order, customer: Customer) -> Order:

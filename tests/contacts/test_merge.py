@@ -165,10 +165,57 @@ def test_confirming_a_suggestion_links_the_order(operator):
     other = CustomerFactory()
     suggestion = MergeSuggestion.objects.create(order=order, customer=customer, reason="r")
     second = MergeSuggestion.objects.create(order=order, customer=other, reason="r")
-    services.merge_suggestion_decide(suggestion=suggestion, confirm=True, by=operator)
+    services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
     order.refresh_from_db()
     second.refresh_from_db()
     assert order.customer_id == customer.pk
     assert second.status == MergeSuggestion.Status.REJECTED
     with pytest.raises(ValueError):
-        services.merge_suggestion_decide(suggestion=suggestion, confirm=False)
+        services.merge_suggestions_decide(suggestions=[suggestion], confirm=False)
+
+
+def test_a_buyers_suggestions_are_listed_and_confirmed_together(client_for, operator, manager):
+    """A Douyin checkout of two items is two sub-orders: one row, one decision."""
+    customer, other = CustomerFactory(name="赵敏"), CustomerFactory(name="钱芳")
+    first, second = (
+        OrderFactory(customer=None, channel="douyin", buyer_phone_masked="138****5601",
+                     buyer_name="赵*", channel_order_id=f"69001{n}")
+        for n in (1, 2)
+    )  # fmt: skip
+    lone = OrderFactory(customer=None, buyer_phone_masked="139****0002", buyer_name="钱*")
+    made = [
+        MergeSuggestion.objects.create(order=order, customer=suggested, reason="r")
+        for order, suggested in ((first, customer), (second, customer), (lone, other))
+    ]
+    client = client_for(operator)
+    page = client.get(reverse("unmatched_orders"))
+    groups = [[s.pk for s in group] for group in page.context["suggestion_groups"]]
+    assert sorted(map(sorted, groups)) == [sorted([made[0].pk, made[1].pk]), [made[2].pk]]
+    body = page.content.decode()
+    assert "3 条待确认" in body and "确认 2 笔" in body
+    lead, *also = next(group for group in groups if len(group) == 2)
+    assert (
+        client_for(manager)
+        .post(reverse("suggestion_decide", args=[lead]), {"decision": "confirm", "also": also})
+        .status_code
+        == 403
+    )  # managers read, operators decide
+    client = client_for(operator)
+    done = client.post(
+        reverse("suggestion_decide", args=[lead]), {"decision": "confirm", "also": also},
+        follow=True,
+    )  # fmt: skip
+    assert "已确认：2 笔订单归到客户 赵敏" in done.content.decode()
+    for order in (first, second):
+        order.refresh_from_db()
+        assert order.customer_id == customer.pk
+    lone.refresh_from_db()
+    assert lone.customer_id is None
+    # Deciding again, with a suggestion still pending among them: nothing changes.
+    again = client.post(
+        reverse("suggestion_decide", args=[made[2].pk]),
+        {"decision": "reject", "also": [lead]},
+        follow=True,
+    )
+    assert "这条建议已经处理过了" in again.content.decode()
+    assert MergeSuggestion.objects.get(pk=made[2].pk).status == MergeSuggestion.Status.PENDING
