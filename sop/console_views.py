@@ -396,12 +396,17 @@ def _touch_filter(params) -> selectors.TouchFilter:
         reason=params.get("reason", "").strip(),
         plan_id=_int_param(params, "plan"),
         guide_id=_int_param(params, "guide"),
+        customer_id=_int_param(params, "customer"),
     )
 
 
 def _touch_query(params) -> str:
     return urlencode(
-        {k: params.get(k) for k in ("status", "reason", "plan", "guide") if params.get(k)}
+        {
+            k: params.get(k)
+            for k in ("status", "reason", "plan", "guide", "customer")
+            if params.get(k)
+        }
     )
 
 
@@ -433,6 +438,11 @@ def touch_list(request: HttpRequest) -> HttpResponse:
             "reasons": reasons,
             "plans": SopPlan.objects.only("id", "name").order_by("-priority", "pk"),
             "guides": Guide.objects.active().only("id", "name", "wecom_userid"),
+            "customer": (
+                Customer.objects.filter(pk=filters.customer_id).first()
+                if filters.customer_id is not None
+                else None
+            ),
         },
     )
 

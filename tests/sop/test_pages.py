@@ -852,6 +852,34 @@ def test_log_lists_suppressed_and_stopped_and_filters(client_for, operator, sop_
         assert client.get(url, bad).status_code == 404
 
 
+def test_a_customers_touches_are_one_link_from_their_page(
+    client_for, operator, guide_user, sop_data
+):
+    wang = sop_data["wang"]
+    client = client_for(operator)
+    page = client.get(reverse("customer_detail", args=[wang.pk])).content.decode()
+    link = f"{reverse('sop_touches')}?status=all&amp;customer={wang.pk}"
+    assert f'href="{link}" id="customer-touches"' in page
+    response = client.get(reverse("sop_touches"), {"status": "all", "customer": wang.pk})
+    listed = _listed(response)
+    # 王芳: welcome step 1 done, step 2 planned; repurchase skipped, and planned again
+    assert sorted(listed) == sorted(
+        [
+            ("新客欢迎", "王芳", "done"),
+            ("新客欢迎", "王芳", "planned"),
+            ("复购提醒", "王芳", "skipped"),
+            ("复购提醒", "王芳", "planned"),
+        ]
+    )
+    assert response.context["total"] == len(listed)
+    body = response.content.decode()
+    assert 'id="touch-customer"' in body and f'name="customer" value="{wang.pk}"' in body
+    export = client.get(reverse("sop_touches_export"), {"status": "all", "customer": wang.pk})
+    assert len(b"".join(export.streaming_content).decode("utf-8-sig").splitlines()) == 5
+    guide_page = client_for(guide_user).get(reverse("guide_customer_detail", args=[wang.pk]))
+    assert 'id="customer-touches"' not in guide_page.content.decode()  # a console page
+
+
 def test_log_pages_by_id(client_for, operator, people):
     plan = _plan("大计划", 1)
     customers = [CustomerFactory(name=f"客{n:02d}") for n in range(55)]
