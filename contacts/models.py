@@ -111,7 +111,10 @@ class CustomerQuerySet(models.QuerySet):
         )
 
     def search(self, text: str) -> "CustomerQuerySet":
-        """Name (substring), WeCom external id (exact) or phone (exact, by hash)."""
+        """Name (substring), WeCom external id (exact), phone (exact, by hash) or the
+        number of one of their orders in any channel (exact)."""
+        from contacts.order_files import ORDER_CHANNELS
+
         text = text.strip()
         e164 = phone_normalise(text)
         if e164:
@@ -119,7 +122,13 @@ class CustomerQuerySet(models.QuerySet):
                 identities__kind=CustomerIdentity.Kind.PHONE_HASH,
                 identities__value=phone_hash(e164),
             )
-        return self.filter(models.Q(name__icontains=text) | models.Q(external_userid=text))
+        # Found once, by (channel, order id) for each channel: the orders' unique index.
+        ordered = Order.objects.filter(channel__in=ORDER_CHANNELS, channel_order_id=text)
+        return self.filter(
+            models.Q(name__icontains=text)
+            | models.Q(external_userid=text)
+            | models.Q(pk__in=ordered.values("customer_id"))
+        )
 
 
 class Customer(models.Model):

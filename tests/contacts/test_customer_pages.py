@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from contacts.models import Customer, CustomerIdentity, Guide
 from contacts.phones import phone_hash, phone_mask, phone_normalise
-from tests.contacts.factories import RelationshipFactory
+from tests.contacts.factories import OrderFactory, RelationshipFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +135,18 @@ def test_list_page_query_count_does_not_grow_with_rows(client_for, operator, gui
     with CaptureQueriesContext(connection) as queries:
         assert client.get(reverse("customers")).status_code == 200
     assert len(queries) <= 10, [q["sql"][:80] for q in queries]
+
+
+def test_search_by_order_number_finds_its_customer(client_for, operator, guide_user, book):
+    mine, theirs = book["own"][0], book["other"][0]
+    OrderFactory(customer=mine, channel="douyin", channel_order_id="6945267915516643351")
+    OrderFactory(customer=theirs, channel="jd", channel_order_id="JD0001")
+    client = client_for(operator)
+    assert _names(client.get(reverse("customers"), {"q": "6945267915516643351"})) == {mine.name}
+    assert _names(client.get(reverse("customers"), {"q": "JD0001"})) == {theirs.name}
+    assert _names(client.get(reverse("customers"), {"q": "JD000"})) == set()  # exact only
+    guide = client_for(guide_user)  # a guide finds only their own customers
+    assert _names(guide.get(reverse("guide_customers"), {"q": "JD0001"})) == set()
+    assert _names(guide.get(reverse("guide_customers"), {"q": "6945267915516643351"})) == {
+        mine.name
+    }
