@@ -16,6 +16,7 @@ from decimal import Decimal
 from contacts.order_files import GENERIC_COLUMNS
 
 __all__ = [
+    "CATALOGUE",
     "DOUYIN_EXPORT_COLUMNS",
     "GENERIC_COLUMNS",
     "Buyer",

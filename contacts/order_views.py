@@ -13,8 +13,15 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from contacts import services
-from contacts.models import Customer, CustomerMerge, MergeSuggestion, Order, OrderImport
-from contacts.order_files import CHANNEL_TITLES, CHANNELS
+from contacts.models import (
+    Customer,
+    CustomerMerge,
+    MergeSuggestion,
+    Order,
+    OrderImport,
+    Product,
+)
+from contacts.order_files import CHANNEL_TITLES, CHANNELS, OrderFileError
 from scrm.roles import Perm, permission_required
 
 
@@ -74,6 +81,53 @@ def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
     for error in record.errors_by_row:
         writer.writerow([error.get("file", ""), error["row"], error["column"], error["reason"]])
     return response
+
+
+PRODUCTS_PER_PAGE = 50
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def product_list(request: HttpRequest) -> HttpResponse:
+    """The product catalogue by sku, and its upload (operators)."""
+    products = Product.objects.order_by("sku")
+    return render(
+        request,
+        "contacts/product_list.html",
+        {
+            "page": Paginator(products, PRODUCTS_PER_PAGE).get_page(request.GET.get("page")),
+            "columns": services.PRODUCT_COLUMNS,
+        },
+    )
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def product_upload(request: HttpRequest) -> HttpResponse:
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, _("请选择商品文件。"))
+        return redirect("products")
+    try:
+        result = services.products_upload(upload=upload)
+    except OrderFileError as error:
+        messages.error(request, str(error))
+        return redirect("products")
+    messages.success(
+        request,
+        _("商品 %(products)s 个（新增或改变 %(changed)s 个），补全了 %(lines)s 个订单行。")
+        % {
+            "products": result["products"],
+            "changed": result["changed"],
+            "lines": result["lines_filled"],
+        },
+    )
+    if result["errors"]:
+        shown = "；".join(_("第 %(row)s 行：%(reason)s") % error for error in result["errors"][:10])
+        messages.warning(
+            request,
+            _("%(n)s 行未导入：%(rows)s") % {"n": len(result["errors"]), "rows": shown},
+        )
+    return redirect("products")
 
 
 @permission_required(Perm.VIEW_CONSOLE)

@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
-from contacts.facts import facts_mark_pending
+from contacts.facts import facts_mark_pending, facts_mark_pending_selected
 from contacts.models import (
     Customer,
     CustomerGroup,
@@ -29,6 +29,7 @@ from contacts.models import (
     SyncRun,
 )
 from contacts.order_files import GENERIC_COLUMNS, OrderFileError, detect_channel, read_orders
+from contacts.order_files.sources import Table
 from contacts.order_import import ImportReport, order_import_finish, orders_load
 from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
 
@@ -503,21 +504,33 @@ def orders_push(*, rows: list[dict], imported_by=None, key: str | None = None) -
 PRODUCT_COLUMNS = ["sku", "name", "category", "material", "style"]
 
 
+def products_upload(*, upload) -> dict:
+    """An uploaded catalogue (small: read now, not on a worker), as `products_import`."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(upload.name).name
+        with open(path, "wb") as target:
+            for chunk in upload.chunks():
+                target.write(chunk)
+        return products_import(path=path)
+
+
 def products_import(*, path: Path) -> dict:
-    """Upsert the product catalogue from a CSV (sku,name,category,material,style, UTF-8),
-    then fill the attributes of order lines that arrived without them."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in PRODUCT_COLUMNS if column not in (reader.fieldnames or [])]
+    """Upsert the product catalogue from a file (sku,name,category,material,style; CSV in
+    UTF-8 or GB18030, or XLSX, read as order files are), then fill the attributes of order
+    lines that arrived without them. A row without a sku is reported, the others load;
+    an unreadable file raises OrderFileError and changes nothing."""
+    rows, errors = {}, []
+    with Table(path) as table:
+        missing = [column for column in PRODUCT_COLUMNS if column not in table.index]
         if missing:
-            raise ValueError(f"商品文件缺少列：{', '.join(missing)}")
-        rows, errors = {}, []
-        for number, row in enumerate(reader, start=2):
-            sku = (row["sku"] or "").strip()
-            if not sku:
+            raise OrderFileError(f"{table.name}：商品文件缺少列：{', '.join(missing)}")
+        positions = [table.index[column] for column in PRODUCT_COLUMNS]
+        for number, cells, _overflow in table.rows():
+            values = tuple(cells[position] for position in positions)
+            if not values[0]:
                 errors.append({"row": number, "column": "sku", "reason": "商品编码为空"})
                 continue
-            rows[sku] = tuple((row[column] or "").strip() for column in PRODUCT_COLUMNS)
+            rows[values[0]] = values
     with transaction.atomic(), connection.cursor() as cursor:
         if rows:
             execute_values(
@@ -541,13 +554,30 @@ def products_import(*, path: Path) -> dict:
             changed = 0
         cursor.execute(
             """
-            UPDATE contacts_orderline l
-            SET category = coalesce(nullif(l.category, ''), p.category),
-                material = coalesce(nullif(l.material, ''), p.material),
-                style = coalesce(nullif(l.style, ''), p.style)
-            FROM contacts_product p
-            WHERE p.sku = l.sku AND (l.category = '' OR l.material = '' OR l.style = '')
+            DROP TABLE IF EXISTS filled_order;
+            CREATE TEMP TABLE filled_order ON COMMIT DROP AS
+            WITH filled AS (
+                UPDATE contacts_orderline l
+                SET category = coalesce(nullif(l.category, ''), p.category),
+                    material = coalesce(nullif(l.material, ''), p.material),
+                    style = coalesce(nullif(l.style, ''), p.style)
+                FROM contacts_product p
+                WHERE p.sku = l.sku AND (l.category = '' OR l.material = '' OR l.style = '')
+                  AND (l.category, l.material, l.style) IS DISTINCT FROM (
+                      coalesce(nullif(l.category, ''), p.category),
+                      coalesce(nullif(l.material, ''), p.material),
+                      coalesce(nullif(l.style, ''), p.style))
+                RETURNING l.order_id
+            )
+            SELECT order_id, count(*) AS lines FROM filled GROUP BY order_id
             """
         )
-        filled = cursor.rowcount
+        cursor.execute("SELECT coalesce(sum(lines), 0)::int FROM filled_order")
+        filled = cursor.fetchone()[0]
+        # Their buyers' preferences (category, material, style shares) change with them.
+        facts_mark_pending_selected(
+            "SELECT DISTINCT o.customer_id FROM filled_order f"
+            " JOIN contacts_order o ON o.id = f.order_id WHERE o.customer_id IS NOT NULL",
+            [],
+        )
     return {"products": len(rows), "changed": changed, "lines_filled": filled, "errors": errors}

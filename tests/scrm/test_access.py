@@ -11,6 +11,7 @@ MORE_CONSOLE_PAGES = [
     "import_list",
     "unmatched_orders",
     "merge_list",
+    "products",
     "group_schedules",
     "group_schedule_new",
 ]

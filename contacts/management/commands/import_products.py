@@ -7,6 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from contacts import services
+from contacts.order_files import OrderFileError
 
 
 class Command(BaseCommand):
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, path: Path, **options) -> None:
         try:
             result = services.products_import(path=path)
-        except (OSError, ValueError) as error:
+        except OrderFileError as error:
             self.stderr.write(str(error))
             sys.exit(2)
         if options["json"]:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from contacts import services
 from contacts.models import CustomerIdentity, Order, Store
 from contacts.order_generator import (
+    CATALOGUE,
     DOUYIN_EXPORT_COLUMNS,
     GENERIC_COLUMNS,
     Buyer,
@@ -72,6 +73,14 @@ class Command(BaseCommand):
         buyers += make_buyers(seed=seed + 1, count=len(buyers), stores=stores)
         folder = Path(settings.MEDIA_ROOT) / "demo"
         folder.mkdir(parents=True, exist_ok=True)
+        # The catalogue first: the Douyin export below has no category, material or style.
+        catalogue = folder / "商品目录.csv"
+        with open(catalogue, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(services.PRODUCT_COLUMNS)
+            writer.writerows(item[:5] for item in CATALOGUE)
+        products = services.products_import(path=catalogue)
+        self.stdout.write(f"demo catalogue: {products['products']} products")
         path = folder / "demo_orders.csv"
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=GENERIC_COLUMNS)

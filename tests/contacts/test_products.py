@@ -1,0 +1,120 @@
+"""The product catalogue by sku: read as order files are (GB18030 or UTF-8 CSV, XLSX),
+a row without a sku reported and the others loaded, order lines without attributes
+completed from it and their buyers' facts marked for refresh; its page and upload."""
+
+import io
+import json
+from decimal import Decimal
+from io import StringIO
+
+import openpyxl
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from contacts import services
+from contacts.models import CustomerFactsPending, OrderLine, Product
+from contacts.order_files import OrderFileError
+from tests.contacts.factories import CustomerFactory, OrderFactory
+
+pytestmark = pytest.mark.django_db
+
+CATALOGUE = [
+    ["sku", "name", "category", "material", "style"],
+    ["BRA-ICE-01", "冰丝无痕文胸 基础款", "文胸", "冰丝", "基础款"],
+    ["", "没有编码的商品", "睡衣", "棉", "基础款"],
+    ["PAN-COT-04", "纯棉抗菌内裤 三条装", "内裤", "棉", "基础款"],
+]
+
+
+def _csv(rows, encoding="gb18030") -> bytes:
+    return "\n".join(",".join(row) for row in rows).encode(encoding) + b"\n"
+
+
+@pytest.fixture
+def lines():
+    """Three lines of one buyer's order: two skus of the catalogue without attributes, one
+    whose export had them already (kept)."""
+    order = OrderFactory(customer=CustomerFactory())
+    made = [
+        OrderLine.objects.create(
+            order=order,
+            line_no=number,
+            sku=sku,
+            category=category,
+            quantity=1,
+            unit_price=Decimal("89"),
+            line_amount=Decimal("89"),
+        )  # fmt: skip
+        for number, (sku, category) in enumerate(
+            (("BRA-ICE-01", ""), ("PAN-COT-04", ""), ("BRA-ICE-01", "家居服")), start=1
+        )
+    ]
+    CustomerFactsPending.objects.all().delete()
+    return order, made
+
+
+def test_a_gb18030_catalogue_completes_the_lines_and_marks_their_buyer(tmp_path, lines):
+    order, made = lines
+    path = tmp_path / "商品目录.csv"
+    path.write_bytes(_csv(CATALOGUE))
+    result = services.products_import(path=path)
+    assert (result["products"], result["changed"], result["lines_filled"]) == (2, 2, 3)
+    assert result["errors"] == [{"row": 3, "column": "sku", "reason": "商品编码为空"}]
+    assert Product.objects.get(sku="PAN-COT-04").material == "棉"
+    first, second, third = (OrderLine.objects.get(pk=line.pk) for line in made)
+    assert (first.category, first.material, first.style) == ("文胸", "冰丝", "基础款")
+    assert (second.category, second.material) == ("内裤", "棉")
+    assert (third.category, third.material) == ("家居服", "冰丝")  # its own category is kept
+    assert list(CustomerFactsPending.objects.values_list("customer_id", flat=True)) == [
+        order.customer_id
+    ]
+    CustomerFactsPending.objects.all().delete()
+    again = services.products_import(path=path)
+    assert (again["changed"], again["lines_filled"]) == (0, 0)
+    assert not CustomerFactsPending.objects.exists()
+
+
+def test_an_xlsx_catalogue_and_a_file_without_the_columns(tmp_path):
+    workbook = openpyxl.Workbook()
+    for row in CATALOGUE:
+        workbook.active.append(row)
+    workbook.save(tmp_path / "catalogue.xlsx")
+    assert services.products_import(path=tmp_path / "catalogue.xlsx")["products"] == 2
+    (tmp_path / "bad.csv").write_bytes(_csv([["sku", "name"], ["X-1", "x"]], "utf-8"))
+    with pytest.raises(OrderFileError, match="缺少列：category, material, style"):
+        services.products_import(path=tmp_path / "bad.csv")
+    assert set(Product.objects.values_list("sku", flat=True)) == {"BRA-ICE-01", "PAN-COT-04"}
+
+
+def test_the_command_reports_the_rejected_rows_with_exit_status_2(tmp_path):
+    path = tmp_path / "catalogue.csv"
+    path.write_bytes(_csv(CATALOGUE, "utf-8"))
+    out = StringIO()
+    with pytest.raises(SystemExit) as stop:
+        call_command("import_products", str(path), "--json", stdout=out)
+    assert stop.value.code == 2
+    assert json.loads(out.getvalue())["errors"][0]["row"] == 3
+
+
+def test_operators_upload_a_catalogue_and_everyone_in_the_console_reads_it(
+    client_for, operator, manager, guide_user, lines
+):
+    client = client_for(operator)
+    upload = io.BytesIO(_csv(CATALOGUE))
+    upload.name = "商品目录.csv"
+    done = client.post(reverse("product_upload"), {"file": upload}, follow=True)
+    body = done.content.decode()
+    assert "商品 2 个（新增或改变 2 个），补全了 3 个订单行。" in body
+    assert "1 行未导入：第 3 行：商品编码为空" in body
+    assert [row.sku for row in done.context["page"]] == ["BRA-ICE-01", "PAN-COT-04"]
+    broken = io.BytesIO(b"\xd0\xcf\x11\xe0old excel")
+    broken.name = "商品.xls"
+    refused = client.post(reverse("product_upload"), {"file": broken}, follow=True)
+    assert "旧版 Excel" in refused.content.decode()
+    reader = client_for(manager)
+    page = reader.get(reverse("products")).content.decode()
+    assert 'data-sku="PAN-COT-04"' in page and 'id="product-upload"' not in page
+    upload.seek(0)
+    assert reader.post(reverse("product_upload"), {"file": upload}).status_code == 403
+    assert client_for(guide_user).get(reverse("products")).status_code == 403
