@@ -11,7 +11,7 @@ from contacts.order_files import OrderFileError
 
 
 class Command(BaseCommand):
-    help = "Import the product catalogue (CSV: sku,name,category,material,style)."
+    help = "Import the product catalogue (CSV or XLSX: sku,name,category,material,style)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("path", type=Path)
