@@ -1,8 +1,9 @@
 """The English catalogue is whole: every message makemessages found has a translation,
 and none is a fuzzy guess (makemessages guesses from a similar message, often wrongly:
-退群 became "Refund")."""
+退群 became "Refund"); and msgfmt, which `make setup` runs, compiles it."""
 
 import re
+import subprocess
 from pathlib import Path
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "locale" / "en" / "LC_MESSAGES" / "django.po"
@@ -36,3 +37,13 @@ def test_every_message_is_translated_and_none_is_fuzzy():
         if not all(strings):
             untranslated.append(fields["msgid"])
     assert untranslated == [] and fuzzy == []
+
+
+def test_msgfmt_compiles_the_catalogue():
+    checked = subprocess.run(
+        ["msgfmt", "--check", "-o", "/dev/null", str(CATALOGUE)],  # noqa: S607 - gettext
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
