@@ -34,7 +34,7 @@ setup: $(VENV)/.installed $(VENDOR)/echarts.min.js ## Create .venv, install pinn
 	$(PY) manage.py compilemessages --ignore=.venv -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
 
-demo: setup ## Set up, load demo data and run web + worker + beat (Ctrl-C stops all)
+demo: setup ## Set up, load demo data and run web + two workers + beat (Ctrl-C stops all)
 	$(PY) manage.py rundemo
 
 browser: ## Install Debian's Chromium and a CJK font for the browser tests when missing

@@ -110,21 +110,26 @@ def group_sends_dispatch(*, gateway, now: datetime | None = None) -> DispatchRes
 
 def groups_over_limit(chat_ids: list[str], slot: datetime) -> set[str]:
     """The groups that already had the month's quota of group messages (`month_quota`,
-    the month of `slot` in Beijing time): those of every schedule's sends this month that
-    WeCom took and did not report as failed (confirmed, or waiting for the owner, who may
-    still confirm), as campaigns count a customer's."""
-    local = slot.astimezone(SHANGHAI).date()
+    the month of `slot` in Beijing time): those of every schedule's sends in that month
+    that WeCom may deliver, as campaigns count a customer's. A send counts for a group
+    unless WeCom refused it (fail_list) or reported it failed (2, 3); one still waiting
+    for its owner, or being sent, or whose outcome is unknown counts: it may arrive.
+    Reads the month's sends (a row per slot and owner: a few thousand) in full."""
+    first = slot.astimezone(SHANGHAI).date().replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT chat FROM campaigns_groupsend s
             CROSS JOIN LATERAL jsonb_array_elements_text(s.chat_ids) AS chat
-            WHERE s.occurrence >= %s AND s.status IN ('created', 'confirmed')
+            WHERE s.occurrence >= %s AND s.occurrence < %s
+              AND s.status IN ('sending', 'created', 'confirmed', 'unknown')
+              AND NOT s.refused ? chat
               AND coalesce(s.results ->> chat, '0') NOT IN ('2', '3')
               AND chat = ANY(%s)
             GROUP BY chat HAVING count(*) >= %s
             """,
-            [local_midnight(local.replace(day=1)), chat_ids, month_quota(slot)],
+            [local_midnight(first), local_midnight(following), chat_ids, month_quota(slot)],
         )
         return {chat for (chat,) in cursor.fetchall()}
 

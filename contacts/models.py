@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
@@ -6,6 +8,8 @@ from django.utils.translation import gettext
 
 from contacts.phones import phone_hash, phone_normalise
 from scrm.roles import Perm
+
+_PHONE_TEXT = re.compile(r"[\d\s()+-]+")  # 138 0013 5601, +86-138…
 
 
 class Store(models.Model):
@@ -116,7 +120,8 @@ class CustomerQuerySet(models.QuerySet):
         from contacts.order_files import ORDER_CHANNELS
 
         text = text.strip()
-        e164 = phone_normalise(text)
+        # Only a text made of a phone's characters: "T13812345678" is an order number.
+        e164 = phone_normalise(text) if _PHONE_TEXT.fullmatch(text) else None
         if e164:
             return self.filter(
                 identities__kind=CustomerIdentity.Kind.PHONE_HASH,

@@ -201,7 +201,7 @@ def douyin_export_rows(
                 "支付完成时间": paid,
                 "订单状态": state,
                 "售后状态": after_sale,
-                "收件人": name[0] + "*" * (len(name) - 1),
+                "收件人": name[:1] + "*" * (len(name) - 1),
                 "收件人手机号": f"{phone[:3]}****{phone[7:]}",
             }
 
@@ -250,7 +250,7 @@ def store_export_rows(*, seed: int, buyers: list[Buyer], end: datetime) -> Itera
 
     for number, buyer in enumerate(buyers):
         yield line(f"POS{seed % 100:02d}{number:08d}", buyer, rng.choice(CATALOGUE))
-    for number, (column, value) in enumerate(STORE_MISTAKES):
+    for number, (column, value) in enumerate(STORE_MISTAKES if buyers else []):
         buyer = buyers[number % len(buyers)]
         order_id = f"POSX{seed % 100:02d}{number:04d}"
         if column == "line_amount":  # the order's first line is right, its second is not

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from contacts import services
+from contacts import selectors, services
 from contacts.models import (
     Customer,
     CustomerMerge,
@@ -84,6 +84,7 @@ def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 PRODUCTS_PER_PAGE = 50
+SUGGESTION_GROUPS_SHOWN = 100
 
 
 @permission_required(Perm.VIEW_CONSOLE)
@@ -136,7 +137,8 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
     orders = Order.objects.filter(customer__isnull=True).order_by("-paid_at", "-id")
     if channel:
         orders = orders.filter(channel=channel)
-    pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
+    pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING).count()
+    groups = selectors.merge_suggestion_groups(limit=SUGGESTION_GROUPS_SHOWN)
     by_channel = {
         row["channel"]: row["n"]
         for row in Order.objects.filter(customer__isnull=True)
@@ -149,29 +151,14 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
         "contacts/unmatched_orders.html",
         {
             "page": Paginator(orders, 50).get_page(request.GET.get("page")),
-            "suggestion_groups": _suggestion_groups(pending),
-            "suggestions_pending": pending.count(),
-            "suggestion_groups_shown": SUGGESTION_GROUPS_SHOWN,
+            "suggestion_groups": groups,
+            "suggestions_pending": pending,
+            "suggestions_hidden": pending - sum(len(group) for group in groups),
             "by_channel": by_channel,
             "channel": channel,
             "channel_query": urlencode({"channel": channel}) if channel else "",
         },
     )
-
-
-SUGGESTION_GROUPS_SHOWN = 100
-
-
-def _suggestion_groups(pending) -> list[list[MergeSuggestion]]:
-    """The latest pending suggestions, one group per buyer and suggested customer: the
-    orders of one buyer (a Douyin checkout is several sub-orders) are decided together."""
-    groups: dict[tuple, list[MergeSuggestion]] = {}
-    latest = pending.select_related("order", "customer").order_by("-created_at", "pk")
-    for suggestion in latest[: SUGGESTION_GROUPS_SHOWN * 5]:
-        order = suggestion.order
-        key = (suggestion.customer_id, order.buyer_phone_masked, order.buyer_name)
-        groups.setdefault(key, []).append(suggestion)
-    return list(groups.values())[:SUGGESTION_GROUPS_SHOWN]
 
 
 @require_POST
@@ -185,17 +172,19 @@ def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
     suggestions = list(MergeSuggestion.objects.filter(pk__in=ids).select_related("customer"))
     if len(suggestions) < len(ids):
         raise Http404
+    lead = next(suggestion for suggestion in suggestions if suggestion.pk == pk)
+    if any(suggestion.customer_id != lead.customer_id for suggestion in suggestions):
+        return HttpResponseBadRequest("also: suggestions of one customer")
     confirm = request.POST.get("decision") == "confirm"
     try:
         services.merge_suggestions_decide(suggestions=suggestions, confirm=confirm, by=request.user)
     except ValueError as error:
         messages.error(request, str(error))
     else:
-        customer = suggestions[0].customer
         messages.success(
             request,
             _("已确认：%(n)s 笔订单归到客户 %(customer)s。")
-            % {"n": len(suggestions), "customer": customer}
+            % {"n": len(suggestions), "customer": lead.customer}
             if confirm
             else _("已拒绝 %(n)s 条建议。") % {"n": len(suggestions)},
         )

@@ -24,6 +24,7 @@ from contacts.models import (
     MergeSuggestion,
     Order,
     OrderImport,
+    Product,
     Relationship,
     RelationshipEvent,
     SyncRun,
@@ -416,7 +417,7 @@ def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: boo
     suggestions for its order."""
     with transaction.atomic():
         locked = list(
-            MergeSuggestion.objects.select_for_update()
+            MergeSuggestion.objects.select_for_update(of=("self",))
             .select_related("order", "customer")
             .filter(pk__in=[suggestion.pk for suggestion in suggestions])
             .order_by("pk")
@@ -425,6 +426,15 @@ def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: boo
             s.status != MergeSuggestion.Status.PENDING for s in locked
         ):
             raise ValueError("这条建议已经处理过了。")
+        if len({s.order_id for s in locked}) < len(locked):
+            raise ValueError("同一订单只能确认一条建议。")
+        taken = [
+            s.order.channel_order_id
+            for s in locked
+            if confirm and s.order.customer_id not in (None, s.customer_id)
+        ]
+        if taken:  # bound since (a guide, a later import): not moved silently
+            raise ValueError(f"订单 {'、'.join(taken)} 已经属于另一位客户，请到客户页处理。")
         now = timezone.now()
         for suggestion in locked:
             suggestion.status = (
@@ -516,24 +526,37 @@ def products_upload(*, upload) -> dict:
 
 def products_import(*, path: Path) -> dict:
     """Upsert the product catalogue from a file (sku,name,category,material,style; CSV in
-    UTF-8 or GB18030, or XLSX, read as order files are), then fill the attributes of order
-    lines that arrived without them. A row without a sku is reported, the others load;
-    an unreadable file raises OrderFileError and changes nothing."""
+    UTF-8 or GB18030, or XLSX, read as order files are), then fill the attributes of the
+    order lines of the products added or changed that arrived without them. A bad row
+    (no sku, a value too long) is reported, the others load; an unreadable file raises
+    OrderFileError and changes nothing."""
     rows, errors = {}, []
+    limits = {field.name: field.max_length for field in Product._meta.fields if field.max_length}
     with Table(path) as table:
         missing = [column for column in PRODUCT_COLUMNS if column not in table.index]
         if missing:
             raise OrderFileError(f"{table.name}：商品文件缺少列：{', '.join(missing)}")
         positions = [table.index[column] for column in PRODUCT_COLUMNS]
         for number, cells, _overflow in table.rows():
-            values = tuple(cells[position] for position in positions)
+            values = tuple(cells[position].replace("\x00", "") for position in positions)
             if not values[0]:
                 errors.append({"row": number, "column": "sku", "reason": "商品编码为空"})
                 continue
+            too_long = [
+                (column, value)
+                for column, value in zip(PRODUCT_COLUMNS, values, strict=True)
+                if len(value) > limits[column]
+            ]
+            if too_long:
+                column, value = too_long[0]
+                reason = f"{column} 最多 {limits[column]} 个字，这里有 {len(value)} 个"
+                errors.append({"row": number, "column": column, "reason": reason})
+                continue
             rows[values[0]] = values
     with transaction.atomic(), connection.cursor() as cursor:
+        changed = []
         if rows:
-            execute_values(
+            changed = execute_values(
                 cursor,
                 """
                 INSERT INTO contacts_product (sku, name, category, material, style, updated_at)
@@ -546,12 +569,12 @@ def products_import(*, path: Path) -> dict:
                        contacts_product.style)
                       IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.category, EXCLUDED.material,
                        EXCLUDED.style)
+                RETURNING sku
                 """,
                 list(rows.values()),
+                fetch=True,
             )
-            changed = cursor.rowcount
-        else:
-            changed = 0
+        # Lines of the other products took their attributes when they were imported.
         cursor.execute(
             """
             DROP TABLE IF EXISTS filled_order;
@@ -562,7 +585,8 @@ def products_import(*, path: Path) -> dict:
                     material = coalesce(nullif(l.material, ''), p.material),
                     style = coalesce(nullif(l.style, ''), p.style)
                 FROM contacts_product p
-                WHERE p.sku = l.sku AND (l.category = '' OR l.material = '' OR l.style = '')
+                WHERE p.sku = ANY(%s) AND p.sku = l.sku
+                  AND (l.category = '' OR l.material = '' OR l.style = '')
                   AND (l.category, l.material, l.style) IS DISTINCT FROM (
                       coalesce(nullif(l.category, ''), p.category),
                       coalesce(nullif(l.material, ''), p.material),
@@ -570,7 +594,8 @@ def products_import(*, path: Path) -> dict:
                 RETURNING l.order_id
             )
             SELECT order_id, count(*) AS lines FROM filled GROUP BY order_id
-            """
+            """,
+            [[sku for (sku,) in changed]],
         )
         cursor.execute("SELECT coalesce(sum(lines), 0)::int FROM filled_order")
         filled = cursor.fetchone()[0]
@@ -580,4 +605,9 @@ def products_import(*, path: Path) -> dict:
             " JOIN contacts_order o ON o.id = f.order_id WHERE o.customer_id IS NOT NULL",
             [],
         )
-    return {"products": len(rows), "changed": changed, "lines_filled": filled, "errors": errors}
+    return {
+        "products": len(rows),
+        "changed": len(changed),
+        "lines_filled": filled,
+        "errors": errors,
+    }

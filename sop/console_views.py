@@ -376,7 +376,7 @@ def _int_param(params, name: str) -> int | None:
     value = params.get(name, "")
     if not value:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit
         raise Http404(f"bad {name}")
     return int(value)
 
@@ -400,14 +400,8 @@ def _touch_filter(params) -> selectors.TouchFilter:
     )
 
 
-def _touch_query(params) -> str:
-    return urlencode(
-        {
-            k: params.get(k)
-            for k in ("status", "reason", "plan", "guide", "customer")
-            if params.get(k)
-        }
-    )
+def _touch_query(params, keys=("status", "reason", "plan", "guide", "customer")) -> str:
+    return urlencode({k: params.get(k) for k in keys if params.get(k)})
 
 
 @permission_required(Perm.VIEW_CONSOLE)
@@ -433,6 +427,7 @@ def touch_list(request: HttpRequest) -> HttpResponse:
             "total_capped": counted > COUNT_CAP,
             "next_cursor": next_cursor,
             "query": _touch_query(request.GET),
+            "query_any_customer": _touch_query(request.GET, ("status", "reason", "plan", "guide")),
             "filters": request.GET,
             "statuses": list(STATUS_LABELS.items()),
             "reasons": reasons,

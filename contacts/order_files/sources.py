@@ -214,11 +214,15 @@ class Table:
 
     def _xlsx_rows(self) -> Iterator[tuple[int, list[str], bool]]:
         width = self.width
-        for number, values in enumerate(self._cells, start=2):
-            cells = [_cell_text(value) for value in values]
-            cells, overflow = _fit(cells, width)
-            if any(cells):
-                yield number, cells, overflow
+        number = 1
+        try:
+            for number, values in enumerate(self._cells, start=2):
+                cells = [_cell_text(value) for value in values]
+                cells, overflow = _fit(cells, width)
+                if any(cells):
+                    yield number, cells, overflow
+        except Exception as error:  # a sheet broken further down (its zip, its XML)
+            raise OrderFileError(f"{self.name}：第 {number} 行之后无法读取（{error}）") from error
 
 
 def _fit(cells: list[str], width: int) -> tuple[list[str], bool]:

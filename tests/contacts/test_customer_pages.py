@@ -145,6 +145,8 @@ def test_search_by_order_number_finds_its_customer(client_for, operator, guide_u
     assert _names(client.get(reverse("customers"), {"q": "6945267915516643351"})) == {mine.name}
     assert _names(client.get(reverse("customers"), {"q": "JD0001"})) == {theirs.name}
     assert _names(client.get(reverse("customers"), {"q": "JD000"})) == set()  # exact only
+    OrderFactory(customer=theirs, channel="pos", channel_order_id="T13812345678")
+    assert _names(client.get(reverse("customers"), {"q": "T13812345678"})) == {theirs.name}
     guide = client_for(guide_user)  # a guide finds only their own customers
     assert _names(guide.get(reverse("guide_customers"), {"q": "JD0001"})) == set()
     assert _names(guide.get(reverse("guide_customers"), {"q": "6945267915516643351"})) == {

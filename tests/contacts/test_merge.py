@@ -211,11 +211,47 @@ def test_a_buyers_suggestions_are_listed_and_confirmed_together(client_for, oper
         assert order.customer_id == customer.pk
     lone.refresh_from_db()
     assert lone.customer_id is None
-    # Deciding again, with a suggestion still pending among them: nothing changes.
+    # Deciding them again: refused, nothing changes.
     again = client.post(
-        reverse("suggestion_decide", args=[made[2].pk]),
-        {"decision": "reject", "also": [lead]},
+        reverse("suggestion_decide", args=[lead]), {"decision": "reject", "also": also},
         follow=True,
-    )
+    )  # fmt: skip
     assert "这条建议已经处理过了" in again.content.decode()
+    # Suggestions of two customers are never decided together.
+    mixed = client.post(
+        reverse("suggestion_decide", args=[made[2].pk]), {"decision": "confirm", "also": [lead]}
+    )
+    assert mixed.status_code == 400
     assert MergeSuggestion.objects.get(pk=made[2].pk).status == MergeSuggestion.Status.PENDING
+
+
+def test_a_suggestion_whose_order_was_bound_since_is_not_confirmed(operator):
+    """A guide bound the order to someone else meanwhile: confirming would move it."""
+    suggested, bound = CustomerFactory(), CustomerFactory()
+    order = OrderFactory(customer=None, buyer_phone_masked="138****5601", channel_order_id="T9")
+    suggestion = MergeSuggestion.objects.create(order=order, customer=suggested, reason="r")
+    services.order_bind(order=order, customer=bound)
+    with pytest.raises(ValueError, match="订单 T9 已经属于另一位客户"):
+        services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
+    order.refresh_from_db()
+    suggestion.refresh_from_db()
+    assert (order.customer_id, suggestion.status) == (bound.pk, MergeSuggestion.Status.PENDING)
+    services.merge_suggestions_decide(suggestions=[suggestion], confirm=False, by=operator)
+    assert MergeSuggestion.objects.get(pk=suggestion.pk).status == MergeSuggestion.Status.REJECTED
+
+
+def test_the_latest_buyers_are_shown_first_and_the_rest_is_counted(
+    client_for, operator, monkeypatch
+):
+    from contacts import order_views
+
+    older, newer = CustomerFactory(), CustomerFactory()
+    for customer, masked, name in ((older, "138****0001", "赵*"), (newer, "138****0002", "钱*")):
+        for _ in range(2):
+            order = OrderFactory(customer=None, buyer_phone_masked=masked, buyer_name=name)
+            MergeSuggestion.objects.create(order=order, customer=customer, reason="r")
+    monkeypatch.setattr(order_views, "SUGGESTION_GROUPS_SHOWN", 1)
+    page = client_for(operator).get(reverse("unmatched_orders"))
+    (group,) = page.context["suggestion_groups"]
+    assert {s.customer_id for s in group} == {newer.pk} and len(group) == 2
+    assert "还有 2 条在处理后显示" in page.content.decode()

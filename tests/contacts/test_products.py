@@ -110,11 +110,54 @@ def test_operators_upload_a_catalogue_and_everyone_in_the_console_reads_it(
     assert [row.sku for row in done.context["page"]] == ["BRA-ICE-01", "PAN-COT-04"]
     broken = io.BytesIO(b"\xd0\xcf\x11\xe0old excel")
     broken.name = "商品.xls"
+    before = list(Product.objects.values_list("sku", "name", "updated_at"))
     refused = client.post(reverse("product_upload"), {"file": broken}, follow=True)
     assert "旧版 Excel" in refused.content.decode()
+    assert list(Product.objects.values_list("sku", "name", "updated_at")) == before
     reader = client_for(manager)
     page = reader.get(reverse("products")).content.decode()
     assert 'data-sku="PAN-COT-04"' in page and 'id="product-upload"' not in page
     upload.seek(0)
     assert reader.post(reverse("product_upload"), {"file": upload}).status_code == 403
-    assert client_for(guide_user).get(reverse("products")).status_code == 403
+    guide = client_for(guide_user)
+    assert guide.get(reverse("products")).status_code == 403
+    upload.seek(0)
+    assert guide.post(reverse("product_upload"), {"file": upload}).status_code == 403
+
+
+def test_a_value_too_long_is_a_row_error_and_a_large_catalogue_counts_every_change(tmp_path):
+    rows = [CATALOGUE[0]] + [
+        [f"SKU-{n:04d}", f"商品{n}", "文胸", "棉", "基础款"] for n in range(250)
+    ]
+    rows.append(["SKU-LONG", "名" * 201, "文胸", "棉", "基础款"])
+    path = tmp_path / "catalogue.csv"
+    path.write_bytes(_csv(rows, "utf-8"))
+    result = services.products_import(path=path)
+    assert (result["products"], result["changed"]) == (250, 250)  # execute_values pages by 100
+    assert result["errors"] == [
+        {"row": 252, "column": "name", "reason": "name 最多 200 个字，这里有 201 个"}
+    ]
+    rows[1][2] = "内裤"  # one product changes
+    path.write_bytes(_csv(rows, "utf-8"))
+    assert services.products_import(path=path)["changed"] == 1
+
+
+def test_an_xlsx_broken_further_down_is_refused_whole(tmp_path):
+    import zipfile
+
+    workbook = openpyxl.Workbook()
+    for row in CATALOGUE + [[f"SKU-{n}", "x", "文胸", "棉", "基础款"] for n in range(50)]:
+        workbook.active.append(row)
+    workbook.save(tmp_path / "whole.xlsx")
+    with (
+        zipfile.ZipFile(tmp_path / "whole.xlsx") as source,
+        zipfile.ZipFile(tmp_path / "broken.xlsx", "w") as target,
+    ):
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data[: len(data) // 2]  # the sheet's XML ends in the middle of a row
+            target.writestr(item, data)
+    with pytest.raises(OrderFileError, match="broken.xlsx：第 .* 行之后无法读取"):
+        services.products_import(path=tmp_path / "broken.xlsx")
+    assert not Product.objects.exists()

@@ -874,6 +874,12 @@ def test_a_customers_touches_are_one_link_from_their_page(
     assert response.context["total"] == len(listed)
     body = response.content.decode()
     assert 'id="touch-customer"' in body and f'name="customer" value="{wang.pk}"' in body
+    narrowed = client.get(
+        reverse("sop_touches"),
+        {"status": "all", "plan": sop_data["welcome"].pk, "customer": wang.pk},
+    ).content.decode()
+    chip = narrowed.split('id="touch-customer"')[1].split("</span>")[0]
+    assert f'href="?status=all&amp;plan={sop_data["welcome"].pk}"' in chip  # × keeps the rest
     export = client.get(reverse("sop_touches_export"), {"status": "all", "customer": wang.pk})
     assert len(b"".join(export.streaming_content).decode("utf-8-sig").splitlines()) == 5
     guide_page = client_for(guide_user).get(reverse("guide_customer_detail", args=[wang.pk]))

@@ -102,7 +102,8 @@ class Command(BaseCommand):
         Both are imported as uploaded files are, with the channel detected."""
         hashes = {phone_hash(phone_normalise(b.phone)): b for b in members}
         known = CustomerIdentity.objects.filter(kind="phone_hash", value__in=hashes)
-        buyers = [hashes[value] for value in known.values_list("value", flat=True)][:80]
+        buyers = [hashes[value] for value in known.order_by("id").values_list("value", flat=True)]
+        buyers = buyers[:80]
         douyin = folder / "抖音订单导出.csv"
         with open(douyin, "w", newline="", encoding="utf-8-sig") as handle:
             writer = csv.DictWriter(handle, fieldnames=DOUYIN_EXPORT_COLUMNS)

@@ -109,7 +109,7 @@ class Command(BaseCommand):
                 "-",
             ],
             "worker": worker("demo-heavy", HEAVY_QUEUES, 2),
-            "worker-live": worker("demo-live", LIVE_QUEUES, 1),
+            "worker-live": worker("demo-live", LIVE_QUEUES, 2),
             "beat": [python, "-m", "celery", "-A", "scrm", "beat", "--loglevel", "INFO"],
         }
         # Fixed argument lists built above, no shell: nothing untrusted reaches Popen.

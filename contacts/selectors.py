@@ -1,0 +1,25 @@
+"""Reads of contacts that pages share or that take more than a queryset."""
+
+from django.db.models import Max
+
+from contacts.models import MergeSuggestion
+
+
+def merge_suggestion_groups(*, limit: int) -> list[list[MergeSuggestion]]:
+    """Pending merge suggestions, one group per buyer (masked phone and name) and
+    suggested customer, the `limit` groups with the latest suggestions first: a buyer's
+    orders (a Douyin checkout is several sub-orders) are decided together."""
+    pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING)
+    keys = list(
+        pending.values_list("customer_id", "order__buyer_phone_masked", "order__buyer_name")
+        .annotate(latest=Max("created_at"))
+        .order_by("-latest", "customer_id")[:limit]
+    )
+    groups: dict[tuple, list[MergeSuggestion]] = {key[:3]: [] for key in keys}
+    chosen = pending.filter(customer_id__in={key[0] for key in keys})
+    for suggestion in chosen.select_related("order", "customer").order_by("-created_at", "pk"):
+        order = suggestion.order
+        key = (suggestion.customer_id, order.buyer_phone_masked, order.buyer_name)
+        if key in groups:
+            groups[key].append(suggestion)
+    return list(groups.values())
