@@ -7,11 +7,11 @@ out from the rows written, not from the importer."""
 import csv
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
 
-from campaigns.models import SHANGHAI
 from contacts import services
 from contacts.models import CustomerIdentity, MergeSuggestion, Order
 from contacts.order_generator import (
@@ -26,7 +26,7 @@ from contacts.phones import phone_hash, phone_normalise
 
 pytestmark = pytest.mark.django_db
 
-END = datetime(2026, 11, 30, tzinfo=SHANGHAI)
+END = datetime(2026, 11, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 def _write(path: Path, columns: list[str], rows, encoding: str = "utf-8") -> list[dict]:

@@ -1,5 +1,6 @@
-"""Every queue has a worker, in docker compose as in the demo; the heavy queues and the
-interactive ones are served by different workers."""
+"""Every queue has a worker in docker compose, the heavy queues and the interactive ones
+each their own (the demo starts its two from the same HEAVY_QUEUES and LIVE_QUEUES), and
+`make worker` serves them all."""
 
 import re
 from pathlib import Path
