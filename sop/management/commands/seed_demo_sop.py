@@ -2,7 +2,9 @@
 
 Idempotent: plans are found by name and their steps rewritten; enrolment keys
 make re-running enrol nobody twice. Gives guide1 and guide2 tasks now (a manual
-enrolment of some of their customers) and runs one dispatch.
+enrolment of some of their customers, in a plan whose window is the whole day) and
+runs one dispatch. So that the demo has tasks at any hour, the demo brand keeps no
+quiet hours (by default 21:30-09:00, when nothing is given); SOP → 触达规则 sets them.
 """
 
 from datetime import time
@@ -12,9 +14,10 @@ from django.utils import timezone
 
 from contacts.models import Relationship
 from sop import scheduling, services, triggers
-from sop.models import SopPlan
+from sop.models import ContactPolicy, SopPlan
 
 DAY = {"window_start": time(10), "window_end": time(21)}
+ALL_DAY = {"window_start": time(0), "window_end": time(23, 59)}
 PLANS = [
     (
         "新客欢迎",
@@ -111,6 +114,7 @@ PLANS = [
                 "offset_hours": 0,
                 "action": "message",
                 "script": "{称呼}，秋冬家居服上新了，真丝和加绒款都到了，给您发几张实拍图？",
+                **ALL_DAY,
             },
             {"offset_days": 2, "action": "moments_comment", "script": "在客户的朋友圈评论互动"},
         ],
@@ -131,6 +135,9 @@ class Command(BaseCommand):
                 steps=[{**DAY, **step} for step in steps],
                 by=None,
             )
+        policy = ContactPolicy.current()
+        policy.quiet_end = policy.quiet_start  # the same start and end: no quiet hours
+        policy.save()
         now = timezone.now()
         customers = list(
             Relationship.objects.filter(
