@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_POST
 
 from contacts.models import Customer, Guide, Order
@@ -39,7 +39,7 @@ CARD_LABELS = {
     "copy": gettext_lazy("复制话术"),
     "done": gettext_lazy("完成"),
     "snooze": gettext_lazy("推迟1小时"),
-    "skip": gettext_lazy("跳过"),
+    "skip": pgettext_lazy("任务操作", "跳过"),  # the action; the stats column says "skipped"
     "other": gettext_lazy("其他原因"),
     "confirm_skip": gettext_lazy("确认跳过"),
 }
