@@ -7,6 +7,7 @@ from django.core.management import call_command
 from contacts.models import Guide
 from sop.models import ContactPolicy, SopPlan, Touchpoint
 from tests.contacts.factories import RelationshipFactory
+from tests.sop.windows import room_in_the_day
 
 pytestmark = pytest.mark.django_db
 
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.django_db
 def test_the_demo_guides_have_tasks_whatever_the_hour(guide_user, capsys):
     guide = Guide.objects.get(wecom_userid="guide0001")
     customers = [RelationshipFactory(guide=guide).customer for _ in range(3)]
+    room_in_the_day()  # the plan's window ends at 23:59
     call_command("seed_demo_sop")
     plan = SopPlan.objects.get(name="秋冬上新")
     tasks = Touchpoint.objects.filter(plan=plan, status=Touchpoint.Status.TASK, guide=guide)

@@ -21,15 +21,22 @@ def no_quiet_hours() -> None:
 ROOM = timedelta(minutes=3)
 
 
-def window_around_now(*, before: timedelta) -> dict:
-    """window_start and window_end for a SopStep due now: from `before` ago (or
-    midnight) to the day's last minute, as a step's window stays within one
-    Shanghai day. In the day's last minutes (`ROOM`) it waits for the next day."""
+def room_in_the_day() -> datetime:
+    """Now in Shanghai, at least `ROOM` before the day's last minute (a step's window
+    ends with it at the latest): in the day's last minutes it waits for the next day."""
     now = datetime.now(tz=SHANGHAI)
     last_minute = now.replace(hour=23, minute=59, second=0, microsecond=0)
     if now >= last_minute - ROOM:
         sleep((last_minute + timedelta(minutes=1, seconds=1) - now).total_seconds())
         now = datetime.now(tz=SHANGHAI)
+    return now
+
+
+def window_around_now(*, before: timedelta) -> dict:
+    """window_start and window_end for a SopStep due now: from `before` ago (or
+    midnight) to the day's last minute, as a step's window stays within one
+    Shanghai day (`room_in_the_day`)."""
+    now = room_in_the_day()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return {
         "window_start": max(now - before, midnight).time().replace(second=0, microsecond=0),
