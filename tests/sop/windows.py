@@ -18,7 +18,7 @@ def no_quiet_hours() -> None:
 
 # A test enrols and dispatches within this much of building its window: from this close
 # to the day's last minute on, the window is built in the next day.
-ROOM = timedelta(minutes=3)
+ROOM = timedelta(minutes=1)
 
 
 def room_in_the_day() -> datetime:
