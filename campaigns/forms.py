@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy
 from campaigns.models import (
     Campaign,
     CampaignMessage,
+    CampaignRecipient,
     ChannelCode,
     GroupSchedule,
     GroupSend,
@@ -51,6 +52,15 @@ CAMPAIGN_STATUS_LABELS = {
     Campaign.Status.SENDING: gettext_lazy("发送中"),
     Campaign.Status.SENT: gettext_lazy("已交给导购"),
     Campaign.Status.CANCELLED: gettext_lazy("已取消"),
+}
+RECIPIENT_STATUS_LABELS = {
+    CampaignRecipient.Status.TARGETED: gettext_lazy("待发送"),
+    CampaignRecipient.Status.HELD: gettext_lazy("被拦截"),
+    CampaignRecipient.Status.QUEUED: gettext_lazy("待导购确认"),
+    CampaignRecipient.Status.SENT: gettext_lazy("已送达"),
+    CampaignRecipient.Status.NOT_FRIEND: gettext_lazy("已不是好友"),
+    CampaignRecipient.Status.OVER_LIMIT: gettext_lazy("超过企业微信接收上限"),
+    CampaignRecipient.Status.HOLDOUT: gettext_lazy("对照组（不发送）"),
 }
 # Why campaign_prepare holds a customer back.
 HELD_LABELS = {

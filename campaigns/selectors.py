@@ -268,3 +268,16 @@ def codes_listed():
 
 def campaigns_listed():
     return Campaign.objects.all()
+
+
+CUSTOMER_CAMPAIGNS_SHOWN = 200
+
+
+def customer_campaigns(customer: Customer) -> list[CampaignRecipient]:
+    """The campaigns a customer was chosen for, latest first (the recipients' customer
+    index), with what happened: sent, held back and why, holdout, waiting."""
+    return list(
+        CampaignRecipient.objects.filter(customer=customer)
+        .select_related("campaign", "guide")
+        .order_by("-campaign__created_at", "-campaign_id")[:CUSTOMER_CAMPAIGNS_SHOWN]
+    )

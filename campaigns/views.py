@@ -27,6 +27,7 @@ from campaigns.forms import (
     CAMPAIGN_STATUS_LABELS,
     DISTRIBUTION_LABELS,
     MESSAGE_STATUS_LABELS,
+    RECIPIENT_STATUS_LABELS,
     SOURCE_LABELS,
     WELCOME_STATUS_LABELS,
     WELCOME_VARIABLES,
@@ -48,6 +49,7 @@ from campaigns.services import (
     code_stats,
     qr_png,
 )
+from contacts.models import Customer
 from scrm.roles import Perm, permission_required
 from scrm.wecom.gateway import WeComError, WeComGateway
 from tagging.views import _editor_spec as condition_spec
@@ -352,6 +354,26 @@ def _after_save(request: HttpRequest, campaign: Campaign, action: str) -> HttpRe
         return redirect("campaign_detail", campaign_id=campaign.pk)
     messages.success(request, _("活动「%(name)s」已保存。") % name)
     return redirect("campaign_edit", campaign_id=campaign.pk)
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def customer_campaigns(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """The campaigns one customer was chosen for, with what happened to them."""
+    customer = get_object_or_404(Customer, pk=customer_id)
+    rows = selectors.customer_campaigns(customer)
+    for row in rows:
+        row.status_label = RECIPIENT_STATUS_LABELS.get(row.status, row.status)
+        row.reason_label = held_label(row.reason) if row.reason else ""
+    return render(
+        request,
+        "campaigns/customer_campaigns.html",
+        {
+            "customer": customer,
+            "rows": rows,
+            "shown": selectors.CUSTOMER_CAMPAIGNS_SHOWN,
+            "nav_section": "campaigns",
+        },
+    )
 
 
 @permission_required(Perm.VIEW_CONSOLE)

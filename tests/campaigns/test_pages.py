@@ -856,3 +856,26 @@ def test_pages_in_english(client_for, operator, data):
     assert "Download QR code (PNG)" in code and "Welcome median latency" in code
     code_editor = client.get(reverse("channel_code_new")).content.decode()
     assert "Create code" in code_editor and "Tags added on joining" in code_editor
+
+
+def test_a_customers_campaigns_say_what_happened_to_them(client_for, operator, guide_user, data):
+    client = client_for(operator)
+    sent = data["sent"]
+    for person, status, reason in (
+        ("wang", "已送达", "—"),
+        ("li", "待导购确认", "—"),
+        ("chen", "被拦截", "客户拒绝触达"),
+        ("zhao", "对照组（不发送）", "—"),
+    ):
+        customer = data[person]
+        profile = client.get(reverse("customer_detail", args=[customer.pk])).content.decode()
+        link = reverse("customer_campaigns", args=[customer.pk])
+        assert f'href="{link}" id="customer-campaigns"' in profile
+        body = client.get(link).content.decode()
+        row = body.split(f'data-campaign="{sent.pk}"')[1].split("</tr>")[0]
+        cells = [cell.split("</td>")[0] for cell in row.split("<td>")[1:]]
+        assert "秋冬上新" in cells[0] and cells[4:] == [status, reason], person
+    nobody = client.get(reverse("customer_campaigns", args=[data["zhou"].pk + 1000]))
+    assert nobody.status_code == 404
+    guide = client_for(guide_user).get(reverse("customer_campaigns", args=[data["wang"].pk]))
+    assert guide.status_code == 403
