@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -24,6 +26,21 @@ from tests.contacts.factories import GuideFactory, StoreFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
+
+
+# Many tests read "today" in Shanghai more than once (a page's default window and the
+# test's own expectation). None of those lasts this long: a test that would start
+# this close to Shanghai midnight starts just after it instead (once a run at most).
+MIDNIGHT_MARGIN = timedelta(seconds=15)
+
+
+@pytest.fixture(autouse=True)
+def _one_shanghai_day():
+    now = datetime.now(tz=ZoneInfo("Asia/Shanghai"))
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if midnight - now < MIDNIGHT_MARGIN:
+        time.sleep((midnight - now).total_seconds() + 0.5)
+    yield
 
 
 @pytest.fixture(autouse=True)
