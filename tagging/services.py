@@ -117,11 +117,12 @@ def _summary(results: list[RetagResult], customers: int | None, seconds: float) 
 
 
 def _totals() -> dict[int, int]:
+    """Customers per tag that evaluation keeps: rule, system and mirrored WeCom tags."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT t.id, count(ct.customer_id) FROM tagging_tag t"
             " LEFT JOIN tagging_customertag ct ON ct.tag_id = t.id"
-            " WHERE t.source IN ('rule', 'system') GROUP BY t.id"
+            " WHERE t.source <> 'manual' GROUP BY t.id"
         )
         return dict(cursor.fetchall())
 

@@ -120,3 +120,19 @@ def test_corp_tags_set_in_wecom_show_as_customer_tags(emulator):
         )
     )
     assert stored == expected
+
+
+def test_retag_counts_the_customers_of_mirrored_wecom_tags(emulator):
+    call_command("sync_wecom", "--full", "--inline", stdout=StringIO())
+    summary = StringIO()
+    call_command("retag", "--full", "--inline", "--json", stdout=summary)
+    per_tag = {}
+    for follows in emulator.data.follows.values():
+        for follow in follows:
+            for tag_id in follow["tag_id"]:
+                per_tag.setdefault(tag_id, set()).add(follow["external_userid"])
+    mirrored = dict(Tag.objects.filter(source=Tag.Source.WECOM).values_list("pk", "wecom_tag_id"))
+    rows = {row["id"]: row for row in json.loads(summary.getvalue())["tags"]}
+    assert mirrored and per_tag
+    for pk, wecom_tag_id in mirrored.items():
+        assert rows[pk]["added"] == rows[pk]["total"] == len(per_tag.get(wecom_tag_id, ()))
