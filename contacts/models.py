@@ -491,9 +491,13 @@ class OrderImport(models.Model):
 
     @property
     def errors_by_row(self) -> list[dict]:
-        """The rejected rows as the files have them: by file, then row (an order's other
-        lines are reported after the line at fault)."""
-        return sorted(self.errors, key=lambda error: (error.get("file", ""), error["row"]))
+        """The rejected rows as the files have them: by file, in the order they were
+        given, then row (an order's other lines are reported after the line at fault)."""
+        place = {name: number for number, name in reversed(list(enumerate(self.files)))}
+        return sorted(
+            self.errors,
+            key=lambda error: (place.get(error.get("file", ""), len(place)), error["row"]),
+        )
 
     @property
     def channel_title(self) -> str:

@@ -211,6 +211,22 @@ def test_a_line_repeated_further_down_rejects_its_order_whole(tmp_path):
     assert OrderLine.objects.count() == 1
 
 
+@pytest.mark.django_db
+def test_rejected_rows_are_listed_in_the_order_the_files_were_given(tmp_path):
+    rows = _csv("generic_orders.csv", "utf-8")
+    paths = []
+    for name, row in (("b.csv", rows[0]), ("a.csv", rows[-1])):
+        paths.append(tmp_path / name)
+        with open(paths[-1], "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows([{**row, "quantity": "zero"}, {**row, "sku": "X", "quantity": "-"}])
+    record, report = services.orders_import(paths=paths, channel="generic")
+    assert report.rejected == 4
+    listed = [(error["file"], error["row"]) for error in record.errors_by_row]
+    assert listed == [("b.csv", 2), ("b.csv", 3), ("a.csv", 2), ("a.csv", 3)]
+
+
 def test_unreadable_file_is_refused_with_a_reason(tmp_path, db):
     path = tmp_path / "nonsense.csv"
     path.write_text("a,b\n1,2\n", encoding="utf-8")
