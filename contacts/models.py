@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 
 from contacts.phones import phone_hash, phone_normalise
 from scrm.roles import Perm
@@ -458,11 +458,14 @@ class OrderImport(models.Model):
     """One import of order files or of a bulk API call: who, when, what, and the outcome."""
 
     class Status(models.TextChoices):
-        RUNNING = "running", "进行中"
-        SUCCEEDED = "succeeded", "完成"
-        FAILED = "failed", "失败"
+        QUEUED = "queued", pgettext_lazy("import", "排队中")
+        RUNNING = "running", pgettext_lazy("import", "进行中")
+        SUCCEEDED = "succeeded", pgettext_lazy("import", "完成")
+        FAILED = "failed", pgettext_lazy("import", "失败")
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    # Why a failed import loaded nothing (a file that cannot be read, a missing report).
+    failure = models.TextField(blank=True)
     channel = models.CharField(max_length=16, blank=True)
     files = models.JSONField(default=list, blank=True)
     imported_by = models.ForeignKey(

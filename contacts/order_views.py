@@ -51,10 +51,16 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 @permission_required(Perm.VIEW_CONSOLE)
 def import_status(request: HttpRequest, pk: int) -> JsonResponse:
     record = get_object_or_404(OrderImport, pk=pk)
+    rows_read = services.order_import_progress(record=record)
+    if record.status == OrderImport.Status.QUEUED:
+        message = _("排队中：后台任务正忙，空闲后马上开始导入…")
+    else:
+        message = _("正在校验和导入…已读取 %(rows)s 行") % {"rows": rows_read}
     return JsonResponse(
         {
             "status": record.status,
-            "rows_read": services.order_import_progress(record=record),
+            "message": message,
+            "rows_read": rows_read,
             "inserted": record.inserted,
             "updated": record.updated,
             "unchanged": record.unchanged,

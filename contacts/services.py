@@ -259,7 +259,7 @@ def orders_import(
         )
     except OrderFileError as error:
         record.status = OrderImport.Status.FAILED
-        record.errors = [{"row": 0, "column": "", "reason": str(error), "file": ""}]
+        record.failure = str(error)
         record.finished_at = timezone.now()
         record.save()
         raise
@@ -272,6 +272,7 @@ UPLOAD_DIR = Path(settings.MEDIA_ROOT) / "order-uploads"
 def order_upload_accept(*, files, channel: str | None, imported_by) -> OrderImport:
     """Keep the uploaded files and queue their import on a worker (large files take a while)."""
     record = OrderImport.objects.create(
+        status=OrderImport.Status.QUEUED,
         channel=channel or "auto",
         files=[upload.name for upload in files],
         imported_by=imported_by,

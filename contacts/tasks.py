@@ -25,12 +25,15 @@ def reconcile_wecom() -> dict:
 
 @shared_task(name="contacts.tasks.import_orders_file")
 def import_orders_file(import_id: int) -> dict:
-    """Load an uploaded export. Safe twice: the upsert makes a second load change nothing,
-    and a finished import is not run again."""
+    """Load an uploaded export. Safe twice: only a queued import is started, and the
+    upsert would make a second load change nothing."""
     from contacts.models import OrderImport
 
+    started = OrderImport.objects.filter(pk=import_id, status=OrderImport.Status.QUEUED).update(
+        status=OrderImport.Status.RUNNING
+    )
     record = OrderImport.objects.get(pk=import_id)
-    if record.status != OrderImport.Status.RUNNING:
+    if not started:
         return {"skipped": record.status}
     services.order_upload_process(record=record)
     record.refresh_from_db()

@@ -17,6 +17,7 @@ recorded on the queue row and retried at most `MAX_ATTEMPTS` times.
 """
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -40,6 +41,7 @@ class PushResult:
     calls: int = 0
     failed: int = 0
     tags_created: int = 0
+    more: bool = False  # stopped at its time limit with customers still queued
 
 
 def wecom_name(tag: Tag) -> str:
@@ -77,9 +79,11 @@ def corp_tags_ensure(*, gateway) -> int:
     return created
 
 
-def push_pending(*, gateway, batch: int = PUSH_BATCH) -> PushResult:
+def push_pending(*, gateway, batch: int = PUSH_BATCH, seconds: float | None = None) -> PushResult:
     """Push the queued customers' changed tags, a batch at a time, until the queue is
-    empty (or holds only customers that failed MAX_ATTEMPTS times)."""
+    empty (or holds only customers that failed MAX_ATTEMPTS times), or, given
+    `seconds`, until the batch that passes that much time (`more` tells)."""
+    until = None if seconds is None else time.monotonic() + seconds
     result = PushResult(tags_created=corp_tags_ensure(gateway=gateway))
     ours = dict(
         Tag.objects.filter(source__in=[Tag.Source.RULE, Tag.Source.SYSTEM])
@@ -106,6 +110,9 @@ def push_pending(*, gateway, batch: int = PUSH_BATCH) -> PushResult:
                     row.save(update_fields=["attempts", "last_error"])
                     result.failed += 1
                 result.customers += 1
+        if until is not None and time.monotonic() >= until:
+            result.more = TagPushPending.objects.filter(attempts__lt=MAX_ATTEMPTS).exists()
+            return result
 
 
 def _push_customer(customer_id: int, ours: dict, ours_ids: set, gateway, result) -> str | None:

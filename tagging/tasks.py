@@ -33,9 +33,18 @@ def retag_nightly() -> dict:
     return services.retag_full().as_dict()
 
 
+# A push of every customer's tags takes minutes at WeCom's rate limits: it goes on in
+# slices, each queued again after the last, so that work waiting for the same workers
+# (an operator's order upload) starts in between.
+PUSH_SLICE_SECONDS = 20
+
+
 @shared_task(name="tagging.tasks.push_tags", acks_late=True)
 def push_tags() -> dict:
-    """Push changed rule and system tags to WeCom. Safe twice: each customer leaves the
-    queue once pushed, and a repeated mark_tag sends an empty difference (skipped)."""
+    """Push changed rule and system tags to WeCom for PUSH_SLICE_SECONDS, then queue the
+    rest (`rest` is that task's id). Safe twice: each customer leaves the queue once
+    pushed, and a repeated mark_tag sends an empty difference (skipped)."""
     cache.delete(services.PUSH_SCHEDULED)
-    return asdict(push_pending(gateway=WeComGateway.from_settings()))
+    result = push_pending(gateway=WeComGateway.from_settings(), seconds=PUSH_SLICE_SECONDS)
+    rest = push_tags.delay().id if result.more else None
+    return asdict(result) | {"rest": rest}

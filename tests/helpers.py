@@ -2,6 +2,8 @@ import time
 
 import pytest
 
+from scrm.celery import app as celery_app
+
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
     """Poll until predicate() is truthy; return its value or fail the test."""
@@ -12,3 +14,14 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout} s")
+
+
+def worker_idle(*, scheduled: bool = True) -> bool:
+    """The test worker runs and holds no task, nor has one scheduled for later unless
+    `scheduled` is False. A task on its way from the queue to the pool shows in none of
+    these: ask twice."""
+    inspect = celery_app.control.inspect(timeout=1)
+    states = [inspect.active() or {}, inspect.reserved() or {}]
+    if scheduled:
+        states.append(inspect.scheduled() or {})
+    return not any(tasks for state in states for tasks in state.values())

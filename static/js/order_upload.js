@@ -1,5 +1,6 @@
 // Upload order files with a progress bar, then follow the import on the server
-// until it finishes and open its report.
+// (queued, then running: the server words it) until it finishes and open its report.
+// The upload's own words come translated from the form's data attributes.
 (function () {
   const form = document.getElementById("upload-form");
   if (!form) return;
@@ -11,9 +12,9 @@
     fetch(statusUrl, { credentials: "same-origin" })
       .then((response) => response.json())
       .then((state) => {
-        if (state.status === "running") {
+        if (state.status === "queued" || state.status === "running") {
           bar.removeAttribute("value");
-          text.textContent = "正在校验和导入…已读取 " + state.rows_read + " 行";
+          text.textContent = state.message;
           setTimeout(() => follow(statusUrl), 1000);
         } else {
           window.location = state.detail_url;
@@ -28,13 +29,13 @@
     request.upload.addEventListener("progress", function (e) {
       if (e.lengthComputable) {
         bar.value = Math.round((e.loaded / e.total) * 100);
-        text.textContent = "上传中 " + bar.value + "%";
+        text.textContent = form.dataset.uploading + " " + bar.value + "%";
       }
     });
     request.addEventListener("load", function () {
       const reply = JSON.parse(request.responseText);
       if (request.status !== 200) {
-        text.textContent = reply.error || "上传失败";
+        text.textContent = reply.error || form.dataset.failed;
         return;
       }
       follow(reply.status_url);

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import random
+import shutil
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +25,7 @@ from contacts.models import (
     OrderImport,
     OrderLine,
 )
+from contacts.tasks import import_orders_file
 from tests.contacts.factories import OrderFactory
 from tests.helpers import wait_for
 
@@ -234,7 +236,8 @@ def test_unreadable_file_is_refused_with_a_reason(tmp_path, db):
 
     with pytest.raises(OrderFileError, match="无法从表头识别渠道|表头"):
         services.orders_import(paths=[path], channel=None)
-    assert OrderImport.objects.get().status == OrderImport.Status.FAILED
+    record = OrderImport.objects.get()
+    assert record.status == OrderImport.Status.FAILED and "表头" in record.failure
     assert not Order.objects.exists()
 
 
@@ -351,11 +354,50 @@ def test_upload_in_the_browser_runs_on_a_worker(client_for, operator, celery_wor
     response = client.post(reverse("import_upload"), {"files": [upload]})
     assert response.status_code == 200, response.content
     status_url = response.json()["status_url"]
-    state = wait_for(lambda: (s := client.get(status_url).json())["status"] != "running" and s)
+    busy = ("queued", "running")
+    state = wait_for(lambda: (s := client.get(status_url).json())["status"] not in busy and s)
+    assert state["status"] == "succeeded"
     assert state["inserted"] == len(_csv("youzan_orders.csv", "utf-8"))
     detail = client.get(state["detail_url"])
     assert detail.status_code == 200
     assert client.get(reverse("unmatched_orders")).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_that_cannot_be_read_says_why_and_offers_no_rejected_rows(
+    client_for, operator, celery_worker
+):
+    client = client_for(operator)
+    with open(DATA / "tmall_orders.csv", "rb") as handle:
+        upload = io.BytesIO(handle.read())
+    upload.name = "tmall_orders.csv"  # without its item report
+    status_url = client.post(reverse("import_upload"), {"files": [upload]}).json()["status_url"]
+    busy = ("queued", "running")
+    state = wait_for(lambda: (s := client.get(status_url).json())["status"] not in busy and s)
+    assert state["status"] == "failed"
+    record = OrderImport.objects.get()
+    assert "宝贝报表" in record.failure and record.errors == [] and record.rejected == 0
+    detail = client.get(state["detail_url"]).content.decode()
+    assert f"导入失败，没有写入任何订单：{record.failure}" in detail
+    assert reverse("import_errors", args=[record.pk]) not in detail
+    assert f'title="{record.failure}"' in client.get(reverse("import_list")).content.decode()
+
+
+@pytest.mark.django_db
+def test_an_upload_waits_as_queued_until_a_worker_starts_it(client_for, operator):
+    client = client_for(operator)
+    upload = io.BytesIO((DATA / "youzan_orders.csv").read_bytes())
+    upload.name = "youzan_orders.csv"
+    # No worker, and this test's transaction never commits: the task is never sent.
+    status_url = client.post(reverse("import_upload"), {"files": [upload]}).json()["status_url"]
+    state = client.get(status_url).json()
+    assert state["status"] == "queued" and state["message"].startswith("排队中")
+    record = OrderImport.objects.get()
+    assert "排队中" in client.get(reverse("import_detail", args=[record.pk])).content.decode()
+    OrderImport.objects.filter(pk=record.pk).update(status=OrderImport.Status.RUNNING)
+    assert import_orders_file(record.pk) == {"skipped": "running"}  # started elsewhere already
+    assert not Order.objects.exists()
+    shutil.rmtree(services.UPLOAD_DIR / str(record.pk))
 
 
 @pytest.mark.django_db

@@ -11,11 +11,10 @@ from django.urls import reverse
 from campaigns.models import Campaign, CampaignMessage, CampaignRecipient, ChannelCode
 from contacts.facts import facts_refresh_pending
 from contacts.models import Guide, Relationship
-from scrm.celery import app as celery_app
 from tests.campaigns import conftest as campaign_fixtures
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import SCREENSHOTS
-from tests.helpers import wait_for
+from tests.helpers import wait_for, worker_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -36,12 +35,6 @@ def _shot(page, name: str) -> None:
     away from under the pointer: nothing is left focused."""
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.screenshot(path=SCREENSHOTS / name, full_page=True)
-
-
-def _worker_idle() -> bool:
-    inspect = celery_app.control.inspect(timeout=1)
-    states = [inspect.active() or {}, inspect.reserved() or {}, inspect.scheduled() or {}]
-    return not any(tasks for state in states for tasks in state.values())
 
 
 def test_operator_creates_a_code_and_sends_a_campaign(
@@ -159,4 +152,4 @@ def test_operator_creates_a_code_and_sends_a_campaign(
     _shot(page, "campaigns-list.png")
     # The sync and the scans left work on the worker (facts, retags, tag pushes): let it
     # finish before the database is emptied for the next test.
-    wait_for(lambda: _worker_idle() and _worker_idle(), timeout=90, interval=0.5)
+    wait_for(lambda: worker_idle() and worker_idle(), timeout=90, interval=0.5)

@@ -5,14 +5,18 @@ import json
 from io import StringIO
 
 import pytest
+from celery.result import AsyncResult
 from django.core.management import call_command
 
 from contacts.facts import facts_refresh
 from contacts.models import CorpTag, Relationship
+from scrm.celery import app as celery_app
 from scrm.wecom.gateway import WeComGateway
+from tagging import tasks
 from tagging.evaluation import PUSH_GROUP_NAME, evaluate
 from tagging.models import CustomerTag, Tag, TagGroup, TagPushPending, TagRule
 from tagging.push import push_pending
+from tests.helpers import wait_for, worker_idle
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +140,39 @@ def test_retag_counts_the_customers_of_mirrored_wecom_tags(emulator):
     assert mirrored and per_tag
     for pk, wecom_tag_id in mirrored.items():
         assert rows[pk]["added"] == rows[pk]["total"] == len(per_tag.get(wecom_tag_id, ()))
+
+
+def test_a_push_given_seconds_stops_after_the_batch_that_passes_them(emulator):
+    _sync()
+    facts_refresh()
+    _rule("一号导购的客户", "guide0001")
+    evaluate(customer_ids=None)
+    queued = TagPushPending.objects.count()
+    assert queued > 2
+    first = push_pending(gateway=WeComGateway.from_settings(), batch=2, seconds=0)
+    assert (first.customers, first.more) == (2, True)
+    assert TagPushPending.objects.count() == queued - 2
+    rest = push_pending(gateway=WeComGateway.from_settings())
+    assert (rest.customers, rest.more) == (queued - 2, False)
+    assert not TagPushPending.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_slice_queues_the_rest_for_a_worker(emulator, celery_worker, monkeypatch):
+    _sync()
+    facts_refresh()
+    _rule("一号导购的客户", "guide0001")
+    evaluate(customer_ids=None)
+    queued = TagPushPending.objects.count()
+    # Here: one slice of two customers; the worker pushes the rest with its own slices.
+    monkeypatch.setattr(tasks, "PUSH_SLICE_SECONDS", 0)
+    monkeypatch.setattr(tasks, "push_pending", lambda **kw: push_pending(batch=2, **kw))
+    first = tasks.push_tags.apply().get()
+    assert (first["customers"], first["more"]) == (2, True)
+    # The rest, on the worker (a push the sync queued may share the work: skip locked).
+    rest = AsyncResult(first["rest"], app=celery_app).get(timeout=60)
+    assert rest["more"] is False and rest["rest"] is None
+    assert not TagPushPending.objects.exists() and queued > 2
+    # and the worker is done with it (a debounced dashboards refresh may wait its turn)
+    idle = lambda: worker_idle(scheduled=False)  # noqa: E731
+    wait_for(lambda: idle() and idle(), timeout=60)
