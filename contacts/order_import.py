@@ -42,8 +42,17 @@ from contacts.facts import facts_mark_pending_selected
 from contacts.models import OrderImport
 from contacts.order_files import OrderLine, RowError
 from contacts.phones import phone_hash, phone_mask, phone_normalise
+from scrm.statistics import analyze_if_grown
 
 MAX_STORED_ERRORS = 10_000  # an import report keeps this many rows; the count is exact
+# The tables an import writes: their statistics are renewed together after an import
+# that changed many of the orders (`scrm.statistics`).
+IMPORTED_TABLES = (
+    "contacts_order",
+    "contacts_orderline",
+    "contacts_customer",
+    "contacts_customeridentity",
+)
 # pg_advisory_xact_lock: one import at a time resolves buyers and writes orders
 # (two importing the same new buyer would each make a customer of them).
 ORDER_IMPORT_LOCK = 7_301_002
@@ -421,6 +430,9 @@ def orders_load(
                 _load(cursor, items, report, record, progress)
             if dry_run:
                 transaction.set_rollback(True)
+        if not dry_run:
+            changed = report.inserted + report.updated
+            analyze_if_grown(measure="contacts_order", changed=changed, tables=IMPORTED_TABLES)
     finally:
         record.seconds = time.monotonic() - started
     return report

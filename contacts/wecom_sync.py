@@ -23,6 +23,7 @@ from psycopg2.extras import execute_values
 from contacts.facts import facts_mark_pending
 from contacts.models import CustomerGroup, SyncRun
 from contacts.phones import phone_hash, phone_mask, phone_normalise
+from scrm.statistics import analyze_if_grown
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ STAGES = ["guides", "tags", "customers", "groups", "finish"]
 # Session-level advisory lock: one sync executes at a time; it is released
 # when the executing connection dies, so a killed worker never blocks the next.
 SYNC_LOCK_KEY = 7_301_001
+# What a run writes, by the count that measures it: statistics renewed after a run that
+# changed many rows (`scrm.statistics`; the first table is the one measured).
+SYNCED_TABLES = {
+    "customers": ("contacts_customer", "contacts_customeridentity"),
+    "relationships": ("contacts_relationship", "contacts_relationshipevent"),
+    "groups": ("contacts_customergroup", "contacts_customergroupmember"),
+}
 
 
 def _counts() -> dict:
@@ -763,3 +771,7 @@ class WeComFullSync:
             self.run.finished_at = timezone.now()
             self._save(stage="done")
             self.run.save(update_fields=["status", "finished_at"])
+        for entity, tables in SYNCED_TABLES.items():
+            counts = self.progress.counts[entity]
+            changed = counts["created"] + counts["updated"] + counts["removed"]
+            analyze_if_grown(measure=tables[0], changed=changed, tables=tables)

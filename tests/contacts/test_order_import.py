@@ -25,6 +25,7 @@ from contacts.models import (
     OrderImport,
     OrderLine,
 )
+from contacts.order_generator import GENERIC_COLUMNS, generate_order_rows, make_buyers
 from contacts.tasks import import_orders_file
 from tests.contacts.factories import OrderFactory
 from tests.helpers import wait_for
@@ -227,6 +228,36 @@ def test_rejected_rows_are_listed_in_the_order_the_files_were_given(tmp_path):
     assert report.rejected == 4
     listed = [(error["file"], error["row"]) for error in record.errors_by_row]
     assert listed == [("b.csv", 2), ("b.csv", 3), ("a.csv", 2), ("a.csv", 3)]
+
+
+@pytest.mark.django_db
+def test_a_large_import_renews_the_order_tables_statistics(tmp_path):
+    """The dashboards' plans need them; autovacuum may be late, or off (as here)."""
+    path = tmp_path / "many.csv"
+    buyers = make_buyers(seed=3, count=60)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=GENERIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(generate_order_rows(seed=3, buyers=buyers, lines=400))
+
+    def counted() -> dict:  # what the planner takes each table for (-1: never analyzed)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s)",
+                [["contacts_order", "contacts_orderline", "contacts_customer"]],
+            )
+            return dict(cursor.fetchall())
+
+    with connection.cursor() as cursor:  # reltuples outlives rollbacks: counted empty first
+        cursor.execute("ANALYZE contacts_order, contacts_orderline, contacts_customer")
+    assert set(counted().values()) == {0}
+    _, report = services.orders_import(paths=[path], channel="generic")
+    assert report.inserted > 50  # more than autovacuum's share of an empty table
+    assert counted() == {
+        "contacts_order": Order.objects.count(),
+        "contacts_orderline": OrderLine.objects.count(),
+        "contacts_customer": Customer.objects.count(),
+    }
 
 
 def test_unreadable_file_is_refused_with_a_reason(tmp_path, db):

@@ -6,6 +6,7 @@ from math import ceil
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from contacts import services
 from contacts.models import (
@@ -90,6 +91,26 @@ def test_second_sync_changes_nothing(emulator):
         counts = summary[entity]
         assert counts["created"] == counts["updated"] == counts["removed"] == 0, entity
     assert summary["relationships"]["unchanged"] == emulator.relations_count()
+
+
+def test_a_first_sync_renews_the_statistics_of_what_it_wrote(emulator):
+    """The planner's row counts (reltuples) are what ANALYZE saw: exact for tables this
+    small. Counted empty first: they outlive a test's rollback."""
+    models = {
+        "contacts_customer": Customer,
+        "contacts_customeridentity": CustomerIdentity,
+        "contacts_relationship": Relationship,
+        "contacts_relationshipevent": RelationshipEvent,
+    }  # the emulator's two groups are fewer than autovacuum's 50 rows
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {', '.join(models)}")
+        _sync()
+        cursor.execute(
+            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s)", [list(models)]
+        )
+        counted = dict(cursor.fetchall())
+    assert counted == {table: model.objects.count() for table, model in models.items()}
+    assert min(counted.values()) > 50
 
 
 def test_api_calls_are_the_minimum_the_api_allows(emulator):
