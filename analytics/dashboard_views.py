@@ -10,8 +10,9 @@ from django.shortcuts import render
 from openpyxl import Workbook
 
 from analytics import dashboards
-from analytics.forms import BY_NAMES, CHANNEL_NAMES, MEMBER_NAMES, PERIOD_NAMES, DashboardFilterForm
+from analytics.forms import BY_NAMES, MEMBER_NAMES, PERIOD_NAMES, DashboardFilterForm
 from analytics.tables import DEFINITIONS, PAGES, Content, Table
+from contacts.order_files import ORDER_CHANNEL_NAMES
 from scrm.roles import Perm, permission_required
 
 XLSX_FORMATS = {
@@ -56,7 +57,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "choices": {
             "period": PERIOD_NAMES.items(),
             "by": BY_NAMES.items(),
-            "channel": CHANNEL_NAMES.items(),
+            "channel": ORDER_CHANNEL_NAMES.items(),
             "member": MEMBER_NAMES.items(),
         },
         "content": content,

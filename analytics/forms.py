@@ -12,16 +12,8 @@ from analytics.dashboards import (
     default_start,
     today,
 )
+from contacts.order_files import ORDER_CHANNEL_NAMES
 
-CHANNEL_NAMES = {
-    "tmall": _("天猫"),
-    "jd": _("京东"),
-    "douyin": _("抖音"),
-    "youzan": _("有赞"),
-    "miniapp": _("小程序"),
-    "pos": _("门店"),
-    "other": _("其他"),
-}
 PERIOD_NAMES = {"month": _("按月"), "week": _("按周")}
 BY_NAMES = {"first_purchase": _("按首单"), "joined": _("按入会")}
 MEMBER_NAMES = {"member": _("私域会员"), "non_member": _("非会员")}
@@ -42,7 +34,7 @@ class DashboardFilterForm(forms.Form):
     )
     channel = forms.ChoiceField(
         required=False,
-        choices=[("", "")] + [(code, CHANNEL_NAMES[code]) for code in CHANNELS],
+        choices=[("", "")] + [(code, ORDER_CHANNEL_NAMES[code]) for code in CHANNELS],
         label=_("渠道"),
     )
     member = forms.ChoiceField(

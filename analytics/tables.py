@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from analytics.forms import CHANNEL_NAMES, MEMBER_NAMES
+from analytics.forms import MEMBER_NAMES
+from contacts.order_files import ORDER_CHANNEL_NAMES
 
 # DESIGN.md ("Words"), the definitions shown next to every number.
 DEFINITIONS = {
@@ -267,7 +268,7 @@ def repurchase_page(results: dict) -> Content:
         for row in sorted(splits["member"]["rows"], key=lambda row: not row["key"])
     ]
     channel_rows = [
-        {**row, "label": str(CHANNEL_NAMES.get(row["key"], row["key"]))}
+        {**row, "label": str(ORDER_CHANNEL_NAMES.get(row["key"], row["key"]))}
         for row in splits["channel"]["rows"]
     ]
     top = _("（买家最多的前 %(n)s 个）")

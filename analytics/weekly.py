@@ -9,6 +9,7 @@ retried by the task and shown on the report page.
 import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from html import escape
 
 from django.conf import settings
@@ -45,6 +46,29 @@ def _change(current, previous) -> float | None:
     if current is None or previous in (None, 0):
         return None
     return (current - previous) / previous
+
+
+def _points(current, previous) -> float | None:
+    """A rate's move, in (fractions of) percentage points."""
+    return None if current is None or previous is None else current - previous
+
+
+def _totals(start: date, end: date) -> tuple[int, Decimal, int]:
+    """Orders, net revenue and purchase days (Shanghai days) from start to end."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT count(*), coalesce(sum(o.amount - o.refund_amount), 0)
+                FROM contacts_order o WHERE {metrics.PURCHASED}
+                AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s""",  # noqa: S608
+            metrics._bounds(start, end),
+        )
+        orders, revenue = cursor.fetchone()
+        cursor.execute(
+            "SELECT count(*) FROM contacts_customerpurchaseday WHERE day BETWEEN %s AND %s",
+            [start, end],
+        )
+        (purchase_days,) = cursor.fetchone()
+    return orders, revenue, purchase_days
 
 
 def _sop(start: date, end: date) -> dict:
@@ -124,35 +148,31 @@ def report_data(*, week_start: date) -> dict:
         start=metrics.period_start(end, "month").replace(day=1) - timedelta(days=330),
         end=end,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT count(*), coalesce(sum(o.amount - o.refund_amount), 0)
-                FROM contacts_order o WHERE {metrics.PURCHASED}
-                AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s""",  # noqa: S608
-            metrics._bounds(week_start, end),
-        )
-        orders, revenue = cursor.fetchone()
-        cursor.execute(
-            """SELECT count(*) FROM contacts_customerpurchaseday
-               WHERE day BETWEEN %s AND %s""",
-            [week_start, end],
-        )
-        (purchase_days,) = cursor.fetchone()
+    orders, revenue, purchase_days = _totals(week_start, end)
+    orders_before, revenue_before, purchase_days_before = _totals(before, before_end)
     data = {
         "week": f"{week_start.isocalendar().year}-W{week_start.isocalendar().week:02d}",
         "start": week_start.isoformat(),
         "end": end.isoformat(),
         "buyers": current["buyers"],
+        "buyers_previous": previous["buyers"],
         "buyers_change": _change(current["buyers"], previous["buyers"]),
         "purchase_days": purchase_days,
+        "purchase_days_previous": purchase_days_before,
+        "purchase_days_change": _change(purchase_days, purchase_days_before),
         "orders": orders,
+        "orders_previous": orders_before,
         "net_revenue": float(revenue),
+        "net_revenue_previous": float(revenue_before),
+        "net_revenue_change": _change(float(revenue), float(revenue_before)),
         "repurchase_rate": current["rate"],
         "repurchase_rate_previous": previous["rate"],
         "repurchase_rate_change": _change(current["rate"], previous["rate"]),
+        "repurchase_rate_points": _points(current["rate"], previous["rate"]),
         "returning_rate": back["rate"],
         "returning_rate_previous": back_before["rate"],
         "returning_rate_change": _change(back["rate"], back_before["rate"]),
+        "returning_rate_points": _points(back["rate"], back_before["rate"]),
         "members": members["members"],
         "non_members": members["non_members"],
         "conversion": conversion[0] if conversion else {"members": 0, "within_7": 0},
@@ -252,9 +272,13 @@ def report_xlsx(data: dict) -> bytes:
         ("开始", data["start"]),
         ("结束", data["end"]),
         ("购买人数", data["buyers"]),
+        ("购买人数（上周）", data.get("buyers_previous")),
         ("购买天数", data["purchase_days"]),
+        ("购买天数（上周）", data.get("purchase_days_previous")),
         ("订单数", data["orders"]),
+        ("订单数（上周）", data.get("orders_previous")),
         ("净销售额", data["net_revenue"]),
+        ("净销售额（上周）", data.get("net_revenue_previous")),
         ("复购率", data["repurchase_rate"]),
         ("复购率（上周）", data["repurchase_rate_previous"]),
         ("回购率", data["returning_rate"]),

@@ -144,14 +144,14 @@ class Customer(models.Model):
     """
 
     class Type(models.IntegerChoices):
-        UNKNOWN = 0, "未知"
-        WECHAT = 1, "微信用户"
-        WECOM = 2, "企业微信用户"
+        UNKNOWN = 0, pgettext_lazy("Customer.Type", "未知")
+        WECHAT = 1, pgettext_lazy("Customer.Type", "微信用户")
+        WECOM = 2, pgettext_lazy("Customer.Type", "企业微信用户")
 
     class Gender(models.IntegerChoices):
-        UNKNOWN = 0, "未知"
-        MALE = 1, "男"
-        FEMALE = 2, "女"
+        UNKNOWN = 0, pgettext_lazy("Customer.Gender", "未知")
+        MALE = 1, pgettext_lazy("Customer.Gender", "男")
+        FEMALE = 2, pgettext_lazy("Customer.Gender", "女")
 
     # Unique and indexed through Meta: a field's unique=True or db_index=True adds a
     # second, varchar_pattern_ops index for LIKE 'x%' lookups, which nothing makes.
@@ -205,9 +205,9 @@ class Relationship(models.Model):
     """
 
     class EndedBy(models.TextChoices):
-        GUIDE = "guide", "导购删除客户"
-        CUSTOMER = "customer", "客户删除导购"
-        SYNC = "sync", "同步时已不存在"
+        GUIDE = "guide", pgettext_lazy("Relationship.EndedBy", "导购删除客户")
+        CUSTOMER = "customer", pgettext_lazy("Relationship.EndedBy", "客户删除导购")
+        SYNC = "sync", pgettext_lazy("Relationship.EndedBy", "同步时已不存在")
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="relationships")
     guide = models.ForeignKey(Guide, on_delete=models.PROTECT, related_name="relationships")
@@ -247,17 +247,23 @@ class RelationshipEvent(models.Model):
     """Something that happened to a relationship: the growth and churn history."""
 
     class Kind(models.TextChoices):
-        ADDED = "added", "添加"
-        EDITED = "edited", "编辑"
-        DELETED_BY_GUIDE = "deleted_by_guide", "导购删除客户"
-        DELETED_BY_CUSTOMER = "deleted_by_customer", "客户删除导购（流失提醒）"
-        TRANSFER_FAILED = "transfer_failed", "转接失败"
+        ADDED = "added", pgettext_lazy("RelationshipEvent.Kind", "添加")
+        EDITED = "edited", pgettext_lazy("RelationshipEvent.Kind", "编辑")
+        DELETED_BY_GUIDE = (
+            "deleted_by_guide",
+            pgettext_lazy("RelationshipEvent.Kind", "导购删除客户"),
+        )
+        DELETED_BY_CUSTOMER = (
+            "deleted_by_customer",
+            pgettext_lazy("RelationshipEvent.Kind", "客户删除导购（流失提醒）"),
+        )
+        TRANSFER_FAILED = "transfer_failed", pgettext_lazy("RelationshipEvent.Kind", "转接失败")
         # A full sync found it gone: deleted while no callback reached us.
-        ENDED = "ended", "同步发现已删除"
+        ENDED = "ended", pgettext_lazy("RelationshipEvent.Kind", "同步发现已删除")
 
     class Source(models.TextChoices):
-        CALLBACK = "callback", "回调"
-        SYNC = "sync", "同步"
+        CALLBACK = "callback", pgettext_lazy("RelationshipEvent.Source", "回调")
+        SYNC = "sync", pgettext_lazy("RelationshipEvent.Source", "同步")
 
     relationship = models.ForeignKey(Relationship, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -282,8 +288,8 @@ class CustomerIdentity(models.Model):
 
     class Kind(models.TextChoices):
         UNIONID = "unionid", "UnionID"
-        PHONE_HASH = "phone_hash", "手机号（哈希）"
-        BUYER_ID = "buyer_id", "渠道买家ID"
+        PHONE_HASH = "phone_hash", pgettext_lazy("CustomerIdentity.Kind", "手机号")
+        BUYER_ID = "buyer_id", pgettext_lazy("CustomerIdentity.Kind", "渠道买家ID")
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -383,13 +389,13 @@ class SyncRun(models.Model):
     """One WeCom sync: counts, where it got to (resumable) and what went wrong."""
 
     class Kind(models.TextChoices):
-        FULL = "full", "全量同步"
-        RECONCILE = "reconcile", "夜间对账"
+        FULL = "full", pgettext_lazy("SyncRun.Kind", "全量同步")
+        RECONCILE = "reconcile", pgettext_lazy("SyncRun.Kind", "夜间对账")
 
     class Status(models.TextChoices):
-        RUNNING = "running", "进行中"
-        SUCCEEDED = "succeeded", "成功"
-        FAILED = "failed", "失败"
+        RUNNING = "running", pgettext_lazy("SyncRun.Status", "进行中")
+        SUCCEEDED = "succeeded", pgettext_lazy("SyncRun.Status", "成功")
+        FAILED = "failed", pgettext_lazy("SyncRun.Status", "失败")
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FULL)
     status = models.CharField(
@@ -521,10 +527,10 @@ class Order(models.Model):
     """
 
     class Status(models.TextChoices):
-        PAID = "paid", "已支付"
-        CANCELLED = "cancelled", "已取消"
-        REFUNDED = "refunded", "已退款"
-        PARTIALLY_REFUNDED = "partially_refunded", "部分退款"
+        PAID = "paid", pgettext_lazy("Order.Status", "已支付")
+        CANCELLED = "cancelled", pgettext_lazy("Order.Status", "已取消")
+        REFUNDED = "refunded", pgettext_lazy("Order.Status", "已退款")
+        PARTIALLY_REFUNDED = "partially_refunded", pgettext_lazy("Order.Status", "部分退款")
 
     channel = models.CharField(max_length=16)
     channel_order_id = models.CharField(max_length=64)
@@ -586,6 +592,12 @@ class Order(models.Model):
     def net_amount(self):
         return self.amount - self.refund_amount
 
+    @property
+    def channel_title(self) -> str:
+        from contacts.order_files import ORDER_CHANNEL_NAMES
+
+        return str(ORDER_CHANNEL_NAMES.get(self.channel, self.channel))
+
 
 class OrderLine(models.Model):
     """One line of an order: what was bought and what was paid for it."""
@@ -629,9 +641,9 @@ class MergeSuggestion(models.Model):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending", "待确认"
-        CONFIRMED = "confirmed", "已确认"
-        REJECTED = "rejected", "已拒绝"
+        PENDING = "pending", pgettext_lazy("MergeSuggestion.Status", "待确认")
+        CONFIRMED = "confirmed", pgettext_lazy("MergeSuggestion.Status", "已确认")
+        REJECTED = "rejected", pgettext_lazy("MergeSuggestion.Status", "已拒绝")
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="merge_suggestions")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
@@ -765,9 +777,9 @@ class CustomerAttributeShare(models.Model):
     category, material or style: what preference rules and tags are built on."""
 
     class Kind(models.TextChoices):
-        CATEGORY = "category", "品类"
-        MATERIAL = "material", "材质"
-        STYLE = "style", "款式"
+        CATEGORY = "category", pgettext_lazy("CustomerAttributeShare.Kind", "品类")
+        MATERIAL = "material", pgettext_lazy("CustomerAttributeShare.Kind", "材质")
+        STYLE = "style", pgettext_lazy("CustomerAttributeShare.Kind", "款式")
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -813,12 +825,12 @@ class CustomerGroupEvent(models.Model):
     whether a full sync or a callback's refresh of the group made the change."""
 
     class Kind(models.TextChoices):
-        JOINED = "joined", "入群"
-        LEFT = "left", "退群"
+        JOINED = "joined", pgettext_lazy("CustomerGroupEvent.Kind", "入群")
+        LEFT = "left", pgettext_lazy("CustomerGroupEvent.Kind", "退群")
 
     class Source(models.TextChoices):
-        SYNC = "sync", "同步"
-        CALLBACK = "callback", "回调"
+        SYNC = "sync", pgettext_lazy("CustomerGroupEvent.Source", "同步")
+        CALLBACK = "callback", pgettext_lazy("CustomerGroupEvent.Source", "回调")
 
     group = models.ForeignKey(
         CustomerGroup, on_delete=models.CASCADE, related_name="events", db_index=False

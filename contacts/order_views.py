@@ -6,10 +6,11 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, F
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from contacts import selectors, services
@@ -21,7 +22,7 @@ from contacts.models import (
     OrderImport,
     Product,
 )
-from contacts.order_files import CHANNEL_TITLES, CHANNELS, OrderFileError
+from contacts.order_files import CHANNEL_TITLES, CHANNELS, ORDER_CHANNEL_NAMES, OrderFileError
 from scrm.roles import Perm, permission_required
 
 
@@ -132,7 +133,8 @@ def product_upload(request: HttpRequest) -> HttpResponse:
         shown = "；".join(_("第 %(row)s 行：%(reason)s") % error for error in result["errors"][:10])
         messages.warning(
             request,
-            _("%(n)s 行未导入：%(rows)s") % {"n": len(result["errors"]), "rows": shown},
+            ngettext("%(n)s 行未导入：%(rows)s", "%(n)s 行未导入：%(rows)s", len(result["errors"]))
+            % {"n": len(result["errors"]), "rows": shown},
         )
     return redirect("products")
 
@@ -140,18 +142,21 @@ def product_upload(request: HttpRequest) -> HttpResponse:
 @permission_required(Perm.VIEW_CONSOLE)
 def unmatched_orders(request: HttpRequest) -> HttpResponse:
     channel = request.GET.get("channel", "")
-    orders = Order.objects.filter(customer__isnull=True).order_by("-paid_at", "-id")
+    # Newest payments first; orders without one (cancelled before paying) after them.
+    orders = Order.objects.filter(customer__isnull=True).order_by(
+        F("paid_at").desc(nulls_last=True), "-id"
+    )
     if channel:
         orders = orders.filter(channel=channel)
     pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING).count()
     groups = selectors.merge_suggestion_groups(limit=SUGGESTION_GROUPS_SHOWN)
-    by_channel = {
-        row["channel"]: row["n"]
+    by_channel = [
+        (row["channel"], ORDER_CHANNEL_NAMES.get(row["channel"], row["channel"]), row["n"])
         for row in Order.objects.filter(customer__isnull=True)
         .values("channel")
         .annotate(n=Count("id"))
-        .order_by()
-    }
+        .order_by("channel")
+    ]
     return render(
         request,
         "contacts/unmatched_orders.html",
@@ -189,10 +194,15 @@ def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(
             request,
-            _("已确认：%(n)s 笔订单归到客户 %(customer)s。")
+            ngettext(
+                "已确认：%(n)s 笔订单归到客户 %(customer)s。",
+                "已确认：%(n)s 笔订单归到客户 %(customer)s。",
+                len(suggestions),
+            )
             % {"n": len(suggestions), "customer": lead.customer}
             if confirm
-            else _("已拒绝 %(n)s 条建议。") % {"n": len(suggestions)},
+            else ngettext("已拒绝 %(n)s 条建议。", "已拒绝 %(n)s 条建议。", len(suggestions))
+            % {"n": len(suggestions)},
         )
     return redirect("unmatched_orders")
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 from django.views.decorators.http import require_POST
 
 from contacts.models import Customer, Guide, Order
@@ -127,7 +127,8 @@ def task_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             services.task_snooze(
                 touchpoint_id=pk, guide=guide, until=timezone.now() + timedelta(hours=hours)
             )
-            messages.info(request, _("已推迟 %(hours)s 小时") % {"hours": hours})
+            snoozed = ngettext("已推迟 %(hours)s 小时", "已推迟 %(hours)s 小时", hours)
+            messages.info(request, snoozed % {"hours": hours})
         else:
             raise Http404
     except services.TaskError as error:

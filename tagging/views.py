@@ -21,8 +21,7 @@ from django.views.decorators.http import require_POST
 from openpyxl import Workbook
 
 from contacts.models import Customer, Guide, Product, Store
-from contacts.order_files import CHANNEL_TITLES as CHANNEL_NAMES
-from contacts.order_files import ORDER_CHANNELS
+from contacts.order_files import ORDER_CHANNEL_NAMES, ORDER_CHANNELS
 from scrm.roles import Perm, permission_required
 from tagging import selectors, services
 from tagging.forms import ManualTagForm, RuleForm, SystemTagSettingsForm
@@ -154,7 +153,7 @@ def _editor_spec(exclude_tag: Tag | None) -> dict:
             for name, fact in FACTS.items()
         ],
         "options": {
-            "channel": [[code, CHANNEL_NAMES.get(code, code)] for code in ORDER_CHANNELS],
+            "channel": [[code, ORDER_CHANNEL_NAMES[code]] for code in ORDER_CHANNELS],
             "store": [[s.code, s.name] for s in Store.objects.only("code", "name")],
             "guide": [
                 [g.wecom_userid, g.name]

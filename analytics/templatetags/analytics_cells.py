@@ -1,6 +1,6 @@
-"""Formatting of dashboard numbers by kind: rates as percentages, differences of rates
-in percentage points, multiples with 倍, money with two decimals, counts with
-thousands separators, a dash for "no value"."""
+"""Formatting of dashboard numbers by kind: rates as percentages, relative changes as
+signed percentages, differences of rates in percentage points, multiples with 倍, money
+with two decimals, counts with thousands separators, a dash for "no value"."""
 
 from datetime import datetime
 
@@ -17,6 +17,8 @@ def cell(value, kind: str = "int") -> str:
         return "—"
     if kind == "rate":
         return f"{float(value) * 100:.1f}%"
+    if kind == "change":  # a relative change: +4.5%
+        return f"{float(value) * 100:+.1f}%"
     if kind == "points":
         return _("%(points)s 个百分点") % {"points": f"{float(value) * 100:+.1f}"}
     if kind == "times":

@@ -49,12 +49,19 @@ __all__ = [
 ]
 
 CHANNELS = ("generic", "tmall", "jd", "douyin", "youzan")  # --channel choices
-CHANNEL_TITLES = {
-    "generic": gettext_lazy("通用格式"),
+# The channels an order comes from, by name (an order's channel, the dashboards' filter).
+ORDER_CHANNEL_NAMES = {
     "tmall": gettext_lazy("天猫"),
     "jd": gettext_lazy("京东"),
     "douyin": gettext_lazy("抖音"),
     "youzan": gettext_lazy("有赞"),
+    "miniapp": gettext_lazy("小程序"),
+    "pos": gettext_lazy("门店"),
+    "other": gettext_lazy("其他"),
+}
+# The formats an import reads (`CHANNELS`), by name.
+CHANNEL_TITLES = {"generic": gettext_lazy("通用格式")} | {
+    channel: ORDER_CHANNEL_NAMES[channel] for channel in CHANNELS[1:]
 }
 
 

@@ -6,7 +6,7 @@ from the rows, per DESIGN.md ("Words") and the definitions of the dashboards."""
 import random
 from collections import defaultdict
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -162,7 +162,9 @@ def _purchases(start: date, end: date):
 
 
 def _cents(value: Decimal) -> Decimal:
-    return value.quantize(Decimal("0.01"))
+    """Money to the cent, half a cent up (as a till does; Decimal's default would round
+    519.905 to the even 519.90)."""
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 @pytest.mark.parametrize(("start", "end"), WINDOWS)

@@ -70,6 +70,12 @@ def test_the_weeks_numbers(orders):
     assert (data["members"]["buyers"], data["non_members"]["buyers"]) == (2, 1)
     assert data["members"]["rate"] == 0.5  # a of a and c
     assert data["net_revenue"] == 400.0
+    # the week before: a on 11-10 and b on 11-12, 100 each
+    previous = ("buyers_previous", "purchase_days_previous", "orders_previous")
+    assert tuple(data[key] for key in previous) == (2, 2, 2)
+    assert data["net_revenue_previous"] == 200.0 and data["net_revenue_change"] == 1.0
+    assert data["purchase_days_change"] == 1.0  # 2 → 4
+    assert data["repurchase_rate_points"] == pytest.approx(1 / 3)  # 0 → 1/3
     assert len(data["sentences"]) == 3
 
 
@@ -115,6 +121,9 @@ def test_pages(orders, client_for, manager, guide_user):
     assert "2026-W47" in client.get(reverse("reports")).content.decode()
     page = client.get(reverse("report_detail", args=["2026-W47"])).content.decode()
     assert "<svg" in page and "复购率" in page
+    # this week, the week before and the change: buyers 3 and 2, revenue ¥400 and ¥200
+    assert "<td>3</td><td>2</td><td>+50.0%</td>" in page
+    assert "<td>¥400</td><td>¥200</td><td>+100.0%</td>" in page
     response = client.get(reverse("report_xlsx", args=["2026-W47"]))
     assert response["Content-Type"].startswith("application/vnd.openxmlformats")
     # managers change the recipients, and nothing else

@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -526,3 +527,16 @@ def test_unmatched_orders_page_through_one_channel(client_for, operator):
     assert 'href="?channel=jd&amp;page=1" rel="prev"' in second.content.decode()
     every = client.get(reverse("unmatched_orders")).content.decode()  # 58 orders, no channel
     assert 'href="?page=2" rel="next"' in every
+
+
+@pytest.mark.django_db
+def test_unmatched_orders_list_the_newest_payment_first_and_unpaid_last(client_for, operator):
+    unmatched = {"customer": None, "unmatched_reason": "没有可识别的买家标识", "channel": "douyin"}
+    unpaid = OrderFactory(status="cancelled", paid_at=None, **unmatched)
+    older, newer = (
+        OrderFactory(paid_at=datetime(2026, 3, day, tzinfo=UTC), **unmatched) for day in (1, 2)
+    )
+    page = client_for(operator).get(reverse("unmatched_orders"))
+    assert list(page.context["page"].object_list) == [newer, older, unpaid]
+    body = page.content.decode()
+    assert "抖音 (3)" in body and "已取消" in body
