@@ -512,7 +512,10 @@ def _predicted(content: Content, data: dict) -> None:
         Number(_("平均存活概率"), means["probability_alive"], "rate"),
         Number(_("人均未来 90 天预期购买日"), means["expected_purchases_90d"], "decimal"),
     ]
-    note = _("校准截止 %(end)s；按预测 12 个月 LTV 从高到低。") % {"end": data["calibration_end"]}
+    note = _(
+        "校准截止 %(end)s；按预测 12 个月 LTV 从高到低。模型按全部客户拟合，"
+        "不随本页的渠道、门店、会员等筛选变化。"
+    ) % {"end": data["calibration_end"]}
     content.tables.append(
         Table(
             key="predicted",

@@ -42,9 +42,10 @@ class TaskList:
     today: list[TaskCard]  # this page of the open tasks, due first
     later: list[TaskCard]  # snoozed
     done: list[TaskCard]  # the latest done or skipped today
-    open_count: int
+    open_count: int  # to do now: open and not snoozed
+    snoozed_count: int
     overdue_count: int
-    done_count: int
+    done_count: int  # done or skipped today
     page: int = 1
     has_next: bool = False
 
@@ -204,7 +205,8 @@ def task_list(
         today=cards[: len(today)],
         later=cards[len(today) : len(today) + len(later)],
         done=cards[len(today) + len(later) :],
-        open_count=counts["open"],
+        open_count=counts["open"] - counts["snoozed"],
+        snoozed_count=counts["snoozed"],
         overdue_count=counts["overdue"],
         done_count=counts["done"],
         page=page,

@@ -214,7 +214,11 @@ def test_snoozed_and_done_tasks_are_listed_apart(client_for, guide_user, tasks):
     sections = [[card.touchpoint.pk for card in cards] for cards in (listed.today, listed.later)]
     assert sections == [[mine[2].pk], [mine[1].pk]]
     assert [card.touchpoint.pk for card in listed.done] == [mine[0].pk]
-    assert (listed.open_count, listed.overdue_count, listed.done_count) == (2, 0, 1)
+    counts = (listed.open_count, listed.snoozed_count, listed.overdue_count, listed.done_count)
+    assert counts == (1, 1, 0, 1)  # to do now, later, overdue, done or skipped today
+    client.post(reverse("guide_task_action", args=[mine[2].pk, "skip"]), {"reason": "联系不上"})
+    listed = client.get(reverse("guide_home")).context["tasks"]
+    assert (listed.open_count, listed.snoozed_count, listed.done_count) == (0, 1, 2)
 
 
 def test_task_errors_are_in_the_guides_language(guide_user, tasks):
