@@ -115,8 +115,8 @@ class CustomerQuerySet(models.QuerySet):
         )
 
     def search(self, text: str) -> "CustomerQuerySet":
-        """Name (substring), WeCom external id (exact), phone (exact, by hash) or the
-        number of one of their orders in any channel (exact)."""
+        """Name (substring), WeCom external id, unionid or channel buyer id (exact), phone
+        (exact, by hash) or the number of one of their orders in any channel (exact)."""
         from contacts.order_files import ORDER_CHANNELS
 
         text = text.strip()
@@ -129,10 +129,19 @@ class CustomerQuerySet(models.QuerySet):
             )
         # Found once, by (channel, order id) for each channel: the orders' unique index.
         ordered = Order.objects.filter(channel__in=ORDER_CHANNELS, channel_order_id=text)
+        # Likewise the identities' unique (kind, value): a buyer id is kept as channel:id.
+        keyed = CustomerIdentity.objects.filter(
+            models.Q(kind=CustomerIdentity.Kind.UNIONID, value=text)
+            | models.Q(
+                kind=CustomerIdentity.Kind.BUYER_ID,
+                value__in=[f"{channel}:{text}" for channel in ORDER_CHANNELS],
+            )
+        )
         return self.filter(
             models.Q(name__icontains=text)
             | models.Q(external_userid=text)
             | models.Q(pk__in=ordered.values("customer_id"))
+            | models.Q(pk__in=keyed.values("customer_id"))
         )
 
 

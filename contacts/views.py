@@ -16,6 +16,7 @@ from contacts.models import (
     Customer,
     CustomerGroupMember,
     Guide,
+    Order,
     Relationship,
     RelationshipEvent,
     Store,
@@ -121,7 +122,12 @@ def _page(request: HttpRequest, queryset) -> dict:
 def customer_list(request: HttpRequest) -> HttpResponse:
     queryset = _filtered_customers(request, Customer.objects.all())
     context = _page(request, queryset)
+    text = request.GET.get("q", "").strip()
     context.update(
+        # An order number of an order that matched nobody: where to find it instead.
+        unmatched_order=text
+        and not context["customers"]
+        and Order.objects.filter(customer__isnull=True, channel_order_id=text).first(),
         guides=Guide.objects.active().only("id", "name", "wecom_userid"),
         stores=Store.objects.only("id", "name"),
         tags=CorpTag.objects.filter(is_deleted=False).select_related("group"),

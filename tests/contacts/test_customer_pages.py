@@ -152,3 +152,24 @@ def test_search_by_order_number_finds_its_customer(client_for, operator, guide_u
     assert _names(guide.get(reverse("guide_customers"), {"q": "6945267915516643351"})) == {
         mine.name
     }
+
+
+def test_search_by_unionid_and_channel_buyer_id(client_for, operator, guide_user, book):
+    mine, theirs = book["own"][0], book["other"][0]
+    CustomerIdentity.objects.create(customer=mine, kind="unionid", value="oUnion_wf01")
+    CustomerIdentity.objects.create(customer=theirs, kind="buyer_id", value="tmall:tb_00003125")
+    client = client_for(operator)
+    assert _names(client.get(reverse("customers"), {"q": "oUnion_wf01"})) == {mine.name}
+    assert _names(client.get(reverse("customers"), {"q": "tb_00003125"})) == {theirs.name}
+    assert _names(client.get(reverse("customers"), {"q": "tb_0000312"})) == set()  # exact only
+    guide = client_for(guide_user)
+    assert _names(guide.get(reverse("guide_customers"), {"q": "tb_00003125"})) == set()
+
+
+def test_an_unmatched_order_number_points_to_the_unmatched_orders(client_for, operator, book):
+    OrderFactory(customer=None, channel="douyin", channel_order_id="6945267915516643351")
+    page = client_for(operator).get(reverse("customers"), {"q": "6945267915516643351"})
+    body = page.content.decode()
+    assert _names(page) == set()
+    assert "抖音订单 6945267915516643351 还没有匹配到客户" in body
+    assert f'href="{reverse("unmatched_orders")}?channel=douyin"' in body
