@@ -662,6 +662,9 @@ class MergeSuggestion(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     decided_at = models.DateTimeField(null=True, blank=True)
+    # What confirming changed, so that it can be undone exactly: the order's reason for
+    # being unmatched, the identities the binding added, the suggestions it rejected.
+    undo = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -873,10 +873,11 @@ def _suggest_merges(cursor) -> None:
             FROM touched t JOIN contacts_order o ON o.id = t.id
             WHERE t.masked
         )
-        INSERT INTO contacts_mergesuggestion (order_id, customer_id, reason, status, created_at)
+        INSERT INTO contacts_mergesuggestion
+            (order_id, customer_id, reason, status, undo, created_at)
         SELECT o.id, min(c.id),
                '打码手机号 ' || o.buyer_phone_masked || ' 与姓名 ' || o.buyer_name || ' 只匹配到这一位客户',
-               'pending', now()
+               'pending', '{}', now()
         FROM masked o
         JOIN contacts_customeridentity i ON i.kind = 'phone_hash' AND i.display = o.buyer_phone_masked
         JOIN contacts_customer c ON c.id = i.customer_id AND c.merged_into_id IS NULL

@@ -5,9 +5,10 @@ import csv
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
 from django.db.models import Count, F
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -92,6 +93,7 @@ def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
 
 PRODUCTS_PER_PAGE = 50
 SUGGESTION_GROUPS_SHOWN = 100
+CONFIRMED_GROUPS_SHOWN = 20  # the latest confirmations, each with its undo
 
 
 @permission_required(Perm.VIEW_CONSOLE)
@@ -163,6 +165,7 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
         {
             "page": Paginator(orders, 50).get_page(request.GET.get("page")),
             "suggestion_groups": groups,
+            "confirmed_groups": selectors.confirmed_suggestion_groups(limit=CONFIRMED_GROUPS_SHOWN),
             "suggestions_pending": pending,
             "suggestions_hidden": pending - sum(len(group) for group in groups),
             "by_channel": by_channel,
@@ -172,20 +175,27 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _suggestion_group(request: HttpRequest, pk: int) -> list[MergeSuggestion]:
+    """The suggestion `pk` and those listed with it (`also`), all for one customer;
+    raises BadRequest or Http404 otherwise."""
+    try:
+        ids = {pk, *(int(value) for value in request.POST.getlist("also"))}
+    except ValueError:
+        raise BadRequest("also: suggestion ids") from None
+    suggestions = list(MergeSuggestion.objects.filter(pk__in=ids).select_related("customer"))
+    if len(suggestions) < len(ids):
+        raise Http404
+    if len({suggestion.customer_id for suggestion in suggestions}) > 1:
+        raise BadRequest("also: suggestions of one customer")
+    return sorted(suggestions, key=lambda suggestion: suggestion.pk != pk)  # the lead first
+
+
 @require_POST
 @permission_required(Perm.CHANGE_CONSOLE)
 def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
     """Confirm or reject a suggestion and those of the same buyer listed with it (`also`)."""
-    try:
-        ids = {pk, *(int(value) for value in request.POST.getlist("also"))}
-    except ValueError:
-        return HttpResponseBadRequest("also: suggestion ids")
-    suggestions = list(MergeSuggestion.objects.filter(pk__in=ids).select_related("customer"))
-    if len(suggestions) < len(ids):
-        raise Http404
-    lead = next(suggestion for suggestion in suggestions if suggestion.pk == pk)
-    if any(suggestion.customer_id != lead.customer_id for suggestion in suggestions):
-        return HttpResponseBadRequest("also: suggestions of one customer")
+    suggestions = _suggestion_group(request, pk)
+    lead = suggestions[0]
     confirm = request.POST.get("decision") == "confirm"
     try:
         services.merge_suggestions_decide(suggestions=suggestions, confirm=confirm, by=request.user)
@@ -202,6 +212,28 @@ def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
             % {"n": len(suggestions), "customer": lead.customer}
             if confirm
             else ngettext("已拒绝 %(n)s 条建议。", "已拒绝 %(n)s 条建议。", len(suggestions))
+            % {"n": len(suggestions)},
+        )
+    return redirect("unmatched_orders")
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def suggestion_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    """Undo a confirmation: the suggestion and those confirmed with it (`also`)."""
+    suggestions = _suggestion_group(request, pk)
+    try:
+        services.merge_suggestions_undo(suggestions=suggestions)
+    except ValueError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request,
+            ngettext(
+                "已撤销：%(n)s 笔订单回到未匹配订单，建议重新待确认。",
+                "已撤销：%(n)s 笔订单回到未匹配订单，建议重新待确认。",
+                len(suggestions),
+            )
             % {"n": len(suggestions)},
         )
     return redirect("unmatched_orders")

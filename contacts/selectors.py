@@ -23,3 +23,23 @@ def merge_suggestion_groups(*, limit: int) -> list[list[MergeSuggestion]]:
         if key in groups:
             groups[key].append(suggestion)
     return list(groups.values())
+
+
+def confirmed_suggestion_groups(*, limit: int) -> list[list[MergeSuggestion]]:
+    """The latest confirmations, one group per decision (the suggestions confirmed
+    together, for one customer), newest first: each can be undone together."""
+    confirmed = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.CONFIRMED)
+    keys = list(
+        confirmed.values_list("customer_id", "decided_at")
+        .distinct()
+        .order_by("-decided_at", "customer_id")[:limit]
+    )
+    groups: dict[tuple, list[MergeSuggestion]] = {key: [] for key in keys}
+    chosen = confirmed.filter(
+        customer_id__in={key[0] for key in keys}, decided_at__in={key[1] for key in keys}
+    )
+    for suggestion in chosen.select_related("order", "customer", "decided_by").order_by("pk"):
+        key = (suggestion.customer_id, suggestion.decided_at)
+        if key in groups:
+            groups[key].append(suggestion)
+    return list(groups.values())

@@ -10,6 +10,7 @@ from typing import Protocol
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
@@ -442,17 +443,58 @@ def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: boo
                 MergeSuggestion.Status.CONFIRMED if confirm else MergeSuggestion.Status.REJECTED
             )
             suggestion.decided_by, suggestion.decided_at = by, now
-            suggestion.save(update_fields=["status", "decided_by", "decided_at"])
             if confirm:
-                order_bind(order=suggestion.order, customer=suggestion.customer)
-                MergeSuggestion.objects.filter(
+                reason = suggestion.order.unmatched_reason
+                added = order_bind(order=suggestion.order, customer=suggestion.customer)
+                others = MergeSuggestion.objects.filter(
                     order=suggestion.order, status=MergeSuggestion.Status.PENDING
-                ).update(status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=now)
+                )
+                rejected = list(others.values_list("pk", flat=True))
+                others.update(status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=now)
+                suggestion.undo = {"reason": reason, "identities": added, "rejected": rejected}
+            suggestion.save(update_fields=["status", "decided_by", "decided_at", "undo"])
 
 
-def order_bind(*, order: Order, customer: Customer) -> Order:
+def merge_suggestions_undo(*, suggestions: list[MergeSuggestion]) -> None:
+    """Undo confirmed suggestions (all of them or none): each order is unmatched again,
+    with its reason, the identities binding it added leave the customer, and the
+    suggestion and those its confirmation rejected wait for a decision again. Refused
+    when an order has been bound to someone else since."""
+    with transaction.atomic():
+        locked = list(
+            MergeSuggestion.objects.select_for_update(of=("self",))
+            .select_related("order")
+            .filter(pk__in=[suggestion.pk for suggestion in suggestions])
+            .order_by("pk")
+        )
+        if len(locked) < len(suggestions) or any(
+            s.status != MergeSuggestion.Status.CONFIRMED for s in locked
+        ):
+            raise ValueError("只能撤销已确认的建议。")
+        moved = [s.order.channel_order_id for s in locked if s.order.customer_id != s.customer_id]
+        if moved:
+            raise ValueError(f"订单 {'、'.join(moved)} 已经不在这位客户名下，无法撤销。")
+        for suggestion in locked:
+            order = Order.objects.select_for_update().get(pk=suggestion.order_id)
+            facts_mark_pending([suggestion.customer_id])
+            order.customer, order.unmatched_reason = None, suggestion.undo.get("reason", "")
+            order.save(update_fields=["customer", "unmatched_reason", "updated_at"])
+            CustomerIdentity.objects.filter(
+                pk__in=suggestion.undo.get("identities", []), customer_id=suggestion.customer_id
+            ).delete()
+            MergeSuggestion.objects.filter(
+                pk__in=[suggestion.pk, *suggestion.undo.get("rejected", [])],
+                decided_at=suggestion.decided_at,
+            ).update(
+                status=MergeSuggestion.Status.PENDING, decided_by=None, decided_at=None, undo={}
+            )
+
+
+def order_bind(*, order: Order, customer: Customer) -> list[int]:
     """Link an order (and its buyer's exact keys) to a customer: a confirmed suggestion,
-    or a guide binding the order number of the customer they are chatting with."""
+    or a guide binding the order number of the customer they are chatting with. Returns
+    the ids of the identities this added (keys the customer or another one had already
+    are left as they are)."""
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         facts_mark_pending([order.customer_id, customer.pk])
@@ -467,15 +509,22 @@ def order_bind(*, order: Order, customer: Customer) -> Order:
                 "",
             ),
         ]
+        keys = [(kind, value, display) for kind, value, display in keys if value]
+        if not keys:
+            return []
+        wanted = Q()
+        for kind, value, _ in keys:
+            wanted |= Q(kind=kind, value=value)
+        held = set(CustomerIdentity.objects.filter(wanted).values_list("pk", flat=True))
         CustomerIdentity.objects.bulk_create(
             [
                 CustomerIdentity(customer=customer, kind=kind, value=value, display=display)
                 for kind, value, display in keys
-                if value
             ],
-            ignore_conflicts=True,
+            ignore_conflicts=True,  # a key someone has already stays theirs
         )
-        return order
+        mine = CustomerIdentity.objects.filter(wanted, customer=customer)
+        return sorted(set(mine.values_list("pk", flat=True)) - held)
 
 
 def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: str) -> Order:
@@ -489,7 +538,8 @@ def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: 
         raise LookupError(f"订单号 {channel_order_id} 在多个渠道都存在，请联系运营处理。")
     if orders[0].customer_id not in (None, customer.pk):
         raise ValueError(f"订单 {channel_order_id} 已属于另一位客户，请联系运营处理。")
-    return order_bind(order=orders[0], customer=customer)
+    order_bind(order=orders[0], customer=customer)
+    return Order.objects.get(pk=orders[0].pk)
 
 
 def orders_push(*, rows: list[dict], imported_by=None, key: str | None = None) -> OrderImport:

@@ -21,6 +21,7 @@ urlpatterns += [
     path("products/", order_views.product_list, name="products"),
     path("products/upload", order_views.product_upload, name="product_upload"),
     path("orders/suggestions/<int:pk>/", order_views.suggestion_decide, name="suggestion_decide"),
+    path("orders/suggestions/<int:pk>/undo/", order_views.suggestion_undo, name="suggestion_undo"),
     path("customers/<int:pk>/merge/", order_views.customer_merge, name="customer_merge"),
     path("customers/merges/", order_views.merge_list, name="merge_list"),
     path("customers/merges/<int:pk>/undo/", order_views.merge_undo, name="merge_undo"),

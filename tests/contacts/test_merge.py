@@ -255,3 +255,75 @@ def test_the_latest_buyers_are_shown_first_and_the_rest_is_counted(
     (group,) = page.context["suggestion_groups"]
     assert {s.customer_id for s in group} == {newer.pk} and len(group) == 2
     assert "还有 2 条在处理后显示" in page.content.decode()
+
+
+def _suggestion_state(customer, order) -> tuple:
+    order.refresh_from_db()
+    identities = set(customer.identities.values_list("kind", "value", "display"))
+    suggestions = set(
+        MergeSuggestion.objects.filter(order=order).values_list(
+            "pk", "status", "decided_by", "decided_at"
+        )
+    )
+    return order.customer_id, order.unmatched_reason, identities, suggestions
+
+
+def test_a_confirmation_is_undone_exactly(operator):
+    customer, other = CustomerFactory(), CustomerFactory()
+    # a key the customer had before stays theirs after the undo; the buyer id is new
+    CustomerIdentity.objects.create(customer=customer, kind="unionid", value="oU-1")
+    order = OrderFactory(
+        customer=None, channel="douyin", buyer_phone_masked="138****5601", buyer_id="dy-7",
+        buyer_unionid="oU-1", unmatched_reason="只有打码手机号，无法自动识别买家",
+    )  # fmt: skip
+    suggestion = MergeSuggestion.objects.create(order=order, customer=customer, reason="r")
+    MergeSuggestion.objects.create(order=order, customer=other, reason="r")
+    before = _suggestion_state(customer, order)
+    services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
+    bound = _suggestion_state(customer, order)
+    assert bound[0] == customer.pk and ("buyer_id", "douyin:dy-7", "") in bound[2]
+    assert {status for _, status, _, _ in bound[3]} == {"confirmed", "rejected"}
+    services.merge_suggestions_undo(suggestions=[MergeSuggestion.objects.get(pk=suggestion.pk)])
+    assert _suggestion_state(customer, order) == before
+    with pytest.raises(ValueError, match="只能撤销已确认的建议"):
+        services.merge_suggestions_undo(suggestions=[suggestion])
+
+
+def test_a_confirmation_whose_order_moved_since_is_not_undone(operator):
+    suggested, bound = CustomerFactory(), CustomerFactory()
+    order = OrderFactory(customer=None, buyer_phone_masked="138****5601", channel_order_id="T8")
+    suggestion = MergeSuggestion.objects.create(order=order, customer=suggested, reason="r")
+    services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
+    merge = services.customer_merge(keep=bound, absorb=suggested, by=operator)
+    with pytest.raises(ValueError, match="订单 T8 已经不在这位客户名下"):
+        services.merge_suggestions_undo(suggestions=[suggestion])
+    order.refresh_from_db()
+    assert order.customer_id == bound.pk and merge.pk
+
+
+def test_a_buyers_confirmation_is_undone_together_on_the_page(client_for, operator, manager):
+    customer = CustomerFactory(name="赵敏")
+    orders = [
+        OrderFactory(customer=None, channel="douyin", buyer_phone_masked="138****5601",
+                     buyer_name="赵*", channel_order_id=f"69002{n}", unmatched_reason="打码")
+        for n in (1, 2)
+    ]  # fmt: skip
+    made = [MergeSuggestion.objects.create(order=o, customer=customer, reason="r") for o in orders]
+    client = client_for(operator)
+    client.post(
+        reverse("suggestion_decide", args=[made[0].pk]),
+        {"decision": "confirm", "also": [made[1].pk]},
+    )
+    page = client.get(reverse("unmatched_orders"))
+    groups = [[s.pk for s in group] for group in page.context["confirmed_groups"]]
+    assert groups == [[made[0].pk, made[1].pk]]
+    undo = reverse("suggestion_undo", args=[made[0].pk])
+    assert client_for(manager).post(undo, {"also": [made[1].pk]}).status_code == 403
+    done = client_for(operator).post(undo, {"also": [made[1].pk]}, follow=True).content.decode()
+    assert "已撤销：2 笔订单回到未匹配订单" in done
+    for order in orders:
+        order.refresh_from_db()
+        assert (order.customer_id, order.unmatched_reason) == (None, "打码")
+    assert {s.status for s in MergeSuggestion.objects.filter(pk__in=[m.pk for m in made])} == {
+        "pending"
+    }
