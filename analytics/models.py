@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils.translation import pgettext_lazy
 
 
 class WeeklyReport(models.Model):
@@ -43,13 +44,13 @@ class ReportDelivery(models.Model):
     failed one is retried and shown."""
 
     class Channel(models.TextChoices):
-        EMAIL = "email", "邮件"
-        WECOM = "wecom", "企业微信"
+        EMAIL = "email", pgettext_lazy("ReportDelivery.Channel", "邮件")
+        WECOM = "wecom", pgettext_lazy("ReportDelivery.Channel", "企业微信")
 
     class Status(models.TextChoices):
-        PENDING = "pending", "待发送"
-        SENT = "sent", "已发送"
-        FAILED = "failed", "失败"
+        PENDING = "pending", pgettext_lazy("ReportDelivery.Status", "待发送")
+        SENT = "sent", pgettext_lazy("ReportDelivery.Status", "已发送")
+        FAILED = "failed", pgettext_lazy("ReportDelivery.Status", "失败")
 
     report = models.ForeignKey(WeeklyReport, on_delete=models.CASCADE, related_name="deliveries")
     recipient = models.ForeignKey(ReportRecipient, on_delete=models.CASCADE, related_name="+")

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -98,14 +98,26 @@ CONFIRMED_GROUPS_SHOWN = 20  # the latest confirmations, each with its undo
 
 @permission_required(Perm.VIEW_CONSOLE)
 def product_list(request: HttpRequest) -> HttpResponse:
-    """The product catalogue by sku, and its upload (operators)."""
+    """The product catalogue by sku (found by sku, name or attribute), and its upload
+    (operators)."""
     products = Product.objects.order_by("sku")
+    text = request.GET.get("q", "").strip()
+    if text:
+        products = products.filter(
+            Q(sku__istartswith=text)
+            | Q(name__icontains=text)
+            | Q(category=text)
+            | Q(material=text)
+            | Q(style=text)
+        )
     return render(
         request,
         "contacts/product_list.html",
         {
             "page": Paginator(products, PRODUCTS_PER_PAGE).get_page(request.GET.get("page")),
             "columns": services.PRODUCT_COLUMNS,
+            "q": text,
+            "query": urlencode({"q": text}) if text else "",
         },
     )
 

@@ -161,3 +161,20 @@ def test_an_xlsx_broken_further_down_is_refused_whole(tmp_path):
     with pytest.raises(OrderFileError, match="broken.xlsx：第 .* 行之后无法读取"):
         services.products_import(path=tmp_path / "broken.xlsx")
     assert not Product.objects.exists()
+
+
+def test_the_catalogue_is_searched_by_sku_name_or_attribute(client_for, operator):
+    for sku, name, material in (("BRA-01", "无钢圈文胸", "冰丝"), ("BRA-02", "蕾丝文胸", "蕾丝")):
+        Product.objects.create(sku=sku, name=name, material=material)
+    Product.objects.create(sku="SOCK-01", name="船袜", material="棉")
+    client = client_for(operator)
+
+    def found(text: str) -> list[str]:
+        page = client.get(reverse("products"), {"q": text}).context["page"]
+        return [product.sku for product in page]
+
+    assert found("bra") == ["BRA-01", "BRA-02"]  # sku prefix, any case
+    assert found("文胸") == ["BRA-01", "BRA-02"]  # name
+    assert found("棉") == ["SOCK-01"]  # an attribute, exactly
+    assert found("01") == []  # a sku from its start only
+    assert found("") == ["BRA-01", "BRA-02", "SOCK-01"]
