@@ -155,7 +155,8 @@ class ImportReport:
     rejected: int = 0
     rows: int = 0
     errors: list[dict] = field(default_factory=list)
-    bad_orders: set[str] = field(default_factory=set)
+    # Orders with an invalid line: the (file, row) of each line at fault.
+    bad_orders: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
     rejected_rows: set[tuple[str, int]] = field(default_factory=set)
 
     def reject(self, error: RowError) -> None:
@@ -164,7 +165,7 @@ class ImportReport:
             self.rejected_rows.add((error.source, error.row))
             self.rejected += 1
         if error.order_id:
-            self.bad_orders.add(error.order_id)
+            self.bad_orders.setdefault(error.order_id, set()).add((error.source, error.row))
         if len(self.errors) < MAX_STORED_ERRORS:
             self.errors.append(
                 {
@@ -587,17 +588,30 @@ def _reject_bad_orders(cursor, report: ImportReport) -> None:
         "DELETE FROM stage_line WHERE order_id = ANY(%s) RETURNING source, row_no, order_id",
         [sorted(report.bad_orders)],
     )
+    at_fault = {order_id: sorted(rows) for order_id, rows in report.bad_orders.items()}
     for source, row_no, order_id in cursor.fetchall():
         report.reject(
             RowError(
                 source=source,
                 row=row_no,
                 column="order_id",
-                reason=f"订单 {order_id} 的其他行有错误，整单未导入",
+                reason=f"订单 {order_id} 的{_rows_at_fault(at_fault[order_id], source)}"
+                "有错误，整单未导入",
                 order_id=order_id,
             )
         )
     report.rows -= cursor.rowcount
+
+
+def _rows_at_fault(rows: list[tuple[str, int]], source: str) -> str:
+    """第 3、5 行 (in this line's file), or with the file named when it is another one."""
+    by_file: dict[str, list[int]] = {}
+    for file, row in rows:
+        by_file.setdefault(file, []).append(row)
+    return "，".join(
+        ("" if file == source else f"{file} ") + f"第 {'、'.join(map(str, numbers))} 行"
+        for file, numbers in by_file.items()
+    )
 
 
 # Identity keys of a buyer, strongest first. A buyer id is only unique within its

@@ -196,6 +196,9 @@ def test_an_order_with_one_bad_line_is_rejected_whole(tmp_path):
     _, report = services.orders_import(paths=[path], channel="generic")
     assert report.inserted == 0 and report.rejected == 3
     assert not Order.objects.exists()
+    # the good line says which rows sank its order: the bad line and the duplicate
+    good = next(e for e in report.errors if e["row"] == 2)
+    assert good["reason"] == f"订单 {rows[0]['order_id']} 的第 3、4 行有错误，整单未导入"
 
 
 @pytest.mark.django_db
