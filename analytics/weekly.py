@@ -18,6 +18,8 @@ from django.db import IntegrityError, connection, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 
@@ -180,59 +182,67 @@ def report_data(*, week_start: date) -> dict:
         "ranking": _ranking(week_start, end),
         "cohorts": cohort["cohorts"][-COHORT_MONTHS:],
     }
-    data["sentences"] = _sentences(data)
+    data["sentences"] = sentences(data)
     return data
 
 
-def _sentences(data: dict) -> list[str]:
+def sentences(data: dict) -> list[str]:
     """Three plain sentences on what moved most this week (largest moves first; counts by
-    relative change, rates by percentage points)."""
+    relative change, rates by percentage points), in the active language: a report's
+    page words them for its reader; the WeCom message keeps those made with the report."""
     candidates = []
     if data["buyers_change"] is not None:
         change = data["buyers_change"]
-        candidates.append(
-            (
-                abs(change),
-                f"购买人数 {data['buyers']}，比上周{'增加' if change >= 0 else '减少'} "
-                f"{abs(change):.1%}。",
-            )
+        words = (
+            _("购买人数 %(n)s，比上周增加 %(change)s。")
+            if change >= 0
+            else _("购买人数 %(n)s，比上周减少 %(change)s。")
         )
-    for label, key in (("复购率", "repurchase_rate"), ("回购率", "returning_rate")):
+        candidates.append(
+            (abs(change), words % {"n": data["buyers"], "change": f"{abs(change):.1%}"})
+        )
+    for label, key in ((_("复购率"), "repurchase_rate"), (_("回购率"), "returning_rate")):
         now, before = data[key], data[f"{key}_previous"]
         if now is not None and before is not None:
             moved = now - before
-            candidates.append(
-                (
-                    abs(moved) * 2,
-                    f"{label}从上周的 {before:.1%} {'升' if moved >= 0 else '降'}至 {now:.1%}。",
-                )
+            words = (
+                _("%(label)s从上周的 %(before)s 升至 %(now)s。")
+                if moved >= 0
+                else _("%(label)s从上周的 %(before)s 降至 %(now)s。")
             )
+            values = {"label": label, "before": f"{before:.1%}", "now": f"{now:.1%}"}
+            candidates.append((abs(moved) * 2, words % values))
     members, others = data["members"], data["non_members"]
     if members["rate"] is not None and others["rate"] is not None:
         gap = members["rate"] - others["rate"]
-        candidates.append(
-            (
-                abs(gap),
-                f"私域会员的复购率为 {members['rate']:.1%}，比非会员（{others['rate']:.1%}）"
-                f"{'高' if gap >= 0 else '低'} {abs(gap) * 100:.1f} 个百分点。",
-            )
+        words = (
+            _("私域会员的复购率为 %(members)s，比非会员（%(others)s）高 %(points)s 个百分点。")
+            if gap >= 0
+            else _("私域会员的复购率为 %(members)s，比非会员（%(others)s）低 %(points)s 个百分点。")
         )
+        values = {
+            "members": f"{members['rate']:.1%}",
+            "others": f"{others['rate']:.1%}",
+            "points": f"{abs(gap) * 100:.1f}",
+        }
+        candidates.append((abs(gap), words % values))
     sop = data["sop"]
     if sop["given"]:
         expired = sop["expired"] / sop["given"]
-        candidates.append(
-            (expired, f"SOP 任务完成 {sop['done']} 个，过期 {sop['expired']} 个（{expired:.0%}）。")
-        )
+        words = _("SOP 任务完成 %(done)s 个，过期 %(expired)s 个（%(share)s）。")
+        values = {"done": sop["done"], "expired": sop["expired"], "share": f"{expired:.0%}"}
+        candidates.append((expired, words % values))
     top = data["ranking"]["guides"]["top"]
     if top:
-        candidates.append(
-            (0.01, f"本周客户贡献最多的导购是{top[0]['name']}（¥{top[0]['net_revenue']:,.0f}）。")
-        )
+        words = _("本周客户贡献最多的导购是%(name)s（¥%(revenue)s）。")
+        values = {"name": top[0]["name"], "revenue": f"{top[0]['net_revenue']:,.0f}"}
+        candidates.append((0.01, words % values))
+    words = _("本周净销售额 ¥%(revenue)s，共 %(orders)s 笔订单。")
     candidates.append(
-        (0, f"本周净销售额 ¥{data['net_revenue']:,.0f}，共 {data['orders']} 笔订单。")
+        (0, words % {"revenue": f"{data['net_revenue']:,.0f}", "orders": data["orders"]})
     )
     candidates.sort(key=lambda item: -item[0])
-    return [text for _, text in candidates[:3]]
+    return [text for _weight, text in candidates[:3]]
 
 
 def cohort_svg(cohorts: list[dict]) -> str:
@@ -250,7 +260,8 @@ def cohort_svg(cohorts: list[dict]) -> str:
     for row, cohort in enumerate(cohorts):
         y = 20 + row * cell
         parts.append(f'<text x="0" y="{y + 21}">{escape(cohort["cohort"])}</text>')
-        parts.append(f'<text x="{width - 56}" y="{y + 21}">{cohort["size"]}人</text>')
+        size = ngettext("%(n)s 人", "%(n)s 人", cohort["size"]) % {"n": cohort["size"]}
+        parts.append(f'<text x="{width - 56}" y="{y + 21}">{escape(size)}</text>')
         for k, share in enumerate(cohort["retention"]):
             shade = int(255 - min(share, 1) * 200)
             parts.append(

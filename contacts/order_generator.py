@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate
 
 from contacts.order_files import GENERIC_COLUMNS
 
@@ -86,19 +87,33 @@ def make_buyers(*, seed: int, count: int, stores: list[str] | None = None) -> li
 def generate_order_rows(
     *, seed: int, buyers: list[Buyer], lines: int, end: datetime | None = None, days: int = 730
 ) -> Iterator[dict]:
-    """About `lines` order lines over `days` days up to `end`, in paid-time order per buyer."""
+    """About `lines` order lines over `days` days up to `end`, bought as real buyers do:
+    some far more often than others (a Gamma-distributed weight), each between a first
+    purchase and the day they stop buying (an exponential lifetime, a year on average:
+    many have stopped by `end`). Without both every buyer looked alike, and the
+    predicted LTV said nearly all were alive with the same expected purchases."""
     rng = random.Random(seed)  # noqa: S311 - fake data
     end = end or datetime(2026, 11, 1, tzinfo=UTC)
     start = end - timedelta(days=days)
     channels = [c for c, w in CHANNEL_WEIGHTS for _ in range(w)]
     statuses = [s for s, w in STATUS_WEIGHTS for _ in range(w)]
+    window = days * 86400
+    # Per buyer: when they first buy, for how long they keep buying, and how often.
+    active = []
+    for _ in buyers:
+        first = rng.randrange(window)
+        active.append((first, min(window - first, int(rng.expovariate(1 / 365) * 86400) + 1)))
+    # A buyer's purchases: their rate (Gamma-distributed) times how long they buy.
+    weights = list(accumulate(rng.gammavariate(0.7, 1.0) * lifetime for _, lifetime in active))
     produced = 0
     order_number = 0
     while produced < lines:
-        buyer = rng.choice(buyers)
+        chosen = rng.choices(range(len(buyers)), cum_weights=weights)[0]
+        buyer = buyers[chosen]
         # Each checkout: 1-3 lines; Douyin splits a checkout into sub-orders.
         channel = rng.choice(channels)
-        paid_at = start + timedelta(seconds=rng.randrange(days * 86400))
+        first, lifetime = active[chosen]
+        paid_at = start + timedelta(seconds=first + rng.randrange(lifetime))
         items = rng.sample(CATALOGUE, k=min(len(CATALOGUE), rng.choice((1, 1, 1, 2, 2, 3))))
         status = rng.choice(statuses)
         order_number += 1

@@ -2,8 +2,10 @@
 delivered by e-mail and WeCom (the emulator), failures recorded and retried, pages."""
 
 import json
+import re
 from datetime import date, datetime, time
 from decimal import Decimal
+from html import escape
 from io import BytesIO, StringIO
 from zoneinfo import ZoneInfo
 
@@ -12,6 +14,7 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import translation
 
 from analytics import weekly
 from analytics.models import ReportDelivery, ReportRecipient, WeeklyReport
@@ -124,6 +127,16 @@ def test_pages(orders, client_for, manager, guide_user):
     # this week, the week before and the change: buyers 3 and 2, revenue ¥400 and ¥200
     assert "<td>3</td><td>2</td><td>+50.0%</td>" in page
     assert "<td>¥400</td><td>¥200</td><td>+100.0%</td>" in page
+    # the highlights in the reader's language, from the stored numbers
+    report = WeeklyReport.objects.get(week="2026-W47")
+    with translation.override("en"):
+        english = weekly.sentences(report.data)
+    assert len(english) == 3 and "3 buyers, 50.0% more than last week." in english
+    assert not any(re.search("[\u4e00-\u9fff]", s) for s in english if "guide" not in s)
+    url = reverse("report_detail", args=["2026-W47"])
+    in_english = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert all(escape(sentence) in in_english for sentence in english)
+    assert report.data["sentences"][0] in page  # Chinese, as made with the report
     response = client.get(reverse("report_xlsx", args=["2026-W47"]))
     assert response["Content-Type"].startswith("application/vnd.openxmlformats")
     # managers change the recipients, and nothing else
@@ -164,4 +177,4 @@ def test_the_member_sentence_names_both_rates_and_the_gap_in_points(members, oth
         "net_revenue": Decimal(0),
         "orders": 0,
     }
-    assert expected in weekly._sentences(data)
+    assert expected in weekly.sentences(data)
