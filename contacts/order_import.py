@@ -173,6 +173,7 @@ class ImportReport:
                     "column": error.column,
                     "reason": error.reason,
                     "file": error.source,
+                    "order_id": error.order_id,
                 }
             )
 

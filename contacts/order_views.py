@@ -85,9 +85,17 @@ def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="import-{record.pk}-rejected.csv"'
     response.write("\ufeff")  # so Excel opens it as UTF-8
     writer = csv.writer(response)
-    writer.writerow(["file", "row", "column", "reason"])
+    writer.writerow(["file", "row", "order_id", "column", "reason"])
     for error in record.errors_by_row:
-        writer.writerow([error.get("file", ""), error["row"], error["column"], error["reason"]])
+        writer.writerow(
+            [
+                error.get("file", ""),
+                error["row"],
+                error.get("order_id", ""),
+                error["column"],
+                error["reason"],
+            ]
+        )
     return response
 
 
