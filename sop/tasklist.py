@@ -35,6 +35,9 @@ class TaskCard:
     why: str = ""
     context: str = ""  # lines: friend since, the last orders
     action_url: str = ""  # the task's actions: <action_url><action>/
+    # Where the list opens again after an action on this card: at the card after it, so
+    # that a guide working down a long list keeps their place.
+    anchor: str = "today"
 
 
 @dataclass
@@ -201,6 +204,8 @@ def task_list(
             and card.touchpoint.due_at < overdue_before
         )
         _display(card, actions)
+    for card, following in zip(cards[: len(today)], cards[1 : len(today)], strict=False):
+        card.anchor = f"task-{following.touchpoint.pk}"
     return TaskList(
         today=cards[: len(today)],
         later=cards[len(today) : len(today) + len(later)],

@@ -231,3 +231,19 @@ def test_task_errors_are_in_the_guides_language(guide_user, tasks):
     with translation.override("zh-hans"):
         with pytest.raises(services.TaskError, match="^跳过需要写明原因$"):
             services.task_skip(touchpoint_id=task.pk, guide=tasks["mine"], reason=" ")
+
+
+def test_after_an_action_the_list_opens_at_the_next_card(client_for, guide_user, tasks):
+    client = client_for(guide_user)
+    listed = client.get(reverse("guide_home"))
+    cards = [card.touchpoint.pk for card in listed.context["tasks"].today]
+    assert len(cards) == 3
+    body = listed.content.decode()
+    for pk, following in zip(cards, [f"task-{cards[1]}", f"task-{cards[2]}", "today"], strict=True):
+        form = body.split(f'id="task-{pk}"')[1].split("</form>")[0]
+        assert f'name="next" value="/guide/#{following}"' in form
+    done = client.post(
+        reverse("guide_task_action", args=[cards[0], "done"]),
+        {"next": f"/guide/#task-{cards[1]}"},
+    )
+    assert done.status_code == 302 and done["Location"] == f"/guide/#task-{cards[1]}"
