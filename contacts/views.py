@@ -14,6 +14,7 @@ from contacts import services
 from contacts.models import (
     CorpTag,
     Customer,
+    CustomerFacts,
     CustomerGroupMember,
     Guide,
     Order,
@@ -146,6 +147,7 @@ def _customer_context(customer: Customer) -> dict:
     tag_ids = {tag_id for r in relationships for tag_id in r.wecom_tag_ids}
     return {
         "customer": customer,
+        "facts": CustomerFacts.objects.filter(customer=customer).first(),
         "identities": customer.identities.order_by("kind"),
         "relationships": relationships,
         "tags": CorpTag.objects.filter(wecom_tag_id__in=tag_ids).select_related("group"),

@@ -173,3 +173,32 @@ def test_an_unmatched_order_number_points_to_the_unmatched_orders(client_for, op
     assert _names(page) == set()
     assert "抖音订单 6945267915516643351 还没有匹配到客户" in body
     assert f'href="{reverse("unmatched_orders")}?channel=douyin"' in body
+
+
+def test_the_customer_page_sums_up_what_they_bought(client_for, operator, guide_user, book):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from contacts.facts import facts_refresh
+
+    mine = book["own"][0]
+    for day, amount, refund in ((3, "300.00", "0"), (10, "200.00", "50.00"), (10, "99.00", "0")):
+        OrderFactory(
+            customer=mine,
+            paid_at=datetime(2026, 3, day, 4, tzinfo=UTC),
+            amount=Decimal(amount),
+            refund_amount=Decimal(refund),
+            status="partially_refunded" if refund != "0" else "paid",
+        )
+    facts_refresh(customer_ids=[mine.pk])
+    for user, url in (
+        (operator, reverse("customer_detail", args=[mine.pk])),
+        (guide_user, reverse("guide_customer_detail", args=[mine.pk])),
+    ):
+        page = client_for(user).get(url).content.decode()
+        card = page.split('id="customer-value"')[1].split("</section>")[0]
+        # 300 + (200 - 50) + 99 over three orders on two days, 2026-03-03 and -10
+        assert "¥549.00" in card and "<dd>3</dd>" in card and "<dd>2</dd>" in card
+        assert "¥183.00" in card and "2026-03-03" in card and "2026-03-10" in card
+    empty = client_for(operator).get(reverse("customer_detail", args=[book["other"][0].pk]))
+    assert 'id="customer-value"' not in empty.content.decode()  # no purchase, no summary
