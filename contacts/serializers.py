@@ -10,6 +10,7 @@ from contacts.models import (
     Store,
     SyncRun,
 )
+from scrm.roles import Perm
 
 
 class StoreSerializer(serializers.ModelSerializer):
@@ -59,6 +60,17 @@ class RelationshipSerializer(serializers.ModelSerializer):
             "ended_at",
             "ended_by",
         ]
+
+    def to_representation(self, relationship):
+        """A guide gets a colleague's relationship without its notes (remark and
+        description are each guide's own), as on the guide's customer page."""
+        data = super().to_representation(relationship)
+        request = self.context.get("request")
+        if request and not request.user.has_perm(Perm.VIEW_CONSOLE):
+            guide = getattr(request.user, "guide", None)
+            if guide is None or relationship.guide_id != guide.pk:
+                data["remark"] = data["description"] = None
+        return data
 
 
 class CustomerSerializer(serializers.ModelSerializer):

@@ -173,7 +173,10 @@ def guide_customer_list(request: HttpRequest) -> HttpResponse:
 @permission_required(Perm.USE_GUIDE_APP)
 def guide_customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     customer = get_object_or_404(Customer.objects.visible_to(request.user), pk=pk)
-    return render(request, "contacts/guide_customer_detail.html", _customer_context(customer))
+    # Colleagues who follow the customer too are listed, their own notes (remark and
+    # description) are not: those are each guide's.
+    context = _customer_context(customer) | {"notes_of": getattr(request.user, "guide", None)}
+    return render(request, "contacts/guide_customer_detail.html", context)
 
 
 @permission_required(Perm.VIEW_CONSOLE)

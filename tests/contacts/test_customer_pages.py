@@ -202,3 +202,25 @@ def test_the_customer_page_sums_up_what_they_bought(client_for, operator, guide_
         assert "¥183.00" in card and "2026-03-03" in card and "2026-03-10" in card
     empty = client_for(operator).get(reverse("customer_detail", args=[book["other"][0].pk]))
     assert 'id="customer-value"' not in empty.content.decode()  # no purchase, no summary
+
+
+def test_a_guide_sees_a_colleagues_relationship_but_not_their_notes(
+    client_for, operator, guide_user, book
+):
+    shared = book["own"][0]
+    theirs = Guide.objects.get(wecom_userid="guide0002")
+    RelationshipFactory(customer=shared, guide=theirs, remark="同事的私人备注", description="VIP")
+    mine = shared.relationships.get(guide__wecom_userid="guide0001")
+    mine.remark = "我的备注"
+    mine.save()
+    page = client_for(guide_user).get(reverse("guide_customer_detail", args=[shared.pk]))
+    body = page.content.decode()
+    assert theirs.name in body and "我的备注" in body
+    assert "同事的私人备注" not in body and "VIP" not in body
+    api = client_for(guide_user).get(reverse("customer-detail", args=[shared.pk])).json()
+    notes = {r["guide_userid"]: (r["remark"], r["description"]) for r in api["relationships"]}
+    assert notes["guide0002"] == (None, None) and notes["guide0001"][0] == "我的备注"
+    console = client_for(operator).get(reverse("customer_detail", args=[shared.pk]))
+    assert "同事的私人备注" in console.content.decode()  # operators see every note
+    api = client_for(operator).get(reverse("customer-detail", args=[shared.pk])).json()
+    assert "同事的私人备注" in {r["remark"] for r in api["relationships"]}
