@@ -197,13 +197,16 @@ def repurchase_trend(*, start: date, end: date, period: str, filters: Filters = 
     }
     rows = []
     for first in periods_between(start, end, period):
-        last = min(next_period(first, period) - timedelta(days=1), end)
+        whole_end = next_period(first, period) - timedelta(days=1)
+        last = min(whole_end, end)
         buyers, repeat = found.get(first, (0, 0))
         rows.append(
             {
                 "period": period_label(first, period),
                 "start": max(first, start).isoformat(),
                 "end": last.isoformat(),
+                # cut by the range: a period still running has had fewer days to repeat in
+                "partial": first < start or last < whole_end,
                 "buyers": buyers,
                 "repeat_buyers": repeat,
                 "rate": repeat / buyers if buyers else None,

@@ -154,6 +154,22 @@ class Content:
     notes: list[str] = field(default_factory=list)
 
 
+PARTIAL_NOTE = gettext_lazy(
+    "周期后标 * 的只含所选范围内的几天（如进行中的本月），复购率因此偏低，不能与完整周期比较。"
+)
+
+
+def _partial_label(row: dict) -> str:
+    """A trend period's label, marked when the range cut it (its days in brackets)."""
+    if not row.get("partial"):
+        return row["period"]
+    return _("%(period)s*（%(start)s–%(end)s）") % {
+        "period": row["period"],
+        "start": row["start"][5:],
+        "end": row["end"][5:],
+    }
+
+
 def _series_chart(
     table: Table,
     kind: str,
@@ -247,7 +263,7 @@ def repurchase_page(results: dict) -> Content:
         ],
         rows=[
             [
-                row["period"],
+                _partial_label(row),
                 row["buyers"],
                 row["repeat_buyers"],
                 row["rate"],
@@ -257,7 +273,7 @@ def repurchase_page(results: dict) -> Content:
             ]
             for row in data["trend"]
         ],
-        note=DEFINITIONS["returning"],
+        note=f"{DEFINITIONS['returning']} {PARTIAL_NOTE}",
         wide=True,
     )
     trend.chart = _series_chart(trend, "line", [3, 6])
