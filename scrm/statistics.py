@@ -14,13 +14,11 @@ from collections.abc import Sequence
 from django.db import connection
 
 
-def analyze_if_grown(*, measure: str, changed: int, tables: Sequence[str]) -> bool:
+def analyze_if_grown(*, measure: str, changed: int, tables: Sequence[str]) -> None:
     """ANALYZE `tables` when `changed` rows of `measure` (one of them) exceed autovacuum's
-    share of it; True when they were analyzed."""
+    share of it."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [measure])
         known = max(cursor.fetchone()[0], 0)  # -1: never analyzed
-        if changed <= 50 + 0.1 * known:
-            return False
-        cursor.execute(f"ANALYZE {', '.join(tables)}")
-    return True
+        if changed > 50 + 0.1 * known:
+            cursor.execute(f"ANALYZE {', '.join(tables)}")
