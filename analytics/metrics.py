@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection
+from django.utils import timezone
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PURCHASED = "o.status IN ('paid', 'partially_refunded') AND o.paid_at IS NOT NULL"
@@ -196,6 +197,7 @@ def repurchase_trend(*, start: date, end: date, period: str, filters: Filters = 
         )
     }
     rows = []
+    today = timezone.now().astimezone(SHANGHAI).date()
     for first in periods_between(start, end, period):
         whole_end = next_period(first, period) - timedelta(days=1)
         last = min(whole_end, end)
@@ -205,8 +207,8 @@ def repurchase_trend(*, start: date, end: date, period: str, filters: Filters = 
                 "period": period_label(first, period),
                 "start": max(first, start).isoformat(),
                 "end": last.isoformat(),
-                # cut by the range: a period still running has had fewer days to repeat in
-                "partial": first < start or last < whole_end,
+                # cut by the range, or still running: fewer days to repeat in
+                "partial": first < start or last < whole_end or whole_end > today,
                 "buyers": buyers,
                 "repeat_buyers": repeat,
                 "rate": repeat / buyers if buyers else None,

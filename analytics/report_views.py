@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from analytics.models import ReportRecipient, WeeklyReport
-from analytics.weekly import cohort_svg, sentences
+from analytics.weekly import cohort_svg, sentences, with_points
 from scrm.roles import Perm, permission_required
 
 
@@ -31,7 +31,7 @@ def report_detail(request: HttpRequest, week: str) -> HttpResponse:
         "analytics/report_detail.html",
         {
             "report": report,
-            "data": report.data,
+            "data": with_points(report.data),
             "sentences": sentences(report.data),
             "heatmap": cohort_svg(report.data["cohorts"]),
             "deliveries": report.deliveries.select_related("recipient"),

@@ -50,6 +50,15 @@ def _change(current, previous) -> float | None:
     return (current - previous) / previous
 
 
+def with_points(data: dict) -> dict:
+    """A stored report's data with its rates' moves in points: reports made before they
+    were kept get them from the rates they kept."""
+    return {
+        f"{key}_points": _points(data[key], data[f"{key}_previous"])
+        for key in ("repurchase_rate", "returning_rate")
+    } | data
+
+
 def _points(current, previous) -> float | None:
     """A rate's move, in (fractions of) percentage points."""
     return None if current is None or previous is None else current - previous

@@ -604,15 +604,20 @@ def _reject_bad_orders(cursor, report: ImportReport) -> None:
     report.rows -= cursor.rowcount
 
 
+ROWS_AT_FAULT_NAMED = 5  # a long order's other lines name its first faulty rows, and count all
+
+
 def _rows_at_fault(rows: list[tuple[str, int]], source: str) -> str:
-    """第 3、5 行 (in this line's file), or with the file named when it is another one."""
+    """第 3、5 行 (in this line's file), or with the file named when it is another one;
+    past ROWS_AT_FAULT_NAMED rows, the first of them and how many there are."""
     by_file: dict[str, list[int]] = {}
-    for file, row in rows:
+    for file, row in rows[:ROWS_AT_FAULT_NAMED]:
         by_file.setdefault(file, []).append(row)
-    return "，".join(
+    named = "，".join(
         ("" if file == source else f"{file} ") + f"第 {'、'.join(map(str, numbers))} 行"
         for file, numbers in by_file.items()
     )
+    return named if len(rows) <= ROWS_AT_FAULT_NAMED else f"{named}等 {len(rows)} 行"
 
 
 # Identity keys of a buyer, strongest first. A buyer id is only unique within its

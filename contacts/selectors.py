@@ -27,8 +27,11 @@ def merge_suggestion_groups(*, limit: int) -> list[list[MergeSuggestion]]:
 
 def confirmed_suggestion_groups(*, limit: int) -> list[list[MergeSuggestion]]:
     """The latest confirmations, one group per decision (the suggestions confirmed
-    together, for one customer), newest first: each can be undone together."""
-    confirmed = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.CONFIRMED)
+    together, for one customer), newest first: each can be undone together (those
+    confirmed before undo was kept cannot, and are not listed)."""
+    confirmed = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.CONFIRMED).exclude(
+        undo={}
+    )
     keys = list(
         confirmed.values_list("customer_id", "decided_at")
         .distinct()

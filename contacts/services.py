@@ -10,7 +10,6 @@ from typing import Protocol
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
@@ -413,17 +412,28 @@ def _membership_refresh(customer: Customer) -> None:
     Customer.objects.filter(pk=customer.pk).update(is_member=live.exists(), joined_at=first)
 
 
+def _locked_suggestions(suggestions: list[MergeSuggestion]) -> list[MergeSuggestion]:
+    """The suggestions locked, and their orders locked after them (each `.order` read
+    under its lock: a merge or a guide's binding cannot move it meanwhile)."""
+    locked = list(
+        MergeSuggestion.objects.select_for_update(of=("self",))
+        .select_related("customer")
+        .filter(pk__in=[suggestion.pk for suggestion in suggestions])
+        .order_by("pk")
+    )
+    orders = Order.objects.select_for_update().filter(pk__in=[s.order_id for s in locked])
+    by_pk = {order.pk: order for order in orders.order_by("pk")}
+    for suggestion in locked:
+        suggestion.order = by_pk[suggestion.order_id]
+    return locked
+
+
 def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: bool, by=None) -> None:
     """Confirm (link each order to its suggested customer) or reject merge suggestions:
     all of them or, when one was decided already, none. Confirming one rejects the other
-    suggestions for its order."""
+    suggestions for its order, and keeps what it changed for `merge_suggestions_undo`."""
     with transaction.atomic():
-        locked = list(
-            MergeSuggestion.objects.select_for_update(of=("self",))
-            .select_related("order", "customer")
-            .filter(pk__in=[suggestion.pk for suggestion in suggestions])
-            .order_by("pk")
-        )
+        locked = _locked_suggestions(suggestions)
         if len(locked) < len(suggestions) or any(
             s.status != MergeSuggestion.Status.PENDING for s in locked
         ):
@@ -444,47 +454,53 @@ def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: boo
             )
             suggestion.decided_by, suggestion.decided_at = by, now
             if confirm:
-                reason = suggestion.order.unmatched_reason
-                added = order_bind(order=suggestion.order, customer=suggestion.customer)
+                order = suggestion.order
+                before = {"customer": order.customer_id, "reason": order.unmatched_reason}
+                added = order_bind(order=order, customer=suggestion.customer)
                 others = MergeSuggestion.objects.filter(
-                    order=suggestion.order, status=MergeSuggestion.Status.PENDING
-                )
+                    order=order, status=MergeSuggestion.Status.PENDING
+                ).exclude(pk=suggestion.pk)
                 rejected = list(others.values_list("pk", flat=True))
                 others.update(status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=now)
-                suggestion.undo = {"reason": reason, "identities": added, "rejected": rejected}
+                suggestion.undo = before | {"identities": added, "rejected": rejected}
             suggestion.save(update_fields=["status", "decided_by", "decided_at", "undo"])
 
 
 def merge_suggestions_undo(*, suggestions: list[MergeSuggestion]) -> None:
-    """Undo confirmed suggestions (all of them or none): each order is unmatched again,
-    with its reason, the identities binding it added leave the customer, and the
-    suggestion and those its confirmation rejected wait for a decision again. Refused
-    when an order has been bound to someone else since."""
+    """Undo one confirmation exactly, all the suggestions confirmed together: each order
+    is as it was (unmatched with its reason, or the customer's already), the identities
+    binding added leave the customer, and the suggestion and those its confirmation
+    rejected wait for a decision again. Refused when an order has moved since, for part
+    of a confirmation, and for confirmations made before undo was kept."""
     with transaction.atomic():
-        locked = list(
-            MergeSuggestion.objects.select_for_update(of=("self",))
-            .select_related("order")
-            .filter(pk__in=[suggestion.pk for suggestion in suggestions])
-            .order_by("pk")
-        )
-        if len(locked) < len(suggestions) or any(
-            s.status != MergeSuggestion.Status.CONFIRMED for s in locked
+        locked = _locked_suggestions(suggestions)
+        if (
+            not locked
+            or len(locked) < len(suggestions)
+            or any(s.status != MergeSuggestion.Status.CONFIRMED or not s.undo for s in locked)
         ):
             raise ValueError("只能撤销已确认的建议。")
+        lead = locked[0]
+        together = MergeSuggestion.objects.filter(
+            status=MergeSuggestion.Status.CONFIRMED,
+            customer_id=lead.customer_id,
+            decided_at=lead.decided_at,
+        )
+        if set(together.values_list("pk", flat=True)) != {s.pk for s in locked}:
+            raise ValueError("一次确认的建议要一起撤销。")
         moved = [s.order.channel_order_id for s in locked if s.order.customer_id != s.customer_id]
         if moved:
             raise ValueError(f"订单 {'、'.join(moved)} 已经不在这位客户名下，无法撤销。")
         for suggestion in locked:
-            order = Order.objects.select_for_update().get(pk=suggestion.order_id)
-            facts_mark_pending([suggestion.customer_id])
-            order.customer, order.unmatched_reason = None, suggestion.undo.get("reason", "")
+            order, undo = suggestion.order, suggestion.undo
+            facts_mark_pending([suggestion.customer_id, undo["customer"]])
+            order.customer_id, order.unmatched_reason = undo["customer"], undo["reason"]
             order.save(update_fields=["customer", "unmatched_reason", "updated_at"])
             CustomerIdentity.objects.filter(
-                pk__in=suggestion.undo.get("identities", []), customer_id=suggestion.customer_id
+                pk__in=undo["identities"], customer_id=suggestion.customer_id
             ).delete()
             MergeSuggestion.objects.filter(
-                pk__in=[suggestion.pk, *suggestion.undo.get("rejected", [])],
-                decided_at=suggestion.decided_at,
+                pk__in=[suggestion.pk, *undo["rejected"]], decided_at=suggestion.decided_at
             ).update(
                 status=MergeSuggestion.Status.PENDING, decided_by=None, decided_at=None, undo={}
             )
@@ -493,8 +509,7 @@ def merge_suggestions_undo(*, suggestions: list[MergeSuggestion]) -> None:
 def order_bind(*, order: Order, customer: Customer) -> list[int]:
     """Link an order (and its buyer's exact keys) to a customer: a confirmed suggestion,
     or a guide binding the order number of the customer they are chatting with. Returns
-    the ids of the identities this added (keys the customer or another one had already
-    are left as they are)."""
+    the ids of the identities this inserted (a key someone has already stays theirs)."""
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         facts_mark_pending([order.customer_id, customer.pk])
@@ -509,22 +524,21 @@ def order_bind(*, order: Order, customer: Customer) -> list[int]:
                 "",
             ),
         ]
-        keys = [(kind, value, display) for kind, value, display in keys if value]
-        if not keys:
-            return []
-        wanted = Q()
-        for kind, value, _ in keys:
-            wanted |= Q(kind=kind, value=value)
-        held = set(CustomerIdentity.objects.filter(wanted).values_list("pk", flat=True))
-        CustomerIdentity.objects.bulk_create(
-            [
-                CustomerIdentity(customer=customer, kind=kind, value=value, display=display)
-                for kind, value, display in keys
-            ],
-            ignore_conflicts=True,  # a key someone has already stays theirs
-        )
-        mine = CustomerIdentity.objects.filter(wanted, customer=customer)
-        return sorted(set(mine.values_list("pk", flat=True)) - held)
+        added = []
+        with connection.cursor() as cursor:
+            for kind, value, display in keys:
+                if not value:
+                    continue
+                # RETURNING gives the row only when this statement inserted it.
+                cursor.execute(
+                    """INSERT INTO contacts_customeridentity
+                           (customer_id, kind, value, display, created_at)
+                       VALUES (%s, %s, %s, %s, now())
+                       ON CONFLICT (kind, value) DO NOTHING RETURNING id""",
+                    [customer.pk, kind, value, display],
+                )
+                added += [row[0] for row in cursor.fetchall()]
+        return added
 
 
 def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: str) -> Order:

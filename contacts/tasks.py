@@ -23,21 +23,36 @@ def reconcile_wecom() -> dict:
     return sync_wecom(run.pk)
 
 
+# pg_try_advisory_lock(UPLOAD_LOCK, import id): held while a worker runs an upload.
+UPLOAD_LOCK = 7_301_003
+
+
 @shared_task(name="contacts.tasks.import_orders_file")
 def import_orders_file(import_id: int) -> dict:
-    """Load an uploaded export. Safe twice: only a queued import is started, and the
-    upsert would make a second load change nothing."""
+    """Load an uploaded export. Safe twice: it runs while it holds the upload's lock, only
+    a queued upload or a running one nobody holds (its worker was killed: redelivered,
+    it runs again; the upsert makes a second load change nothing)."""
+    from django.db import connection
+
     from contacts.models import OrderImport
 
-    started = OrderImport.objects.filter(pk=import_id, status=OrderImport.Status.QUEUED).update(
-        status=OrderImport.Status.RUNNING
-    )
-    record = OrderImport.objects.get(pk=import_id)
-    if not started:
-        return {"skipped": record.status}
-    services.order_upload_process(record=record)
-    record.refresh_from_db()
-    return {"status": record.status, "inserted": record.inserted, "rejected": record.rejected}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [UPLOAD_LOCK, import_id])
+        if not cursor.fetchone()[0]:
+            return {"skipped": "running elsewhere"}
+    try:
+        started = OrderImport.objects.filter(
+            pk=import_id, status__in=[OrderImport.Status.QUEUED, OrderImport.Status.RUNNING]
+        ).update(status=OrderImport.Status.RUNNING)
+        record = OrderImport.objects.get(pk=import_id)
+        if not started:
+            return {"skipped": record.status}
+        services.order_upload_process(record=record)
+        record.refresh_from_db()
+        return {"status": record.status, "inserted": record.inserted, "rejected": record.rejected}
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [UPLOAD_LOCK, import_id])
 
 
 @shared_task(name="contacts.tasks.refresh_pending_facts", acks_late=True)

@@ -5,7 +5,8 @@ from django.core.cache import cache
 
 from scrm.wecom.gateway import WeComGateway
 from tagging import services
-from tagging.push import push_pending
+from tagging.models import TagPushPending
+from tagging.push import MAX_ATTEMPTS, push_pending
 
 
 @shared_task(name="tagging.tasks.retag_pending", acks_late=True)
@@ -42,9 +43,17 @@ PUSH_SLICE_SECONDS = 20
 @shared_task(name="tagging.tasks.push_tags", acks_late=True)
 def push_tags() -> dict:
     """Push changed rule and system tags to WeCom for PUSH_SLICE_SECONDS, then queue the
-    rest (`rest` is that task's id). Safe twice: each customer leaves the queue once
-    pushed, and a repeated mark_tag sends an empty difference (skipped)."""
-    cache.delete(services.PUSH_SCHEDULED)
+    rest (`rest` is that task's id). One chain of slices at a time: while it goes on the
+    push stays scheduled, so a retag meanwhile only queues its customers for it; the last
+    slice schedules a push again when some were queued after its last claim. Safe twice:
+    each customer leaves the queue once pushed, and a repeated mark_tag sends an empty
+    difference (skipped)."""
     result = push_pending(gateway=WeComGateway.from_settings(), seconds=PUSH_SLICE_SECONDS)
-    rest = push_tags.delay().id if result.more else None
-    return asdict(result) | {"rest": rest}
+    if result.more:
+        timeout = services.DEBOUNCE_SECONDS + 60 + PUSH_SLICE_SECONDS
+        cache.set(services.PUSH_SCHEDULED, 1, timeout=timeout)
+        return asdict(result) | {"rest": push_tags.delay().id}
+    cache.delete(services.PUSH_SCHEDULED)
+    if TagPushPending.objects.filter(attempts__lt=MAX_ATTEMPTS).exists():
+        services.schedule_push()
+    return asdict(result) | {"rest": None}

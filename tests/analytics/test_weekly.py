@@ -178,3 +178,11 @@ def test_the_member_sentence_names_both_rates_and_the_gap_in_points(members, oth
         "orders": 0,
     }
     assert expected in weekly.sentences(data)
+
+
+def test_a_report_stored_before_the_moves_in_points_shows_them(orders, client_for, manager):
+    report, _ = weekly.report_build(week_start=WEEK)
+    data = {k: v for k, v in report.data.items() if not k.endswith("_points")}
+    WeeklyReport.objects.filter(pk=report.pk).update(data=data)
+    page = client_for(manager).get(reverse("report_detail", args=["2026-W47"])).content.decode()
+    assert "<td>+33.3 个百分点</td>" in page  # 复购率 0 → 1/3

@@ -327,3 +327,38 @@ def test_a_buyers_confirmation_is_undone_together_on_the_page(client_for, operat
     assert {s.status for s in MergeSuggestion.objects.filter(pk__in=[m.pk for m in made])} == {
         "pending"
     }
+
+
+def test_undo_leaves_an_order_with_the_customer_it_had_before_the_confirmation(
+    client_for, guide_user, operator
+):
+    """A guide bound the order to the suggested customer while the suggestion waited:
+    confirming changes nothing, so neither does its undo."""
+    customer = CustomerFactory()
+    RelationshipFactory(customer=customer, guide=Guide.objects.get(wecom_userid="guide0001"))
+    order = OrderFactory(customer=None, buyer_phone_masked="138****5601", channel_order_id="T7")
+    suggestion = MergeSuggestion.objects.create(order=order, customer=customer, reason="r")
+    bound = client_for(guide_user).post(
+        reverse("order-bind"), {"customer_id": customer.pk, "order_number": "T7"}
+    )
+    assert bound.status_code == 200
+    services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
+    services.merge_suggestions_undo(suggestions=[suggestion])
+    order.refresh_from_db()
+    assert order.customer_id == customer.pk
+
+
+def test_a_confirmation_is_undone_whole_and_old_ones_are_not_offered(operator):
+    customer = CustomerFactory()
+    orders = [OrderFactory(customer=None, buyer_phone_masked="138****5601") for _ in range(2)]
+    made = [MergeSuggestion.objects.create(order=o, customer=customer, reason="r") for o in orders]
+    services.merge_suggestions_decide(suggestions=made, confirm=True, by=operator)
+    with pytest.raises(ValueError, match="一次确认的建议要一起撤销"):
+        services.merge_suggestions_undo(suggestions=made[:1])
+    # confirmed before undo was kept: not listed, and refused
+    MergeSuggestion.objects.filter(pk__in=[m.pk for m in made]).update(undo={})
+    from contacts.selectors import confirmed_suggestion_groups
+
+    assert confirmed_suggestion_groups(limit=20) == []
+    with pytest.raises(ValueError, match="只能撤销已确认的建议"):
+        services.merge_suggestions_undo(suggestions=made)

@@ -5,13 +5,13 @@ import csv
 import io
 import json
 import random
-import shutil
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
+import psycopg2
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -27,7 +27,7 @@ from contacts.models import (
     OrderLine,
 )
 from contacts.order_generator import GENERIC_COLUMNS, generate_order_rows, make_buyers
-from contacts.tasks import import_orders_file
+from contacts.tasks import UPLOAD_LOCK, import_orders_file
 from tests.contacts.factories import OrderFactory
 from tests.helpers import wait_for
 
@@ -199,6 +199,21 @@ def test_an_order_with_one_bad_line_is_rejected_whole(tmp_path):
     # the good line says which rows sank its order: the bad line and the duplicate
     good = next(e for e in report.errors if e["row"] == 2)
     assert good["reason"] == f"订单 {rows[0]['order_id']} 的第 3、4 行有错误，整单未导入"
+
+
+@pytest.mark.django_db
+def test_a_long_order_names_its_first_faulty_rows_and_counts_them_all(tmp_path):
+    path = tmp_path / "long.csv"
+    row = _csv("generic_orders.csv", "utf-8")[0]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)  # row 2, valid
+        writer.writerows({**row, "sku": f"BAD{n}", "quantity": "zero"} for n in range(7))
+    _, report = services.orders_import(paths=[path], channel="generic")
+    good = next(e for e in report.errors if e["row"] == 2)
+    expected = f"订单 {row['order_id']} 的第 3、4、5、6、7 行等 7 行有错误，整单未导入"
+    assert good["reason"] == expected
 
 
 @pytest.mark.django_db
@@ -419,7 +434,7 @@ def test_an_upload_that_cannot_be_read_says_why_and_offers_no_rejected_rows(
 
 
 @pytest.mark.django_db
-def test_an_upload_waits_as_queued_until_a_worker_starts_it(client_for, operator):
+def test_an_upload_waits_as_queued_and_runs_again_if_its_worker_died(client_for, operator):
     client = client_for(operator)
     upload = io.BytesIO((DATA / "youzan_orders.csv").read_bytes())
     upload.name = "youzan_orders.csv"
@@ -429,10 +444,24 @@ def test_an_upload_waits_as_queued_until_a_worker_starts_it(client_for, operator
     assert state["status"] == "queued" and state["message"].startswith("排队中")
     record = OrderImport.objects.get()
     assert "排队中" in client.get(reverse("import_detail", args=[record.pk])).content.decode()
+    # A worker runs it, holding its lock: another copy of the task leaves it alone.
     OrderImport.objects.filter(pk=record.pk).update(status=OrderImport.Status.RUNNING)
-    assert import_orders_file(record.pk) == {"skipped": "running"}  # started elsewhere already
+    database = connection.settings_dict
+    other = psycopg2.connect(
+        dbname=database["NAME"], user=database["USER"], host=database["HOST"],
+        port=database["PORT"],
+    )  # fmt: skip
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [UPLOAD_LOCK, record.pk])
+    assert import_orders_file(record.pk) == {"skipped": "running elsewhere"}
     assert not Order.objects.exists()
-    shutil.rmtree(services.UPLOAD_DIR / str(record.pk))
+    # That worker was killed (its connection and lock are gone): the redelivered task runs it.
+    other.close()
+    done = import_orders_file(record.pk)
+    assert done["status"] == "succeeded"
+    assert Order.objects.count() == done["inserted"] == len(_csv("youzan_orders.csv", "utf-8"))
+    assert not (services.UPLOAD_DIR / str(record.pk)).exists()
+    assert import_orders_file(record.pk) == {"skipped": "succeeded"}
 
 
 @pytest.mark.django_db
