@@ -174,8 +174,10 @@ def guide_customer_list(request: HttpRequest) -> HttpResponse:
 def guide_customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     customer = get_object_or_404(Customer.objects.visible_to(request.user), pk=pk)
     # Colleagues who follow the customer too are listed, their own notes (remark and
-    # description) are not: those are each guide's.
-    context = _customer_context(customer) | {"notes_of": getattr(request.user, "guide", None)}
+    # description) are not: those are each guide's (console users see them all, as in
+    # the API).
+    guide = None if request.user.has_perm(Perm.VIEW_CONSOLE) else request.user.guide
+    context = _customer_context(customer) | {"notes_of": guide}
     return render(request, "contacts/guide_customer_detail.html", context)
 
 
