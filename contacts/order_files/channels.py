@@ -442,7 +442,7 @@ def _consecutive(
         finished.add(current)
 
 
-def _scattered(source: str, order_id: str, group, column: str) -> Iterator[RowError]:
+def _scattered(source: str, channel: str, order_id: str, group, column: str) -> Iterator[RowError]:
     for number, _, _ in group:
         yield RowError(
             source,
@@ -450,6 +450,7 @@ def _scattered(source: str, order_id: str, group, column: str) -> Iterator[RowEr
             column,
             f"订单 {order_id} 的行不连续（前面已出现过）：请按订单号排序后重新导出",
             order_id,
+            channel,
         )
 
 
@@ -463,7 +464,7 @@ def read_youzan(table: Table) -> Iterator[OrderLine | RowError]:
     finished: set[str] = set()
     for order_id, group, scattered in _consecutive(table, "订单号", finished):
         if scattered and order_id:
-            yield from _scattered(table.name, order_id, group, "订单号")
+            yield from _scattered(table.name, "youzan", order_id, group, "订单号")
             continue
         problems = [[("", OVERFLOW_REASON)] if overflow else [] for _, _, overflow in group]
         quantities = [
@@ -610,7 +611,7 @@ def _tmall_orders(tables: list[Table], orders: dict[str, TmallOrder]) -> Iterato
             problems: list[tuple[str, str]] = [("", OVERFLOW_REASON)] if overflow else []
             order_id = row["订单编号"]
             if not order_id:
-                yield RowError(table.name, number, "订单编号", "订单号为空", "")
+                yield RowError(table.name, number, "订单编号", "订单号为空", "", "tmall")
                 continue
             order = _tmall_order(table.name, number, row, problems)
             earlier = orders.get(order_id)
@@ -622,7 +623,7 @@ def _tmall_orders(tables: list[Table], orders: dict[str, TmallOrder]) -> Iterato
             else:
                 orders[order_id] = order
             for column, reason in problems:
-                yield RowError(table.name, number, column, reason, order_id)
+                yield RowError(table.name, number, column, reason, order_id, "tmall")
 
 
 def read_tmall(order_paths: list[Path], item_paths: list[Path]) -> Iterator[OrderLine | RowError]:
@@ -647,6 +648,7 @@ def read_tmall(order_paths: list[Path], item_paths: list[Path]) -> Iterator[Orde
                 "订单编号",
                 f"订单 {order.order_id} 在宝贝报表中没有宝贝行（两份报表应来自同一次导出）",
                 order.order_id,
+                "tmall",
             )
 
 
@@ -662,13 +664,13 @@ def _tmall_lines(
 
     def every_row(reason: str) -> Iterator[RowError]:
         for number, _, _ in group:
-            yield RowError(source, number, "订单编号", reason, order_id)
+            yield RowError(source, number, "订单编号", reason, order_id, "tmall")
 
     if not order_id:
         yield from every_row("订单号为空")
         return
     if scattered:
-        yield from _scattered(source, order_id, group, "订单编号")
+        yield from _scattered(source, "tmall", order_id, group, "订单编号")
         return
     if order is None:
         yield from every_row(f"订单 {order_id} 在订单报表中找不到（两份报表应来自同一次导出）")

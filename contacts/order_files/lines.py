@@ -99,6 +99,8 @@ class RowError:
     column: str  # as in the file's header ("" when the problem is the row's shape)
     reason: str  # Simplified Chinese, for an operator
     order_id: str  # "" if unknown; the loader rejects the whole order
+    # The order's channel; "" if unknown: the order number is then at fault in every channel.
+    channel: str
 
 
 class OrderFileError(Exception):
@@ -264,12 +266,13 @@ class DuplicateIndex:
     """
 
     def __init__(self) -> None:
-        self.order_id: str | None = None
+        self.order: tuple[str, str] | None = None
         self.rows: dict[str, int] = {}
 
-    def earlier_row(self, order_id: str, sku: str, row: int) -> int | None:
-        if order_id != self.order_id:
-            self.order_id = order_id
+    def earlier_row(self, order: tuple[str, str], sku: str, row: int) -> int | None:
+        """`order` is (channel, order number)."""
+        if order != self.order:
+            self.order = order
             self.rows = {}
         first = self.rows.setdefault(sku, row)
         return None if first == row else first
@@ -427,7 +430,7 @@ def build_line(
             (columns["refund_amount"], f"退款金额 {refund_amount} 大于实付金额 {line_amount}")
         )
     if order_id and sku and type(sku) is str:
-        earlier = duplicates.earlier_row(order_id, sku, row)
+        earlier = duplicates.earlier_row((channel, order_id), sku, row)
         if earlier is not None:
             problems.append(
                 (
@@ -436,7 +439,10 @@ def build_line(
                 )
             )
     if problems:
-        return [RowError(source, row, column, reason, order_id) for column, reason in problems]
+        known = channel if channel in _ORDER_CHANNEL_SET else ""
+        return [
+            RowError(source, row, column, reason, order_id, known) for column, reason in problems
+        ]
     return _line(
         row,
         source,

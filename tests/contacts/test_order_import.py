@@ -202,6 +202,36 @@ def test_an_order_with_one_bad_line_is_rejected_whole(tmp_path):
 
 
 @pytest.mark.django_db
+def test_a_bad_line_rejects_its_order_in_its_own_channel_only(tmp_path):
+    """Order numbers are unique per channel: another channel's order of the same number
+    loads. A line whose channel is not known sinks that number in every channel."""
+    path = tmp_path / "channels.csv"
+    row = {**_csv("generic_orders.csv", "utf-8")[0], "order_id": "1001"}
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerows(
+            [
+                {**row, "channel": "tmall"},  # row 2: sunk by row 3
+                {**row, "channel": "tmall", "sku": "B", "quantity": "zero"},
+                {**row, "channel": "jd"},  # row 4: loads
+                {**row, "order_id": "1002", "channel": "tmall"},  # row 5: sunk by row 6
+                {**row, "order_id": "1002", "channel": "taobao", "sku": "B"},
+            ]
+        )
+    _, report = services.orders_import(paths=[path], channel="generic")
+    assert {(e["row"], e["column"]) for e in report.errors} == {
+        (2, "order_id"),
+        (3, "quantity"),
+        (5, "order_id"),
+        (6, "channel"),
+    }
+    assert (report.inserted, report.rejected) == (1, 4)
+    assert list(Order.objects.values_list("channel", "channel_order_id")) == [("jd", "1001")]
+    assert OrderLine.objects.get().order.channel == "jd"
+
+
+@pytest.mark.django_db
 def test_a_long_order_names_its_first_faulty_rows_and_counts_them_all(tmp_path):
     path = tmp_path / "long.csv"
     row = _csv("generic_orders.csv", "utf-8")[0]
