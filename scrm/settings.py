@@ -159,7 +159,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "SCRM API",
     "DESCRIPTION": "WeCom private-domain SCRM: customers, orders, tags, SOP, campaigns, analytics.",
     "VERSION": "1",
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The API's reference is for the console's people (operators integrating
+    # systems, managers); shop guides use the task list, not the API docs.
+    "SERVE_PERMISSIONS": ["scrm.roles.ConsolePermission"],
     # Swagger UI from the installed sidecar package: the docs page loads nothing
     # from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

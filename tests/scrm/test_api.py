@@ -23,6 +23,13 @@ def test_schema_needs_login(client):
     assert client.get("/api/schema/").status_code in (401, 403)
 
 
+def test_guides_do_not_get_the_api_reference(client_for, guide_user, manager):
+    guide = client_for(guide_user)
+    assert guide.get("/api/schema/").status_code == 403
+    assert guide.get("/api/docs/").status_code == 403
+    assert client_for(manager).get("/api/docs/").status_code == 200
+
+
 def test_token_auth(client, operator, store):
     token = client.post(
         reverse("api-token"), {"username": "operator", "password": PASSWORD}
