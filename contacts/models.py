@@ -497,6 +497,9 @@ class OrderImport(models.Model):
     unchanged = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
+    # The rejected rows of `errors`, as the files had them, to be corrected and imported
+    # again: [{"file", "header", "rows": [[row number, cells], …]}, …] (`read_cells`).
+    rejected_cells = models.JSONField(default=list, blank=True)
     seconds = models.FloatField(default=0)
 
     class Meta:
@@ -516,6 +519,11 @@ class OrderImport(models.Model):
             self.errors,
             key=lambda error: (place.get(error.get("file", ""), len(place)), error["row"]),
         )
+
+    @property
+    def rejected_cells_kept(self) -> int:
+        """Rows in `rejected_cells`: fewer than `rejected` when the report was cut short."""
+        return sum(len(rejected["rows"]) for rejected in self.rejected_cells)
 
     @property
     def channel_title(self) -> str:

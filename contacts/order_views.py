@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
@@ -24,6 +25,7 @@ from contacts.models import (
     Product,
 )
 from contacts.order_files import CHANNEL_TITLES, CHANNELS, ORDER_CHANNEL_NAMES, OrderFileError
+from contacts.order_files.sources import guard
 from scrm.roles import Perm, permission_required
 
 
@@ -91,11 +93,47 @@ def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
             [
                 error.get("file", ""),
                 error["row"],
-                error.get("order_id", ""),
+                guard(error.get("order_id", "")),
                 error["column"],
                 error["reason"],
             ]
         )
+    return response
+
+
+# The columns a file of rejected rows adds to the file's own: the row it was, and why.
+REJECTED_ROW_COLUMN = "原行号"
+REJECTED_REASON_COLUMN = "导入错误"
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    """The rejected rows of one of the import's files, with their cells as read and
+    the file's header, and why each was rejected: corrected, the file imports again
+    (the columns added are not read)."""
+    record = get_object_or_404(OrderImport, pk=pk)
+    if index >= len(record.rejected_cells):
+        raise Http404
+    rejected = record.rejected_cells[index]
+    reasons: dict[int, list[str]] = {}
+    for error in record.errors:
+        if error.get("file") == rejected["file"]:
+            text = f"{error['column']}：{error['reason']}" if error["column"] else error["reason"]
+            reasons.setdefault(error["row"], []).append(text)
+    stem = rejected["file"].rsplit(".", 1)[0]
+    response = HttpResponse(
+        content_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": content_disposition_header(
+                as_attachment=True, filename=f"{stem}-rejected.csv"
+            )
+        },
+    )
+    response.write("\ufeff")  # so Excel opens it as UTF-8
+    writer = csv.writer(response)
+    writer.writerow([*rejected["header"], REJECTED_ROW_COLUMN, REJECTED_REASON_COLUMN])
+    for row, cells in rejected["rows"]:
+        writer.writerow([*map(guard, cells), row, "；".join(reasons.get(row, []))])
     return response
 
 

@@ -29,7 +29,13 @@ from contacts.models import (
     RelationshipEvent,
     SyncRun,
 )
-from contacts.order_files import GENERIC_COLUMNS, OrderFileError, detect_channel, read_orders
+from contacts.order_files import (
+    GENERIC_COLUMNS,
+    OrderFileError,
+    detect_channel,
+    read_cells,
+    read_orders,
+)
 from contacts.order_files.sources import Table
 from contacts.order_import import ImportReport, order_import_finish, orders_load
 from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
@@ -263,6 +269,9 @@ def orders_import(
         record.finished_at = timezone.now()
         record.save()
         raise
+    # The rows listed in the report, as read (the files were read whole just now):
+    # to be corrected and imported again.
+    record.rejected_cells = read_cells(paths, ((e["file"], e["row"]) for e in report.errors))
     return order_import_finish(record=record, report=report, dry_run=dry_run), report
 
 

@@ -17,6 +17,11 @@ urlpatterns += [
     path("orders/imports/<int:pk>/", order_views.import_detail, name="import_detail"),
     path("orders/imports/<int:pk>/status", order_views.import_status, name="import_status"),
     path("orders/imports/<int:pk>/errors.csv", order_views.import_errors_csv, name="import_errors"),
+    path(
+        "orders/imports/<int:pk>/rejected/<int:index>.csv",
+        order_views.import_rejected_rows_csv,
+        name="import_rejected_rows",
+    ),
     path("orders/unmatched/", order_views.unmatched_orders, name="unmatched_orders"),
     path("products/", order_views.product_list, name="products"),
     path("products/upload", order_views.product_upload, name="product_upload"),

@@ -18,7 +18,7 @@ being read are held to report a repeated line (the loader finds repeats that lie
 apart), and, for Tmall, the order report by order number.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from django.utils.translation import gettext_lazy
@@ -45,6 +45,7 @@ __all__ = [
     "OrderLine",
     "RowError",
     "detect_channel",
+    "read_cells",
     "read_orders",
 ]
 
@@ -131,3 +132,27 @@ def _read(plan: list[tuple[Path, Format]]) -> Iterator[OrderLine | RowError]:
             continue
         with Table(path) as table:
             yield from READERS[found.kind](table)
+
+
+def read_cells(paths: list[Path], rows: Iterable[tuple[str, int]]) -> list[dict]:
+    """The cells of the given (file name, row number) rows as read (text guards
+    stripped), by file in the order of `paths`: {"file", "header", "rows": [[row,
+    cells], …]}. A file is read up to the last row asked of it."""
+    wanted: dict[str, set[int]] = {}
+    for name, row in rows:
+        wanted.setdefault(name, set()).add(row)
+    found = []
+    for path in paths:
+        numbers = wanted.pop(path.name, None)
+        if not numbers:
+            continue
+        last = max(numbers)
+        with Table(path) as table:
+            cells = []
+            for number, row, _ in table.rows():
+                if number > last:
+                    break
+                if number in numbers:
+                    cells.append([number, row])
+        found.append({"file": table.name, "header": table.header, "rows": cells})
+    return found

@@ -30,6 +30,18 @@ def clean(text: str) -> str:
     return text
 
 
+def guard(text: str) -> str:
+    """Cell text for a CSV opened in a spreadsheet, that `clean` reads back as it was:
+    a long number (an order number) or one with a leading zero as ="…" text (a
+    spreadsheet would round it or drop the zero), and a cell that would be read
+    as a formula (=, +, -, @) behind a leading '."""
+    if text.isdigit() and (len(text) > 11 or (len(text) > 1 and text[0] == "0")):
+        return f'="{text}"'
+    if text and text[0] in "=+-@'":
+        return "'" + text
+    return text
+
+
 # Cells are stripped of white space as they come (str.strip returns the cell
 # itself when there is none). Text guards are looked for in the joined row: two
 # one-character searches (0.1 µs) instead of a test per cell; a row with an '

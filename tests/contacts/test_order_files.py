@@ -30,7 +30,7 @@ from contacts.order_files import (
     read_orders,
 )
 from contacts.order_files.channels import allocate, refund_shares
-from contacts.order_files.sources import sniff_encoding
+from contacts.order_files.sources import clean, guard, sniff_encoding
 
 # Copies of ../shared/data/orders (the channels' sample exports), byte for byte.
 DATA = Path(__file__).resolve().parents[1] / "data" / "orders"
@@ -394,6 +394,18 @@ def test_text_guards_and_spaces_are_stripped_in_a_generic_file(tmp_path):
         Decimal("0.00"),
     )
     assert line.paid_at == datetime(2026, 3, 1, 12, 42, 39, tzinfo=UTC)
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789=+-@'\" a王"), max_size=25))
+def test_a_guarded_cell_reads_back_as_it_was(text):
+    cell = clean(text)  # a cell as read
+    assert clean(guard(cell)) == cell
+
+
+def test_guards_keep_long_numbers_and_formulas_as_text():
+    assert guard("4032198765432109876") == '="4032198765432109876"'
+    assert guard("007") == '="007"' and guard("13812345601") == "13812345601"
+    assert guard("-2") == "'-2" and guard("=1+1") == "'=1+1" and guard("王芳") == "王芳"
 
 
 # -- channel specifics ------------------------------------------------------------------------

@@ -510,6 +510,81 @@ def test_rejected_rows_download_as_csv(client_for, operator):
     assert {(int(r["row"]), r["order_id"]) for r in rows} <= set(raw.items())
 
 
+def _unguarded(text: str) -> str:
+    """A spreadsheet's reading of a cell: ="…" and a leading ' are text guards."""
+    if text.startswith('="') and text.endswith('"'):
+        return text[2:-1]
+    return text.removeprefix("'")
+
+
+@pytest.mark.django_db
+def test_rejected_rows_download_as_the_file_had_them(client_for, operator):
+    record, _ = services.orders_import(
+        paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
+    )
+    client = client_for(operator)
+    detail = client.get(reverse("import_detail", args=[record.pk])).content.decode()
+    url = reverse("import_rejected_rows", args=[record.pk, 0])
+    assert url in detail
+    body = client.get(url).content.decode("utf-8-sig")
+    got = list(csv.reader(io.StringIO(body)))
+    with open(DATA / "generic_orders_with_bad_rows.csv", encoding="utf-8", newline="") as handle:
+        raw = list(csv.reader(handle))
+    assert got[0] == [*raw[0], "原行号", "导入错误"]
+    rejected = {n: row for n, row in enumerate(raw[1:], 2) if row[0] != "GOOD-10"}
+    assert {int(row[-2]): [_unguarded(c) for c in row[:-2]] for row in got[1:]} == rejected
+    assert all(row[-1] for row in got[1:])  # each says why
+    assert client.get(reverse("import_rejected_rows", args=[record.pk, 1])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_rejected_rows_corrected_in_the_download_import_again(client_for, operator, tmp_path):
+    """A Tmall-length order number and a leading-zero store code survive a spreadsheet;
+    a cell that would be a formula is text."""
+    row = {
+        **_csv("generic_orders.csv", "utf-8")[0],
+        "order_id": "4032198765432109876",
+        "store_code": "007",
+        "buyer_name": "=HYPERLINK(1)",
+    }
+    path = tmp_path / "orders.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerows([row, {**row, "sku": "SECOND", "quantity": "zero"}])
+    record, report = services.orders_import(paths=[path], channel="generic")
+    assert (report.inserted, report.rejected) == (0, 2)
+    body = client_for(operator).get(reverse("import_rejected_rows", args=[record.pk, 0]))
+    rows = list(csv.DictReader(io.StringIO(body.content.decode("utf-8-sig"))))
+    assert rows[0]["order_id"] == '="4032198765432109876"' and rows[0]["store_code"] == '="007"'
+    assert rows[0]["buyer_name"] == "'=HYPERLINK(1)"
+    assert rows[1]["导入错误"].startswith("quantity：")
+    rows[1]["quantity"] = "1"  # corrected
+    fixed = tmp_path / "fixed.csv"
+    with open(fixed, "w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    _, again = services.orders_import(paths=[fixed], channel=None)
+    assert (again.inserted, again.rejected) == (1, 0)
+    order = Order.objects.get()
+    assert (order.channel_order_id, order.store_code, order.buyer_name) == (
+        "4032198765432109876",
+        "007",
+        "=HYPERLINK(1)",
+    )
+    assert sorted(order.lines.values_list("sku", flat=True)) == sorted([row["sku"], "SECOND"])
+
+
+@pytest.mark.django_db
+def test_guides_cannot_download_rejected_rows(client_for, guide_user):
+    record, _ = services.orders_import(
+        paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
+    )
+    response = client_for(guide_user).get(reverse("import_rejected_rows", args=[record.pk, 0]))
+    assert response.status_code == 403
+
+
 @pytest.mark.django_db
 def test_import_command_prints_a_summary():
     out = io.StringIO()
