@@ -165,7 +165,7 @@ class ImportReport:
         if (error.source, error.row) not in self.rejected_rows:
             self.rejected_rows.add((error.source, error.row))
             self.rejected += 1
-        if error.order_id:
+        if error.order_id and not error.follows:
             order = (error.channel, error.order_id)
             self.bad_orders.setdefault(order, set()).add((error.source, error.row))
         if len(self.errors) < MAX_STORED_ERRORS:
@@ -618,6 +618,7 @@ def _reject_bad_orders(cursor, report: ImportReport) -> None:
                 reason=f"订单 {order_id} 的{_rows_at_fault(at_fault, source)}有错误，整单未导入",
                 order_id=order_id,
                 channel=channel,
+                follows=True,
             )
         )
     report.rows -= cursor.rowcount

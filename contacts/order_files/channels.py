@@ -662,9 +662,9 @@ def _tmall_lines(
 ) -> Iterator[OrderLine | RowError]:
     """The lines of one order: its share of the paid amount and of the refund each."""
 
-    def every_row(reason: str) -> Iterator[RowError]:
+    def every_row(reason: str, follows: bool = False) -> Iterator[RowError]:
         for number, _, _ in group:
-            yield RowError(source, number, "订单编号", reason, order_id, "tmall")
+            yield RowError(source, number, "订单编号", reason, order_id, "tmall", follows)
 
     if not order_id:
         yield from every_row("订单号为空")
@@ -677,7 +677,9 @@ def _tmall_lines(
         return
     order.has_items = True
     if not order.is_valid:
-        yield from every_row(f"订单报表第 {order.row} 行（订单 {order_id}）有错误，整单未导入")
+        yield from every_row(
+            f"订单报表第 {order.row} 行（订单 {order_id}）有错误，整单未导入", follows=True
+        )
         return
     problems = [[("", OVERFLOW_REASON)] if overflow else [] for _, _, overflow in group]
     quantities = [
@@ -702,6 +704,7 @@ def _tmall_lines(
         valid, paid_shares, refund_shares(refund, paid_shares), strict=True
     ):
         amounts[i], refunds[i] = amount, share
+    at_fault = []
     for (number, row, _), quantity, price, amount, share, row_problems in zip(
         group, quantities, prices, amounts, refunds, problems, strict=True
     ):
@@ -726,8 +729,24 @@ def _tmall_lines(
             "",
             "",
         )
-        yield from _emit(
-            build_line(source, number, values, TMALL_COLUMNS, duplicates, row_problems)
+        result = build_line(source, number, values, TMALL_COLUMNS, duplicates, row_problems)
+        if type(result) is OrderLine:
+            yield result
+        else:
+            at_fault.append(number)
+            yield from result
+    if at_fault:
+        # The order's row in the order report goes with it, so that the rejected rows
+        # of both reports, corrected, import again together.
+        rows = "、".join(map(str, at_fault))
+        yield RowError(
+            order.source,
+            order.row,
+            "订单编号",
+            f"订单 {order_id} 在宝贝报表 {source} 第 {rows} 行有错误，整单未导入",
+            order_id,
+            "tmall",
+            follows=True,
         )
 
 

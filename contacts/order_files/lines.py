@@ -101,6 +101,8 @@ class RowError:
     order_id: str  # "" if unknown; the loader rejects the whole order
     # The order's channel; "" if unknown: the order number is then at fault in every channel.
     channel: str
+    # Rejected only because its order is (the row itself is fine): not one at fault.
+    follows: bool = False
 
 
 class OrderFileError(Exception):

@@ -577,6 +577,53 @@ def test_rejected_rows_corrected_in_the_download_import_again(client_for, operat
 
 
 @pytest.mark.django_db
+def test_a_tmall_order_rejected_for_an_item_row_downloads_with_its_order_row(
+    client_for, operator, tmp_path
+):
+    """Tmall's two reports import together: a rejected order's row in the order report
+    is rejected with its item rows, and both downloads, corrected, import again."""
+    items = _csv("tmall_items.csv", "gb18030")
+    order_id = items[0]["订单编号"]
+    first = [n for n, r in enumerate(items, 2) if r["订单编号"] == order_id]
+    assert len(first) == 2  # the sample's first order has two items
+    items[0]["购买数量"] = "zero"
+    with open(tmp_path / "tmall_items.csv", "w", encoding="gb18030", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(items[0]))
+        writer.writeheader()
+        writer.writerows(items)
+    orders_file = tmp_path / "tmall_orders.csv"
+    orders_file.write_bytes((DATA / "tmall_orders.csv").read_bytes())
+    record, report = services.orders_import(
+        paths=[orders_file, tmp_path / "tmall_items.csv"], channel="tmall"
+    )
+    order_row = next(
+        n for n, r in enumerate(_csv("tmall_orders.csv", "gb18030"), 2) if r["订单编号"] == order_id
+    )
+    assert {(e["file"], e["row"]) for e in report.errors} == {
+        ("tmall_orders.csv", order_row),
+        *(("tmall_items.csv", n) for n in first),
+    }
+    assert report.rejected == 3
+    assert not Order.objects.filter(channel_order_id=order_id).exists()
+    client = client_for(operator)
+    fixed = []
+    for index, name in enumerate(("tmall_orders.csv", "tmall_items.csv")):
+        body = client.get(reverse("import_rejected_rows", args=[record.pk, index]))
+        rows = list(csv.DictReader(io.StringIO(body.content.decode("utf-8-sig"))))
+        for row in rows:
+            if row.get("购买数量") == "zero":
+                row["购买数量"] = "1"
+        fixed.append(tmp_path / f"fixed-{name}")
+        with open(fixed[-1], "w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    _, again = services.orders_import(paths=fixed, channel=None)
+    assert (again.inserted, again.rejected) == (1, 0)
+    assert Order.objects.get(channel_order_id=order_id).lines.count() == 2
+
+
+@pytest.mark.django_db
 def test_guides_cannot_download_rejected_rows(client_for, guide_user):
     record, _ = services.orders_import(
         paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
