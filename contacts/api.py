@@ -1,5 +1,6 @@
 from django.db import IntegrityError
 from django.db.models import Prefetch
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -75,7 +76,7 @@ class SyncRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         running = SyncRun.objects.filter(status=SyncRun.Status.RUNNING).first()
         if running:
             return Response(
-                {"detail": "另一个同步正在进行。", "run": SyncRunSerializer(running).data},
+                {"detail": _("另一个同步正在进行。"), "run": SyncRunSerializer(running).data},
                 status=status.HTTP_409_CONFLICT,
             )
         run = services.sync_run_start(triggered_by=request.user.username)
@@ -137,7 +138,7 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
         )
         if guide is None or customer is None:
             return Response(
-                {"detail": "只能绑定到你自己跟进的客户。"}, status=status.HTTP_404_NOT_FOUND
+                {"detail": _("只能绑定到你自己跟进的客户。")}, status=status.HTTP_404_NOT_FOUND
             )
         try:
             order = services.order_bind_by_number(

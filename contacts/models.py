@@ -4,9 +4,10 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
-from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext, gettext_noop, pgettext_lazy
 
 from contacts.phones import phone_hash, phone_normalise
+from scrm.reasons import reason_text
 from scrm.roles import Perm
 
 _PHONE_TEXT = re.compile(r"[\d\s()+-]+")  # 138 0013 5601, +86-138…
@@ -479,8 +480,10 @@ class OrderImport(models.Model):
         FAILED = "failed", pgettext_lazy("import", "失败")
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
-    # Why a failed import loaded nothing (a file that cannot be read, a missing report).
+    # Why a failed import loaded nothing (a file that cannot be read, a missing report),
+    # and how to say it in the reader's language (`scrm.reasons`; None for older ones).
     failure = models.TextField(blank=True)
+    failure_spec = models.JSONField(null=True, blank=True)
     channel = models.CharField(max_length=16, blank=True)
     files = models.JSONField(default=list, blank=True)
     imported_by = models.ForeignKey(
@@ -513,12 +516,24 @@ class OrderImport(models.Model):
     @property
     def errors_by_row(self) -> list[dict]:
         """The rejected rows as the files have them: by file, in the order they were
-        given, then row (an order's other lines are reported after the line at fault)."""
+        given, then row (an order's other lines are reported after the line at fault);
+        each reason in the reader's language."""
         place = {name: number for number, name in reversed(list(enumerate(self.files)))}
-        return sorted(
+        errors = sorted(
             self.errors,
             key=lambda error: (place.get(error.get("file", ""), len(place)), error["row"]),
         )
+        return [
+            {**error, "reason": reason_text(error["reason_spec"])}
+            if error.get("reason_spec")
+            else error
+            for error in errors
+        ]
+
+    @property
+    def failure_text(self) -> str:
+        """`failure` in the reader's language."""
+        return reason_text(self.failure_spec) if self.failure_spec else self.failure
 
     @property
     def rejected_cells_kept(self) -> int:
@@ -615,6 +630,18 @@ class Order(models.Model):
 
         return str(ORDER_CHANNEL_NAMES.get(self.channel, self.channel))
 
+    @property
+    def unmatched_reason_text(self) -> str:
+        """`unmatched_reason` (one of `UNMATCHED_REASONS`) in the reader's language."""
+        return gettext(self.unmatched_reason) if self.unmatched_reason else ""
+
+
+# Why an imported order has no customer (`Order.unmatched_reason`, set by the import).
+UNMATCHED_MASKED = gettext_noop("只有打码手机号，无法自动识别买家")
+UNMATCHED_NO_KEY = gettext_noop("没有可识别的买家标识")
+# A merge suggestion's reason, as the import writes it (`MergeSuggestion.reason_text`).
+SUGGESTION_REASON = gettext_noop("打码手机号 {phone} 与姓名 {name} 只匹配到这一位客户")
+
 
 class OrderLine(models.Model):
     """One line of an order: what was bought and what was paid for it."""
@@ -684,6 +711,16 @@ class MergeSuggestion(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_id} → customer {self.customer_id} ({self.status})"
+
+    @property
+    def reason_text(self) -> str:
+        """The reason in the reader's language (as stored, if the order's buyer has
+        changed since)."""
+        order = self.order
+        fields = {"phone": order.buyer_phone_masked, "name": order.buyer_name}
+        if self.reason != SUGGESTION_REASON.format(**fields):
+            return self.reason
+        return gettext(SUGGESTION_REASON).format(**fields)
 
 
 class CustomerMerge(models.Model):

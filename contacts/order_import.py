@@ -39,9 +39,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts.facts import facts_mark_pending_selected
-from contacts.models import OrderImport
+from contacts.models import UNMATCHED_MASKED, UNMATCHED_NO_KEY, OrderImport
 from contacts.order_files import OrderLine, RowError
 from contacts.phones import phone_hash, phone_mask, phone_normalise
+from scrm.reasons import Reason, spec_of
 from scrm.statistics import analyze_if_grown
 
 MAX_STORED_ERRORS = 10_000  # an import report keeps this many rows; the count is exact
@@ -176,6 +177,8 @@ class ImportReport:
                     "reason": error.reason,
                     "file": error.source,
                     "order_id": error.order_id,
+                    # to show the reason in the reader's language (`OrderImport.errors_by_row`)
+                    "reason_spec": spec_of(error.reason),
                 }
             )
 
@@ -577,7 +580,12 @@ def _reject_repeated_lines(cursor, report: ImportReport) -> None:
                 source=source,
                 row=row_no,
                 column="sku",
-                reason=f"与第 {first} 行重复：订单 {order_id} 的商品 {sku} 在同一文件中出现两次",
+                reason=Reason(
+                    "与第 {row} 行重复：订单 {order} 的商品 {sku} 在同一文件中出现两次",
+                    row=first,
+                    order=order_id,
+                    sku=sku,
+                ),
                 order_id=order_id,
                 channel=channel,
             )
@@ -615,7 +623,11 @@ def _reject_bad_orders(cursor, report: ImportReport) -> None:
                 source=source,
                 row=row_no,
                 column="order_id",
-                reason=f"订单 {order_id} 的{_rows_at_fault(at_fault, source)}有错误，整单未导入",
+                reason=Reason(
+                    "订单 {order} 的{rows}有错误，整单未导入",
+                    order=order_id,
+                    rows=_rows_at_fault(at_fault, source),
+                ),
                 order_id=order_id,
                 channel=channel,
                 follows=True,
@@ -627,17 +639,21 @@ def _reject_bad_orders(cursor, report: ImportReport) -> None:
 ROWS_AT_FAULT_NAMED = 5  # a long order's other lines name its first faulty rows, and count all
 
 
-def _rows_at_fault(rows: list[tuple[str, int]], source: str) -> str:
+def _rows_at_fault(rows: list[tuple[str, int]], source: str) -> Reason:
     """第 3、5 行 (in this line's file), or with the file named when it is another one;
     past ROWS_AT_FAULT_NAMED rows, the first of them and how many there are."""
     by_file: dict[str, list[int]] = {}
     for file, row in rows[:ROWS_AT_FAULT_NAMED]:
         by_file.setdefault(file, []).append(row)
-    named = "，".join(
-        ("" if file == source else f"{file} ") + f"第 {'、'.join(map(str, numbers))} 行"
+    named = [
+        Reason("第 {rows} 行", rows=numbers)
+        if file == source
+        else Reason("{file} 第 {rows} 行", file=file, rows=numbers)
         for file, numbers in by_file.items()
-    )
-    return named if len(rows) <= ROWS_AT_FAULT_NAMED else f"{named}等 {len(rows)} 行"
+    ]
+    if len(rows) <= ROWS_AT_FAULT_NAMED:
+        return named[0] if len(named) == 1 else Reason("{rows}", rows=named)
+    return Reason("{rows}等 {count} 行", rows=named, count=len(rows))
 
 
 # Identity keys of a buyer, strongest first. A buyer id is only unique within its
@@ -777,8 +793,9 @@ def _resolve_buyers(cursor) -> None:
         resolver.match()
 
 
-# The staged orders as they are to be stored: status, customer and reason decided.
-_INCOMING = """
+# The staged orders as they are to be stored: status, customer and reason decided
+# (the reasons are constants of ours).
+_INCOMING = f"""
     SELECT s.channel, s.order_id, s.parent_order_id,
            CASE WHEN s.all_cancelled THEN 'cancelled'
                 WHEN s.all_refunded THEN 'refunded'
@@ -788,14 +805,14 @@ _INCOMING = """
                 ELSE 'paid' END AS status,
            s.paid_at, b.customer_id,
            CASE WHEN b.customer_id IS NOT NULL THEN ''
-                WHEN s.phone_masked LIKE '%%*%%' THEN '只有打码手机号，无法自动识别买家'
-                ELSE '没有可识别的买家标识' END AS unmatched_reason,
+                WHEN s.phone_masked LIKE '%%*%%' THEN '{UNMATCHED_MASKED}'
+                ELSE '{UNMATCHED_NO_KEY}' END AS unmatched_reason,
            s.phone_hash, s.phone_masked, s.buyer_unionid, s.buyer_id, s.buyer_name,
            s.store_code, s.guide_userid, s.amount, s.refund_amount, s.line_count, s.content_hash
     FROM stage_order s
     LEFT JOIN stage_buyer b ON b.unionid = s.buyer_unionid AND b.phone_hash = s.phone_hash
      AND b.buyer_key = CASE WHEN s.buyer_id <> '' THEN s.channel || ':' || s.buyer_id ELSE '' END
-"""
+"""  # noqa: S608
 # What `touched` keeps of an order written: its key, its customer, whether it is
 # new, and whether it may get a merge suggestion (`_suggest_merges`).
 _TOUCHED = """o.id, o.channel, o.channel_order_id, o.customer_id, {inserted},

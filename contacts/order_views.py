@@ -116,7 +116,7 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
         raise Http404
     rejected = record.rejected_cells[index]
     reasons: dict[int, list[str]] = {}
-    for error in record.errors:
+    for error in record.errors_by_row:
         if error.get("file") == rejected["file"]:
             text = f"{error['column']}：{error['reason']}" if error["column"] else error["reason"]
             reasons.setdefault(error["row"], []).append(text)
@@ -306,7 +306,7 @@ def customer_merge(request: HttpRequest, pk: int) -> HttpResponse:
         services.customer_merge(keep=keep, absorb=absorb, by=request.user)
         messages.success(request, f"已把客户 #{absorb.pk} 合并到此客户。")
     except (Customer.DoesNotExist, ValueError) as error:
-        messages.error(request, str(error) or "找不到要合并的客户。")
+        messages.error(request, str(error) or _("找不到要合并的客户。"))
     return redirect("customer_detail", pk=keep.pk)
 
 

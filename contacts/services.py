@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from psycopg2.extras import execute_values
 
 from contacts.facts import facts_mark_pending, facts_mark_pending_selected
@@ -39,6 +40,7 @@ from contacts.order_files import (
 from contacts.order_files.sources import Table
 from contacts.order_import import ImportReport, order_import_finish, orders_load
 from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
+from scrm.reasons import spec_of
 
 
 def sync_run_start(*, kind: str = SyncRun.Kind.FULL, triggered_by: str = "") -> SyncRun:
@@ -265,7 +267,7 @@ def orders_import(
         )
     except OrderFileError as error:
         record.status = OrderImport.Status.FAILED
-        record.failure = str(error)
+        record.failure, record.failure_spec = str(error), spec_of(error.args[0])
         record.finished_at = timezone.now()
         record.save()
         raise
@@ -328,14 +330,14 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
     rows for one guide and person cannot both be kept), and is reported.
     """
     if keep.pk == absorb.pk:
-        raise ValueError("不能把客户合并到自己。")
+        raise ValueError(_("不能把客户合并到自己。"))
     with transaction.atomic():
         keep, absorb = (
             Customer.objects.select_for_update().get(pk=keep.pk),
             Customer.objects.select_for_update().get(pk=absorb.pk),
         )
         if absorb.merged_into_id or keep.merged_into_id:
-            raise ValueError("已被合并的客户不能再合并。")
+            raise ValueError(_("已被合并的客户不能再合并。"))
         kept_guides = Relationship.objects.filter(customer=keep).values("guide_id")
         moved = {
             "identities": list(absorb.identities.values_list("pk", flat=True)),
@@ -374,7 +376,7 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
     with transaction.atomic():
         merge = CustomerMerge.objects.select_for_update().get(pk=merge.pk)
         if merge.undone_at:
-            raise ValueError("这次合并已经撤销过了。")
+            raise ValueError(_("这次合并已经撤销过了。"))
         moved, absorbed = merge.moved, merge.absorbed
         CustomerIdentity.objects.filter(pk__in=moved["identities"]).update(customer=absorbed)
         Order.objects.filter(pk__in=moved["orders"]).update(customer=absorbed)
@@ -446,16 +448,19 @@ def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: boo
         if len(locked) < len(suggestions) or any(
             s.status != MergeSuggestion.Status.PENDING for s in locked
         ):
-            raise ValueError("这条建议已经处理过了。")
+            raise ValueError(_("这条建议已经处理过了。"))
         if len({s.order_id for s in locked}) < len(locked):
-            raise ValueError("同一订单只能确认一条建议。")
+            raise ValueError(_("同一订单只能确认一条建议。"))
         taken = [
             s.order.channel_order_id
             for s in locked
             if confirm and s.order.customer_id not in (None, s.customer_id)
         ]
         if taken:  # bound since (a guide, a later import): not moved silently
-            raise ValueError(f"订单 {'、'.join(taken)} 已经属于另一位客户，请到客户页处理。")
+            raise ValueError(
+                _("订单 %(orders)s 已经属于另一位客户，请到客户页处理。")
+                % {"orders": _("、").join(taken)}
+            )
         now = timezone.now()
         for suggestion in locked:
             suggestion.status = (
@@ -488,7 +493,7 @@ def merge_suggestions_undo(*, suggestions: list[MergeSuggestion]) -> None:
             or len(locked) < len(suggestions)
             or any(s.status != MergeSuggestion.Status.CONFIRMED or not s.undo for s in locked)
         ):
-            raise ValueError("只能撤销已确认的建议。")
+            raise ValueError(_("只能撤销已确认的建议。"))
         lead = locked[0]
         together = MergeSuggestion.objects.filter(
             status=MergeSuggestion.Status.CONFIRMED,
@@ -496,10 +501,13 @@ def merge_suggestions_undo(*, suggestions: list[MergeSuggestion]) -> None:
             decided_at=lead.decided_at,
         )
         if set(together.values_list("pk", flat=True)) != {s.pk for s in locked}:
-            raise ValueError("一次确认的建议要一起撤销。")
+            raise ValueError(_("一次确认的建议要一起撤销。"))
         moved = [s.order.channel_order_id for s in locked if s.order.customer_id != s.customer_id]
         if moved:
-            raise ValueError(f"订单 {'、'.join(moved)} 已经不在这位客户名下，无法撤销。")
+            raise ValueError(
+                _("订单 %(orders)s 已经不在这位客户名下，无法撤销。")
+                % {"orders": _("、").join(moved)}
+            )
         for suggestion in locked:
             order, undo = suggestion.order, suggestion.undo
             facts_mark_pending([suggestion.customer_id, undo["customer"]])
@@ -553,14 +561,18 @@ def order_bind(*, order: Order, customer: Customer) -> list[int]:
 def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: str) -> Order:
     """A guide binds an order number to a customer they follow (live)."""
     if not Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists():
-        raise PermissionError("只能绑定到你自己跟进的客户。")
+        raise PermissionError(_("只能绑定到你自己跟进的客户。"))
     orders = list(Order.objects.filter(channel_order_id=channel_order_id.strip())[:2])
     if not orders:
-        raise LookupError(f"找不到订单号 {channel_order_id}。")
+        raise LookupError(_("找不到订单号 %(order)s。") % {"order": channel_order_id})
     if len(orders) > 1:
-        raise LookupError(f"订单号 {channel_order_id} 在多个渠道都存在，请联系运营处理。")
+        raise LookupError(
+            _("订单号 %(order)s 在多个渠道都存在，请联系运营处理。") % {"order": channel_order_id}
+        )
     if orders[0].customer_id not in (None, customer.pk):
-        raise ValueError(f"订单 {channel_order_id} 已属于另一位客户，请联系运营处理。")
+        raise ValueError(
+            _("订单 %(order)s 已属于另一位客户，请联系运营处理。") % {"order": channel_order_id}
+        )
     order_bind(order=orders[0], customer=customer)
     return Order.objects.get(pk=orders[0].pk)
 
@@ -609,12 +621,15 @@ def products_import(*, path: Path) -> dict:
     with Table(path) as table:
         missing = [column for column in PRODUCT_COLUMNS if column not in table.index]
         if missing:
-            raise OrderFileError(f"{table.name}：商品文件缺少列：{', '.join(missing)}")
+            raise OrderFileError(
+                _("%(file)s：商品文件缺少列：%(columns)s")
+                % {"file": table.name, "columns": ", ".join(missing)}
+            )
         positions = [table.index[column] for column in PRODUCT_COLUMNS]
         for number, cells, _overflow in table.rows():
             values = tuple(cells[position].replace("\x00", "") for position in positions)
             if not values[0]:
-                errors.append({"row": number, "column": "sku", "reason": "商品编码为空"})
+                errors.append({"row": number, "column": "sku", "reason": _("商品编码为空")})
                 continue
             too_long = [
                 (column, value)
@@ -623,7 +638,11 @@ def products_import(*, path: Path) -> dict:
             ]
             if too_long:
                 column, value = too_long[0]
-                reason = f"{column} 最多 {limits[column]} 个字，这里有 {len(value)} 个"
+                reason = _("%(column)s 最多 %(most)s 个字，这里有 %(count)s 个") % {
+                    "column": column,
+                    "most": limits[column],
+                    "count": len(value),
+                }
                 errors.append({"row": number, "column": column, "reason": reason})
                 continue
             rows[values[0]] = values

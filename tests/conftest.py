@@ -19,6 +19,7 @@ from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
+from django.utils import translation
 
 from scrm.celery import Queues
 from scrm.celery import app as celery_app
@@ -48,6 +49,14 @@ def _clean_cache():
     """Each test starts with an empty cache (REDIS_URL's own database, not the broker's)."""
     cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the site's language: a request in English leaves the thread's
+    language English (LocaleMiddleware does not reset it)."""
+    with translation.override(settings.LANGUAGE_CODE):
+        yield
 
 
 @pytest.fixture

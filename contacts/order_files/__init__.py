@@ -21,7 +21,7 @@ apart), and, for Tmall, the order report by order number.
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from contacts.order_files.channels import READERS, Format, format_of, read_tmall
 from contacts.order_files.lines import (
@@ -34,6 +34,7 @@ from contacts.order_files.lines import (
     RowError,
 )
 from contacts.order_files.sources import Table
+from scrm.reasons import Reason
 
 __all__ = [
     "CHANNELS",
@@ -51,19 +52,22 @@ __all__ = [
 
 CHANNELS = ("generic", "tmall", "jd", "douyin", "youzan")  # --channel choices
 # The channels an order comes from, by name (an order's channel, the dashboards' filter).
-ORDER_CHANNEL_NAMES = {
-    "tmall": gettext_lazy("天猫"),
-    "jd": gettext_lazy("京东"),
-    "douyin": gettext_lazy("抖音"),
-    "youzan": gettext_lazy("有赞"),
-    "miniapp": gettext_lazy("小程序"),
-    "pos": gettext_lazy("门店"),
-    "other": gettext_lazy("其他"),
+_CHANNEL_NAMES = {
+    "tmall": gettext_noop("天猫"),
+    "jd": gettext_noop("京东"),
+    "douyin": gettext_noop("抖音"),
+    "youzan": gettext_noop("有赞"),
+    "miniapp": gettext_noop("小程序"),
+    "pos": gettext_noop("门店"),
+    "other": gettext_noop("其他"),
 }
-# The formats an import reads (`CHANNELS`), by name.
-CHANNEL_TITLES = {"generic": gettext_lazy("通用格式")} | {
-    channel: ORDER_CHANNEL_NAMES[channel] for channel in CHANNELS[1:]
+ORDER_CHANNEL_NAMES = {channel: gettext_lazy(name) for channel, name in _CHANNEL_NAMES.items()}
+# The formats an import reads (`CHANNELS`), by name; as a reason's argument (`_TITLE_REASONS`).
+_TITLES = {"generic": gettext_noop("通用格式")} | {
+    channel: _CHANNEL_NAMES[channel] for channel in CHANNELS[1:]
 }
+CHANNEL_TITLES = {channel: gettext_lazy(title) for channel, title in _TITLES.items()}
+_TITLE_REASONS = {channel: Reason(title) for channel, title in _TITLES.items()}
 
 
 def _format(table: Table) -> Format:
@@ -71,8 +75,12 @@ def _format(table: Table) -> Format:
     if found is None:
         shown = "、".join(table.header[:6]) + ("…" if len(table.header) > 6 else "")
         raise OrderFileError(
-            f"{table.name}：无法从表头识别是哪个渠道的导出（表头为：{shown}）；"
-            "支持通用格式、天猫订单报表和宝贝报表、京东、抖音、有赞"
+            Reason(
+                "{file}：无法从表头识别是哪个渠道的导出（表头为：{header}）；"
+                "支持通用格式、天猫订单报表和宝贝报表、京东、抖音、有赞",
+                file=table.name,
+                header=shown,
+            )
         )
     return found
 
@@ -94,27 +102,42 @@ def read_orders(paths: list[Path], channel: str | None = None) -> Iterator[Order
     error at row 90,000) raises OrderFileError while iterating.
     """
     if channel is not None and channel not in CHANNELS:
-        raise OrderFileError(f"未知渠道：{channel}（应为 {'、'.join(CHANNELS)} 之一）")
+        raise OrderFileError(
+            Reason(
+                "未知渠道：{channel}（应为 {choices} 之一）",
+                channel=channel,
+                choices=list(CHANNELS),
+            )
+        )
     plan: list[tuple[Path, Format]] = []
     for path in paths:
         with Table(path) as table:
             found = _format(table)
             if channel is not None and found.channel != channel:
                 raise OrderFileError(
-                    f"{table.name}：表头是{found.title}的格式，"
-                    f"与所选渠道「{CHANNEL_TITLES[channel]}」不符"
+                    Reason(
+                        "{file}：表头是{title}的格式，与所选渠道「{chosen}」不符",
+                        file=table.name,
+                        title=found.title,
+                        chosen=_TITLE_REASONS[channel],
+                    )
                 )
             missing = found.missing(table.header)
             if missing:
                 raise OrderFileError(
-                    f"{table.name}：{found.title}缺少必需的列：{'、'.join(missing)}"
+                    Reason(
+                        "{file}：{title}缺少必需的列：{columns}",
+                        file=table.name,
+                        title=found.title,
+                        columns=missing,
+                    )
                 )
         plan.append((path, found))
     kinds = {found.kind for _, found in plan}
     if "tmall_orders" in kinds and "tmall_items" not in kinds:
-        raise OrderFileError("天猫导入需要订单报表和宝贝报表两个文件：缺少宝贝报表")
+        raise OrderFileError(Reason("天猫导入需要订单报表和宝贝报表两个文件：缺少宝贝报表"))
     if "tmall_items" in kinds and "tmall_orders" not in kinds:
-        raise OrderFileError("天猫导入需要订单报表和宝贝报表两个文件：缺少订单报表")
+        raise OrderFileError(Reason("天猫导入需要订单报表和宝贝报表两个文件：缺少订单报表"))
     return _read(plan)
 
 

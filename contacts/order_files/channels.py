@@ -55,8 +55,9 @@ from contacts.order_files.words import (
     normalise_word,
     product_attributes,
 )
+from scrm.reasons import Reason
 
-OVERFLOW_REASON = "这一行的格子比表头多：可能有没加引号的逗号，整行无法对齐到列"
+OVERFLOW_REASON = Reason("这一行的格子比表头多：可能有没加引号的逗号，整行无法对齐到列")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Format:
 
     kind: str
     channel: str  # the --channel choice it belongs to
-    title: str  # for messages
+    title: Reason  # for messages
     signatures: tuple[frozenset[str], ...]
     required: tuple[str, ...]
     one_of: tuple[tuple[str, ...], ...] = ()
@@ -83,7 +84,7 @@ FORMATS = [
     Format(
         "generic",
         "generic",
-        "通用格式",
+        Reason("通用格式"),
         (frozenset({"order_id"}),),
         tuple(GENERIC_REQUIRED),
         (tuple(BUYER_COLUMNS),),
@@ -91,21 +92,21 @@ FORMATS = [
     Format(
         "tmall_orders",
         "tmall",
-        "天猫订单报表",
+        Reason("天猫订单报表"),
         (frozenset({"订单编号", "买家会员名"}),),
         ("订单编号", "买家会员名", "买家实际支付金额", "订单状态", "订单付款时间"),
     ),
     Format(
         "tmall_items",
         "tmall",
-        "天猫宝贝报表",
+        Reason("天猫宝贝报表"),
         (frozenset({"订单编号", "标题", "购买数量"}),),
         ("订单编号", "标题", "价格", "购买数量", "商家编码"),
     ),
     Format(
         "jd",
         "jd",
-        "京东订单导出",
+        Reason("京东订单导出"),
         (frozenset({"订单号", "京东价"}),),
         (
             "订单号",
@@ -121,7 +122,7 @@ FORMATS = [
     Format(
         "douyin",
         "douyin",
-        "抖店订单导出",
+        Reason("抖店订单导出"),
         (frozenset({"主订单编号", "子订单编号"}),),
         (
             "子订单编号",
@@ -137,7 +138,7 @@ FORMATS = [
     Format(
         "youzan",
         "youzan",
-        "有赞订单导出",
+        Reason("有赞订单导出"),
         (frozenset({"订单号", "粉丝昵称"}), frozenset({"订单号", "订单实付金额"})),
         ("订单号", "订单状态", "付款时间", "商品名称", "单价", "数量", "商品编码"),
         (("订单实付金额", "商品实付金额", "商品实际成交金额"),),
@@ -205,10 +206,16 @@ def _state(channel: str, word: str, column: str, problems: list) -> str | None:
     words = ORDER_STATUS_WORDS[channel]
     state = words.get(normalise_word(word))
     if state is None:
-        known = "、".join(w for w, s in words.items() if s != UNPAID)
-        problems.append((column, f"订单状态无法识别：{word or '（空）'}（应为 {known} 之一）"))
+        known = [w for w, s in words.items() if s != UNPAID]
+        reason = Reason(
+            "订单状态无法识别：{text}（应为 {choices} 之一）",
+            text=word or Reason("（空）"),
+            choices=known,
+        )
+        problems.append((column, reason))
     elif state == UNPAID:
-        problems.append((column, f"订单状态为「{word}」：还没付款的订单不导入，付款后再导入"))
+        reason = Reason("订单状态为「{word}」：还没付款的订单不导入，付款后再导入", word=word)
+        problems.append((column, reason))
         return None
     return state
 
@@ -219,7 +226,7 @@ def _money(text: str, column: str, problems: list, *, empty_is_zero: bool = Fals
     try:
         return parse_money(text, column)
     except FieldError as error:
-        problems.append((column, str(error)))
+        problems.append((column, error.args[0]))
         return INVALID
 
 
@@ -227,7 +234,7 @@ def _quantity(text: str, column: str, problems: list):
     try:
         return parse_quantity(text)
     except FieldError as error:
-        problems.append((column, str(error)))
+        problems.append((column, error.args[0]))
         return INVALID
 
 
@@ -334,8 +341,14 @@ def _after_sale(channel: str, word: str, column: str, problems: list) -> str | N
     words = AFTER_SALE_WORDS[channel]
     meaning = words.get(normalise_word(word))
     if meaning is None:
-        known = "、".join(w for w in words if w)
-        problems.append((column, f"{column}无法识别：{word}（应为 {known} 之一）"))
+        known = [w for w in words if w]
+        reason = Reason(
+            "{column}无法识别：{text}（应为 {choices} 之一）",
+            column=column,
+            text=word,
+            choices=known,
+        )
+        problems.append((column, reason))
     return meaning
 
 
@@ -349,7 +362,10 @@ def _refund(
     if after_sale == FULL_REFUND:
         return (given or amount), True
     if after_sale == PARTIAL_REFUND and given is None:
-        problems.append((column, f"{column}为部分退款，但文件里没有退款金额列，无法知道退了多少"))
+        reason = Reason(
+            "{column}为部分退款，但文件里没有退款金额列，无法知道退了多少", column=column
+        )
+        problems.append((column, reason))
         return INVALID, False
     return (given or ZERO), False
 
@@ -448,7 +464,9 @@ def _scattered(source: str, channel: str, order_id: str, group, column: str) -> 
             source,
             number,
             column,
-            f"订单 {order_id} 的行不连续（前面已出现过）：请按订单号排序后重新导出",
+            Reason(
+                "订单 {order} 的行不连续（前面已出现过）：请按订单号排序后重新导出", order=order_id
+            ),
             order_id,
             channel,
         )
@@ -580,24 +598,35 @@ def _tmall_order(source: str, number: int, row: dict, problems: list) -> TmallOr
             problems.append(("订单付款时间", time_reason(paid_text)))
     elif order.state in (PAID, REFUNDED):
         problems.append(
-            ("订单付款时间", f"付款时间为空：订单状态为「{row['订单状态']}」的订单必须有付款时间")
+            (
+                "订单付款时间",
+                Reason(
+                    "付款时间为空：订单状态为「{word}」的订单必须有付款时间", word=row["订单状态"]
+                ),
+            )
         )
     if row.get("联系手机"):
         try:
             order.phone = parse_phone(row["联系手机"])
         except FieldError as error:
-            problems.append(("联系手机", str(error)))
+            problems.append(("联系手机", error.args[0]))
     order.buyer_id, order.buyer_name = row["买家会员名"], row.get("收货人姓名", "")
     if not (row.get("联系手机") or order.buyer_id):
-        problems.append(("买家会员名", "缺少买家：手机号、UnionID、买家账号至少要有一项"))
+        problems.append(("买家会员名", Reason("缺少买家：手机号、UnionID、买家账号至少要有一项")))
     paid = _money(row["买家实际支付金额"], "买家实际支付金额", problems)
     postage = _money(row.get("买家应付邮费", ""), "买家应付邮费", problems, empty_is_zero=True)
     refund = _money(row.get("退款金额", ""), "退款金额", problems, empty_is_zero=True)
     if INVALID not in (paid, postage, refund):
         if postage > paid:
-            problems.append(("买家应付邮费", f"邮费 {postage} 大于买家实际支付金额 {paid}"))
+            reason = Reason(
+                "邮费 {postage} 大于买家实际支付金额 {paid}", postage=postage, paid=paid
+            )
+            problems.append(("买家应付邮费", reason))
         if refund > paid:
-            problems.append(("退款金额", f"退款金额 {refund} 大于买家实际支付金额 {paid}"))
+            reason = Reason(
+                "退款金额 {refund} 大于买家实际支付金额 {paid}", refund=refund, paid=paid
+            )
+            problems.append(("退款金额", reason))
         order.paid, order.postage, order.refund = paid, postage, refund
     order.is_valid = not problems
     return order
@@ -618,7 +647,14 @@ def _tmall_orders(tables: list[Table], orders: dict[str, TmallOrder]) -> Iterato
             if earlier is not None:
                 earlier.is_valid = False
                 problems.append(
-                    ("订单编号", f"与第 {earlier.row} 行重复：订单 {order_id} 在订单报表中出现两次")
+                    (
+                        "订单编号",
+                        Reason(
+                            "与第 {row} 行重复：订单 {order} 在订单报表中出现两次",
+                            row=earlier.row,
+                            order=order_id,
+                        ),
+                    )
                 )
             else:
                 orders[order_id] = order
@@ -646,7 +682,10 @@ def read_tmall(order_paths: list[Path], item_paths: list[Path]) -> Iterator[Orde
                 order.source,
                 order.row,
                 "订单编号",
-                f"订单 {order.order_id} 在宝贝报表中没有宝贝行（两份报表应来自同一次导出）",
+                Reason(
+                    "订单 {order} 在宝贝报表中没有宝贝行（两份报表应来自同一次导出）",
+                    order=order.order_id,
+                ),
                 order.order_id,
                 "tmall",
             )
@@ -662,23 +701,30 @@ def _tmall_lines(
 ) -> Iterator[OrderLine | RowError]:
     """The lines of one order: its share of the paid amount and of the refund each."""
 
-    def every_row(reason: str, follows: bool = False) -> Iterator[RowError]:
+    def every_row(reason: Reason, follows: bool = False) -> Iterator[RowError]:
         for number, _, _ in group:
             yield RowError(source, number, "订单编号", reason, order_id, "tmall", follows)
 
     if not order_id:
-        yield from every_row("订单号为空")
+        yield from every_row(Reason("订单号为空"))
         return
     if scattered:
         yield from _scattered(source, "tmall", order_id, group, "订单编号")
         return
     if order is None:
-        yield from every_row(f"订单 {order_id} 在订单报表中找不到（两份报表应来自同一次导出）")
+        yield from every_row(
+            Reason("订单 {order} 在订单报表中找不到（两份报表应来自同一次导出）", order=order_id)
+        )
         return
     order.has_items = True
     if not order.is_valid:
         yield from every_row(
-            f"订单报表第 {order.row} 行（订单 {order_id}）有错误，整单未导入", follows=True
+            Reason(
+                "订单报表第 {row} 行（订单 {order}）有错误，整单未导入",
+                row=order.row,
+                order=order_id,
+            ),
+            follows=True,
         )
         return
     problems = [[("", OVERFLOW_REASON)] if overflow else [] for _, _, overflow in group]
@@ -738,12 +784,16 @@ def _tmall_lines(
     if at_fault:
         # The order's row in the order report goes with it, so that the rejected rows
         # of both reports, corrected, import again together.
-        rows = "、".join(map(str, at_fault))
         yield RowError(
             order.source,
             order.row,
             "订单编号",
-            f"订单 {order_id} 在宝贝报表 {source} 第 {rows} 行有错误，整单未导入",
+            Reason(
+                "订单 {order} 在宝贝报表 {file} 第 {rows} 行有错误，整单未导入",
+                order=order_id,
+                file=source,
+                rows=at_fault,
+            ),
             order_id,
             "tmall",
             follows=True,

@@ -16,15 +16,19 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from django.utils.translation import gettext_noop
+
+from scrm.reasons import Reason
+
 ORDER_CHANNELS = ("tmall", "jd", "douyin", "youzan", "miniapp", "pos", "other")
 STATUSES = ("paid", "cancelled", "refunded", "partially_refunded")
 # A paid, refunded or partially refunded order was paid, so it has a payment time.
 PAID_STATUSES = frozenset(("paid", "refunded", "partially_refunded"))
 STATUS_NAMES = {
-    "paid": "已付款",
-    "cancelled": "已取消",
-    "refunded": "已退款",
-    "partially_refunded": "部分退款",
+    "paid": gettext_noop("已付款"),
+    "cancelled": gettext_noop("已取消"),
+    "refunded": gettext_noop("已退款"),
+    "partially_refunded": gettext_noop("部分退款"),
 }
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -137,7 +141,8 @@ INVALID = Invalid()
 
 
 class FieldError(ValueError):
-    """A field's value is not acceptable; the message is the reason for the operator."""
+    """A field's value is not acceptable; the message (a `Reason`) is the reason for the
+    operator."""
 
 
 # -- fields ------------------------------------------------------------------------
@@ -157,18 +162,28 @@ def parse_money(text: str, label: str) -> Decimal:
         return amount
     plain = text.replace(",", "").replace("，", "").lstrip("¥￥").strip()
     if not _MONEY_TEXT.fullmatch(plain):
-        raise FieldError(f"{label}不是有效金额：{text}（应为 89.00 这样最多两位小数的数字）")
+        raise FieldError(
+            Reason(
+                "{label}不是有效金额：{text}（应为 89.00 这样最多两位小数的数字）",
+                label=label,
+                text=text,
+            )
+        )
     try:
         amount = Decimal(plain)
     except InvalidOperation as error:  # pragma: no cover - the pattern admits only numbers
-        raise FieldError(f"{label}不是有效金额：{text}") from error
+        raise FieldError(Reason("{label}不是有效金额：{text}", label=label, text=text)) from error
     if amount < 0:
-        raise FieldError(f"{label}不能为负数：{text}")
+        raise FieldError(Reason("{label}不能为负数：{text}", label=label, text=text))
     if amount > MAX_AMOUNT:
-        raise FieldError(f"{label}超出范围：{text}（最大 {MAX_AMOUNT}）")
+        raise FieldError(
+            Reason(
+                "{label}超出范围：{text}（最大 {most}）", label=label, text=text, most=MAX_AMOUNT
+            )
+        )
     rounded = amount.quantize(CENT)
     if rounded != amount:
-        raise FieldError(f"{label}最多两位小数：{text}")
+        raise FieldError(Reason("{label}最多两位小数：{text}", label=label, text=text))
     if len(_money_cache) < 50_000:  # a file has few distinct prices; the cap bounds memory
         _money_cache[text] = rounded
     return rounded
@@ -181,12 +196,12 @@ def parse_quantity(text: str) -> int:
     else:
         whole, dot, fraction = text.partition(".")
         if not (dot and whole.isascii() and whole.isdigit() and fraction.strip("0") == ""):
-            raise FieldError(f"数量必须是正整数：{text or '（空）'}")
+            raise FieldError(Reason("数量必须是正整数：{text}", text=text or Reason("（空）")))
         quantity = int(whole)
     if quantity <= 0:
-        raise FieldError(f"数量必须是正整数：{text}")
+        raise FieldError(Reason("数量必须是正整数：{text}", text=text))
     if quantity > MAX_QUANTITY:
-        raise FieldError(f"数量超出范围：{text}")
+        raise FieldError(Reason("数量超出范围：{text}", text=text))
     return quantity
 
 
@@ -248,11 +263,15 @@ def parse_phone(text: str) -> str:
             break
     if _PHONE.fullmatch(digits) or _MASKED_PHONE.fullmatch(digits):
         return digits
-    raise FieldError(f"手机号格式不正确：{text}（应为 11 位手机号，或 138****5601 这样的打码号码）")
+    raise FieldError(
+        Reason(
+            "手机号格式不正确：{text}（应为 11 位手机号，或 138****5601 这样的打码号码）", text=text
+        )
+    )
 
 
-def time_reason(text: str) -> str:
-    return f"付款时间无法识别：{text}（应为 2026-03-01 20:42:39 这样的日期时间）"
+def time_reason(text: str) -> Reason:
+    return Reason("付款时间无法识别：{text}（应为 2026-03-01 20:42:39 这样的日期时间）", text=text)
 
 
 # -- one line ------------------------------------------------------------------------
@@ -327,7 +346,7 @@ def build_line(
     ) = values
     problems = problems if problems is not None else []
     if not order_id:
-        problems.append((columns["order_id"], "订单号为空"))
+        problems.append((columns["order_id"], Reason("订单号为空")))
     if channel not in _ORDER_CHANNEL_SET and channel is not INVALID:
         if channel.lower() in _ORDER_CHANNEL_SET:
             channel = channel.lower()
@@ -335,7 +354,11 @@ def build_line(
             problems.append(
                 (
                     columns["channel"],
-                    f"渠道无法识别：{channel or '（空）'}（应为 {'、'.join(ORDER_CHANNELS)} 之一）",
+                    Reason(
+                        "渠道无法识别：{text}（应为 {choices} 之一）",
+                        text=channel or Reason("（空）"),
+                        choices=list(ORDER_CHANNELS),
+                    ),
                 )
             )
     if status not in _STATUS_SET and status is not INVALID:
@@ -345,7 +368,11 @@ def build_line(
             problems.append(
                 (
                     columns["status"],
-                    f"订单状态无法识别：{status or '（空）'}（应为 {'、'.join(STATUSES)} 之一）",
+                    Reason(
+                        "订单状态无法识别：{text}（应为 {choices} 之一）",
+                        text=status or Reason("（空）"),
+                        choices=list(STATUSES),
+                    ),
                 )
             )
     if type(paid_at) is str:
@@ -366,19 +393,25 @@ def build_line(
         problems.append(
             (
                 columns["paid_at"],
-                f"付款时间为空：{STATUS_NAMES[status]}（{status}）的订单必须有付款时间",
+                Reason(
+                    "付款时间为空：{name}（{status}）的订单必须有付款时间",
+                    name=Reason(STATUS_NAMES[status]),
+                    status=status,
+                ),
             )
         )
     if phone and type(phone) is str:
         try:
             phone = parse_phone(phone)
         except FieldError as error:
-            problems.append((columns["buyer_phone"], str(error)))
+            problems.append((columns["buyer_phone"], error.args[0]))
             phone = INVALID
     if not (phone or unionid or buyer_id):
-        problems.append((columns["buyer_phone"], "缺少买家：手机号、UnionID、买家账号至少要有一项"))
+        problems.append(
+            (columns["buyer_phone"], Reason("缺少买家：手机号、UnionID、买家账号至少要有一项"))
+        )
     if not sku:
-        problems.append((columns["sku"], "商品编码（sku）为空"))
+        problems.append((columns["sku"], Reason("商品编码（sku）为空")))
     # Quantities and amounts are looked up in the caches first: a file has few
     # distinct ones (a call to the parser cost 0.2 µs more each).
     if type(quantity) is str:
@@ -389,7 +422,7 @@ def build_line(
             try:
                 quantity = parse_quantity(quantity)
             except FieldError as error:
-                problems.append((columns["quantity"], str(error)))
+                problems.append((columns["quantity"], error.args[0]))
                 quantity = INVALID
     if type(unit_price) is str:
         known = money_cache_get(unit_price)
@@ -397,9 +430,9 @@ def build_line(
             unit_price = known
         else:
             try:
-                unit_price = parse_money(unit_price, "单价")
+                unit_price = parse_money(unit_price, Reason("单价"))
             except FieldError as error:
-                problems.append((columns["unit_price"], str(error)))
+                problems.append((columns["unit_price"], error.args[0]))
                 unit_price = INVALID
     if type(line_amount) is str:
         known = money_cache_get(line_amount)
@@ -407,9 +440,9 @@ def build_line(
             line_amount = known
         else:
             try:
-                line_amount = parse_money(line_amount, "实付金额")
+                line_amount = parse_money(line_amount, Reason("实付金额"))
             except FieldError as error:
-                problems.append((columns["line_amount"], str(error)))
+                problems.append((columns["line_amount"], error.args[0]))
                 line_amount = INVALID
     if type(refund_amount) is str:
         known = money_cache_get(refund_amount)
@@ -417,9 +450,9 @@ def build_line(
             refund_amount = known
         elif refund_amount:
             try:
-                refund_amount = parse_money(refund_amount, "退款金额")
+                refund_amount = parse_money(refund_amount, Reason("退款金额"))
             except FieldError as error:
-                problems.append((columns["refund_amount"], str(error)))
+                problems.append((columns["refund_amount"], error.args[0]))
                 refund_amount = INVALID
         else:
             refund_amount = ZERO
@@ -429,7 +462,12 @@ def build_line(
         and refund_amount > line_amount
     ):
         problems.append(
-            (columns["refund_amount"], f"退款金额 {refund_amount} 大于实付金额 {line_amount}")
+            (
+                columns["refund_amount"],
+                Reason(
+                    "退款金额 {refund} 大于实付金额 {paid}", refund=refund_amount, paid=line_amount
+                ),
+            )
         )
     if order_id and sku and type(sku) is str:
         earlier = duplicates.earlier_row((channel, order_id), sku, row)
@@ -437,7 +475,12 @@ def build_line(
             problems.append(
                 (
                     columns["sku"],
-                    f"与第 {earlier} 行重复：订单 {order_id} 的商品 {sku} 在同一文件中出现两次",
+                    Reason(
+                        "与第 {row} 行重复：订单 {order} 的商品 {sku} 在同一文件中出现两次",
+                        row=earlier,
+                        order=order_id,
+                        sku=sku,
+                    ),
                 )
             )
     if problems:

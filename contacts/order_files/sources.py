@@ -15,6 +15,7 @@ from pathlib import Path
 import openpyxl
 
 from contacts.order_files.lines import OrderFileError
+from scrm.reasons import Reason
 
 SNIFF_BYTES = 1 << 20
 
@@ -83,10 +84,12 @@ def _file_format(path: Path) -> str:
         return "xlsx"
     if magic.startswith(b"\xd0\xcf\x11\xe0"):
         raise OrderFileError(
-            f"{path.name}：这是旧版 Excel（.xls）文件，请另存为 .xlsx 或 CSV 后再导入"
+            Reason(
+                "{file}：这是旧版 Excel（.xls）文件，请另存为 .xlsx 或 CSV 后再导入", file=path.name
+            )
         )
     if not magic:
-        raise OrderFileError(f"{path.name}：文件是空的")
+        raise OrderFileError(Reason("{file}：文件是空的", file=path.name))
     return "csv"
 
 
@@ -116,7 +119,7 @@ class Table:
         self.path = path
         self.name = path.name
         if not path.is_file():
-            raise OrderFileError(f"{path.name}：找不到文件")
+            raise OrderFileError(Reason("{file}：找不到文件", file=path.name))
         self.format = _file_format(path)
         if self.format == "xlsx":
             self._open_xlsx()
@@ -149,16 +152,21 @@ class Table:
             raise OrderFileError(self._decode_reason(1)) from error
         except csv.Error as error:
             self.close()
-            raise OrderFileError(f"{self.name}：表头不是有效的 CSV（{error}）") from error
+            raise OrderFileError(
+                Reason("{file}：表头不是有效的 CSV（{error}）", file=self.name, error=error)
+            ) from error
         if not header or not any(cell.strip() for cell in header):
             self.close()
-            raise OrderFileError(f"{self.name}：第 1 行应为表头，但它是空的")
+            raise OrderFileError(Reason("{file}：第 1 行应为表头，但它是空的", file=self.name))
         self.header = [clean(cell) for cell in header]
 
-    def _decode_reason(self, line: int) -> str:
-        return (
-            f"{self.name}：第 {line} 行有无法识别的字符"
-            f"（按 {self.encoding} 读取；文件应为 UTF-8 或 GB18030 编码）"
+    def _decode_reason(self, line: int) -> Reason:
+        return Reason(
+            "{file}：第 {row} 行有无法识别的字符"
+            "（按 {encoding} 读取；文件应为 UTF-8 或 GB18030 编码）",
+            file=self.name,
+            row=line,
+            encoding=self.encoding,
         )
 
     def _open_xlsx(self) -> None:
@@ -166,7 +174,9 @@ class Table:
         try:
             self._workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
         except Exception as error:  # a broken zip, a missing part, …: all mean "not XLSX"
-            raise OrderFileError(f"{self.name}：无法作为 XLSX 文件打开（{error}）") from error
+            raise OrderFileError(
+                Reason("{file}：无法作为 XLSX 文件打开（{error}）", file=self.name, error=error)
+            ) from error
         sheet = self._workbook.worksheets[0]
         # Some writers record a wrong sheet size; read what is there.
         sheet.reset_dimensions()
@@ -174,7 +184,7 @@ class Table:
         header = next(self._cells, None)
         if not header or not any(cell not in (None, "") for cell in header):
             self.close()
-            raise OrderFileError(f"{self.name}：第 1 行应为表头，但它是空的")
+            raise OrderFileError(Reason("{file}：第 1 行应为表头，但它是空的", file=self.name))
         self.header = [_cell_text(cell) for cell in header]
 
     def close(self) -> None:
@@ -222,7 +232,14 @@ class Table:
             # line_num counts the lines read so far: the bad one is the next
             raise OrderFileError(self._decode_reason(self._reader.line_num + 1)) from error
         except csv.Error as error:
-            raise OrderFileError(f"{self.name}：第 {number} 行不是有效的 CSV（{error}）") from error
+            raise OrderFileError(
+                Reason(
+                    "{file}：第 {row} 行不是有效的 CSV（{error}）",
+                    file=self.name,
+                    row=number,
+                    error=error,
+                )
+            ) from error
 
     def _xlsx_rows(self) -> Iterator[tuple[int, list[str], bool]]:
         width = self.width
@@ -234,7 +251,14 @@ class Table:
                 if any(cells):
                     yield number, cells, overflow
         except Exception as error:  # a sheet broken further down (its zip, its XML)
-            raise OrderFileError(f"{self.name}：第 {number} 行之后无法读取（{error}）") from error
+            raise OrderFileError(
+                Reason(
+                    "{file}：第 {row} 行之后无法读取（{error}）",
+                    file=self.name,
+                    row=number,
+                    error=error,
+                )
+            ) from error
 
 
 def _fit(cells: list[str], width: int) -> tuple[list[str], bool]:

@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
+from django.utils import translation
 
 from contacts import services
 from contacts.models import (
@@ -28,6 +29,7 @@ from contacts.models import (
 )
 from contacts.order_generator import GENERIC_COLUMNS, generate_order_rows, make_buyers
 from contacts.tasks import UPLOAD_LOCK, import_orders_file
+from scrm.reasons import reason_text
 from tests.contacts.factories import OrderFactory
 from tests.helpers import wait_for
 
@@ -605,6 +607,8 @@ def test_a_tmall_order_rejected_for_an_item_row_downloads_with_its_order_row(
     }
     assert report.rejected == 3
     assert not Order.objects.filter(channel_order_id=order_id).exists()
+    with translation.override("zh-hans"):  # each reason keeps how it was made
+        assert all(reason_text(e["reason_spec"]) == e["reason"] for e in record.errors)
     client = client_for(operator)
     fixed = []
     for index, name in enumerate(("tmall_orders.csv", "tmall_items.csv")):

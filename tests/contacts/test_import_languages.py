@@ -1,0 +1,126 @@
+"""An import's reasons are made on a worker and read in the browser: each is stored with
+how it was made, and shown in the reader's language."""
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from django.utils import translation
+
+from contacts import services
+from contacts.models import MergeSuggestion, Order, OrderImport
+from contacts.order_files import OrderFileError
+from scrm.reasons import Reason, reason_text
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "orders"
+CJK = re.compile(r"[\u4e00-\u9fff]")
+GENERIC = (
+    "order_id,channel,parent_order_id,status,paid_at,buyer_phone,buyer_unionid,buyer_id,"
+    "buyer_name,sku,product_name,category,material,style,quantity,unit_price,line_amount,"
+    "refund_amount,store_code,guide_userid"
+)
+
+
+def _write(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join([GENERIC, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_reason_made_again_from_its_spec_is_the_same_text():
+    reason = Reason(
+        "订单 {order} 的{rows}有错误，整单未导入",
+        order="T1",
+        rows=Reason("{rows}等 {count} 行", rows=[Reason("第 {rows} 行", rows=[3, 4])], count=7),
+    )
+    assert reason == "订单 T1 的第 3、4 行等 7 行有错误，整单未导入"
+    with translation.override("zh-hans"):
+        assert reason_text(reason.spec()) == reason
+    with translation.override("en"):
+        english = reason_text(reason.spec())
+    assert english == (
+        "Order T1 has errors in row 3, 4 and others, 7 rows in all:"
+        " the whole order was not imported"
+    )
+
+
+@pytest.mark.django_db
+def test_every_stored_reason_reads_back_as_made_and_in_english_without_chinese(tmp_path):
+    long_order = _write(
+        tmp_path / "long.csv",
+        [
+            "L1,pos,,paid,2026-04-01T10:00:00+08:00,13812345601,,,x,A,x,,,,1,9.00,9.00,0,,",
+            *(
+                f"L1,pos,,paid,2026-04-01T10:00:00+08:00,13812345601,,,x,B{n},x,,,,0,9.00,9.00,0,,"
+                for n in range(6)
+            ),
+        ],
+    )
+    paths = [DATA / "generic_orders_with_bad_rows.csv", long_order]
+    record, report = services.orders_import(paths=paths, channel="generic")
+    assert report.rejected == 9 + 7
+    for error in record.errors:
+        assert error["reason_spec"], error  # every reason keeps how it was made
+        with translation.override("zh-hans"):
+            assert reason_text(error["reason_spec"]) == error["reason"]
+    with translation.override("en"):
+        english = [error["reason"] for error in record.errors_by_row]
+    # what is left in Chinese is the file's own text: the cells quoted
+    with open(paths[0], encoding="utf-8", newline="") as handle:
+        chinese_cells = {cell for row in csv.reader(handle) for cell in row if CJK.search(cell)}
+    for reason in english:
+        for cell in chinese_cells:
+            reason = reason.replace(cell, "")
+        assert not CJK.search(reason), reason
+    assert any(r.startswith("Unit price is not a valid amount: 8x.00 (should be") for r in english)
+    assert any(r.startswith("Order L1 has errors in row 3, 4, 5, 6, 7 and others") for r in english)
+
+
+@pytest.mark.django_db
+def test_the_import_page_and_its_download_speak_the_readers_language(client_for, operator):
+    record, _ = services.orders_import(
+        paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
+    )
+    client = client_for(operator)
+    page = reverse("import_detail", args=[record.pk])
+    english = client.get(page, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    chinese = client.get(page, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    wanted = "Channel not recognised: mars (should be one of tmall, jd, douyin, youzan, miniapp"
+    assert wanted in english and "渠道无法识别" not in english
+    assert "渠道无法识别：mars（应为 tmall、jd、douyin、youzan、miniapp" in chinese
+    download = client.get(
+        reverse("import_rejected_rows", args=[record.pk, 0]), HTTP_ACCEPT_LANGUAGE="en"
+    ).content.decode("utf-8-sig")
+    assert "quantity：The quantity must be a positive whole number: -2" in download
+
+
+@pytest.mark.django_db
+def test_a_failed_import_says_why_in_the_readers_language(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(OrderFileError):
+        services.orders_import(paths=[empty], channel=None)
+    record = OrderImport.objects.get()
+    assert record.failure == "empty.csv：文件是空的"
+    with translation.override("en"):
+        assert record.failure_text == "empty.csv: the file is empty"
+
+
+@pytest.mark.django_db
+def test_unmatched_and_suggestion_reasons_in_english(client_for, operator, tmp_path):
+    known = "K1,pos,,paid,2026-04-01T10:00:00+08:00,13812345601,,,王芳,A,x,,,,1,9.00,9.00,0,,"
+    services.orders_import(paths=[_write(tmp_path / "known.csv", [known])], channel="generic")
+    masked = "M1,pos,,paid,2026-04-02T10:00:00+08:00,138****5601,,,王*,A,x,,,,1,9.00,9.00,0,,"
+    services.orders_import(paths=[_write(tmp_path / "masked.csv", [masked])], channel="generic")
+    order = Order.objects.get(channel_order_id="M1")
+    assert order.unmatched_reason == "只有打码手机号，无法自动识别买家"
+    suggestion = MergeSuggestion.objects.get(order=order)
+    assert suggestion.reason == "打码手机号 138****5601 与姓名 王* 只匹配到这一位客户"
+    body = (
+        client_for(operator)
+        .get(reverse("unmatched_orders"), HTTP_ACCEPT_LANGUAGE="en")
+        .content.decode()
+    )
+    assert "Only a masked phone number: the buyer cannot be recognised automatically" in body
+    assert "The masked phone 138****5601 and the name 王* fit this customer only" in body
