@@ -107,7 +107,8 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
     def bulk(self, request) -> Response:
         """Push order lines in the generic format. With an `Idempotency-Key` header a retry
         returns the first call's result and writes nothing. Errors carry `row`: the line's
-        1-based position in `orders`."""
+        1-based position in `orders`; their reasons are in Simplified Chinese, or in
+        English with `Accept-Language: en`."""
         key = request.headers.get("Idempotency-Key") or None
         if key:
             previous = OrderImport.objects.filter(idempotency_key=key).first()
@@ -160,5 +161,6 @@ def _import_result(record: OrderImport) -> dict:
         "updated": record.updated,
         "unchanged": record.unchanged,
         "rejected": record.rejected,
-        "errors": [{k: e[k] for k in ("row", "column", "reason")} for e in record.errors],
+        # each reason in the language the request asks for (Accept-Language; Chinese by default)
+        "errors": [{k: e[k] for k in ("row", "column", "reason")} for e in record.errors_by_row],
     }

@@ -414,6 +414,14 @@ def test_bulk_api_is_idempotent(client_for, operator):
         content_type="application/json",
     )
     assert bad.json()["rejected"] == 1 and bad.json()["errors"][0]["row"] == 1
+    assert bad.json()["errors"][0]["reason"] == "订单号为空"
+    english = client.post(
+        url,
+        {"orders": [{**rows[0], "order_id": "", "channel": "pos"}]},
+        content_type="application/json",
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert english.json()["errors"][0]["reason"] == "No order number"
 
 
 @pytest.mark.django_db
