@@ -489,7 +489,14 @@ class OrderImport(models.Model):
     imported_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
-    source = models.CharField(max_length=16, default="file")  # file | upload | api
+
+    class Source(models.TextChoices):
+        FILE = "file", pgettext_lazy("import source", "命令行")
+        UPLOAD = "upload", pgettext_lazy("import source", "网页上传")
+        API = "api", pgettext_lazy("import source", "API")
+        DEMO = "demo", pgettext_lazy("import source", "演示数据")
+
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.FILE)
     idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
     is_dry_run = models.BooleanField(default=False)
     started_at = models.DateTimeField(auto_now_add=True)

@@ -470,7 +470,9 @@ def test_an_upload_that_cannot_be_read_says_why_and_offers_no_rejected_rows(
     detail = client.get(state["detail_url"]).content.decode()
     assert f"导入失败，没有写入任何订单：{record.failure}" in detail
     assert reverse("import_errors", args=[record.pk]) not in detail
-    assert f'title="{record.failure}"' in client.get(reverse("import_list")).content.decode()
+    listing = client.get(reverse("import_list")).content.decode()
+    assert f'title="{record.failure}"' in listing
+    assert "<td>网页上传</td>" in listing  # where it came from, by name
 
 
 @pytest.mark.django_db
