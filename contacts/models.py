@@ -1,9 +1,11 @@
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, pgettext_lazy
 
 from contacts.phones import phone_hash, phone_normalise
@@ -470,7 +472,16 @@ class Product(models.Model):
         return f"{self.sku} {self.name}"
 
 
+# An import report keeps this many problems (its counts are exact).
+MAX_STORED_ERRORS = 10_000
+# An import's rejected rows are kept as read (full phones included) this long, to be
+# corrected and imported again (`services.order_imports_forget_rejected_cells`).
+REJECTED_CELLS_DAYS = 7
+
+
 class OrderImport(models.Model):
+    MAX_STORED_ERRORS = MAX_STORED_ERRORS  # for templates
+
     """One import of order files or of a bulk API call: who, when, what, and the outcome."""
 
     class Status(models.TextChoices):
@@ -520,11 +531,21 @@ class OrderImport(models.Model):
     def __str__(self) -> str:
         return f"import #{self.pk} {self.channel} {self.status}"
 
+    ERRORS_SHOWN = 500  # on the import's page; all of them in its downloads
+
     @property
     def errors_by_row(self) -> list[dict]:
         """The rejected rows as the files have them: by file, in the order they were
         given, then row (an order's other lines are reported after the line at fault);
         each reason in the reader's language."""
+        return self._errors_translated(None)
+
+    @property
+    def errors_shown(self) -> list[dict]:
+        """The first ERRORS_SHOWN of `errors_by_row`."""
+        return self._errors_translated(self.ERRORS_SHOWN)
+
+    def _errors_translated(self, limit: int | None) -> list[dict]:
         place = {name: number for number, name in reversed(list(enumerate(self.files)))}
         errors = sorted(
             self.errors,
@@ -534,7 +555,7 @@ class OrderImport(models.Model):
             {**error, "reason": reason_text(error["reason_spec"])}
             if error.get("reason_spec")
             else error
-            for error in errors
+            for error in errors[:limit]
         ]
 
     @property
@@ -543,9 +564,21 @@ class OrderImport(models.Model):
         return reason_text(self.failure_spec) if self.failure_spec else self.failure
 
     @property
-    def rejected_cells_kept(self) -> int:
-        """Rows in `rejected_cells`: fewer than `rejected` when the report was cut short."""
-        return sum(len(rejected["rows"]) for rejected in self.rejected_cells)
+    def rejected_cells_state(self) -> str:
+        """ "kept", "too_many" (none kept: more than a report keeps), "cleared" (after
+        REJECTED_CELLS_DAYS) or "" (no rejected rows)."""
+        if self.rejected_cells:
+            return "kept"
+        if not self.rejected or self.finished_at is None:
+            return ""
+        if self.rejected > MAX_STORED_ERRORS:
+            return "too_many"
+        return "cleared" if timezone.now() >= self.rejected_cells_until else ""
+
+    @property
+    def rejected_cells_until(self):
+        """When the rejected rows are cleared (`REJECTED_CELLS_DAYS`)."""
+        return self.finished_at + timedelta(days=REJECTED_CELLS_DAYS)
 
     @property
     def channel_title(self) -> str:

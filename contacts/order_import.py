@@ -39,13 +39,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts.facts import facts_mark_pending_selected
-from contacts.models import UNMATCHED_MASKED, UNMATCHED_NO_KEY, OrderImport
+from contacts.models import MAX_STORED_ERRORS, UNMATCHED_MASKED, UNMATCHED_NO_KEY, OrderImport
 from contacts.order_files import OrderLine, RowError
 from contacts.phones import phone_hash, phone_mask, phone_normalise
 from scrm.reasons import Reason, spec_of
 from scrm.statistics import analyze_if_grown
 
-MAX_STORED_ERRORS = 10_000  # an import report keeps this many rows; the count is exact
 # The tables an import writes: their statistics are renewed together after an import
 # that changed many of the orders (`scrm.statistics`).
 IMPORTED_TABLES = (
@@ -651,9 +650,12 @@ def _rows_at_fault(rows: list[tuple[str, int]], source: str) -> Reason:
         else Reason("{file} 第 {rows} 行", file=file, rows=numbers)
         for file, numbers in by_file.items()
     ]
+    reason = named[0]
+    for more in named[1:]:  # rows in other files
+        reason = Reason("{rows}，{more}", rows=reason, more=more)
     if len(rows) <= ROWS_AT_FAULT_NAMED:
-        return named[0] if len(named) == 1 else Reason("{rows}", rows=named)
-    return Reason("{rows}等 {count} 行", rows=named, count=len(rows))
+        return reason
+    return Reason("{rows}等 {count} 行", rows=reason, count=len(rows))
 
 
 # Identity keys of a buyer, strongest first. A buyer id is only unique within its

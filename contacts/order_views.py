@@ -4,15 +4,17 @@ merge suggestions, customer merges and their undo."""
 import csv
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
 from django.db.models import Count, F, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
 from django.views.decorators.http import require_POST
 
 from contacts import selectors, services
@@ -26,6 +28,7 @@ from contacts.models import (
 )
 from contacts.order_files import CHANNEL_TITLES, CHANNELS, ORDER_CHANNEL_NAMES, OrderFileError
 from contacts.order_files.sources import guard
+from scrm.reasons import translated
 from scrm.roles import Perm, permission_required
 
 
@@ -45,9 +48,10 @@ def import_upload(request: HttpRequest) -> HttpResponse:
     files = request.FILES.getlist("files")
     channel = request.POST.get("channel") or None
     if not files:
-        return JsonResponse({"error": "请选择要导入的文件。"}, status=400)
+        return JsonResponse({"error": _("请选择要导入的文件。")}, status=400)
     if channel not in (None, *CHANNELS):
-        return JsonResponse({"error": f"未知的渠道：{channel}"}, status=400)
+        error = _("未知的渠道：%(channel)s") % {"channel": channel}
+        return JsonResponse({"error": error}, status=400)
     record = services.order_upload_accept(files=files, channel=channel, imported_by=request.user)
     return JsonResponse({"id": record.pk, "status_url": f"/orders/imports/{record.pk}/status"})
 
@@ -84,29 +88,36 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
     record = get_object_or_404(OrderImport, pk=pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="import-{record.pk}-rejected.csv"'
+    response["Content-Disposition"] = f'attachment; filename="import-{record.pk}-errors.csv"'
     response.write("\ufeff")  # so Excel opens it as UTF-8
     writer = csv.writer(response)
     writer.writerow(["file", "row", "order_id", "column", "reason"])
     for error in record.errors_by_row:
         writer.writerow(
             [
-                error.get("file", ""),
+                guard(error.get("file", "")),
                 error["row"],
                 guard(error.get("order_id", "")),
-                error["column"],
-                error["reason"],
+                guard(error["column"]),
+                guard(error["reason"]),
             ]
         )
     return response
 
 
-# The columns a file of rejected rows adds to the file's own: the row it was, and why.
-REJECTED_ROW_COLUMN = "原行号"
-REJECTED_REASON_COLUMN = "导入错误"
+ROW_COLUMN, REASON_COLUMN = gettext_noop("原行号"), gettext_noop("导入错误")
 
 
-@permission_required(Perm.VIEW_CONSOLE)
+def _added_columns() -> set[str]:
+    """The names of the columns a download of rejected rows adds, in every language."""
+    names = set()
+    for language, _name in settings.LANGUAGES:
+        with translation.override(language):
+            names |= {_(ROW_COLUMN), _(REASON_COLUMN)}
+    return names
+
+
+@permission_required(Perm.CHANGE_CONSOLE)  # whole rows, full phones: for those who import
 def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpResponse:
     """The rejected rows of one of the import's files, with their cells as read and
     the file's header, and why each was rejected: corrected, the file imports again
@@ -118,7 +129,7 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
     reasons: dict[int, list[str]] = {}
     for error in record.errors_by_row:
         if error.get("file") == rejected["file"]:
-            text = f"{error['column']}：{error['reason']}" if error["column"] else error["reason"]
+            text = _("%(column)s：%(reason)s") % error if error["column"] else error["reason"]
             reasons.setdefault(error["row"], []).append(text)
     stem = rejected["file"].rsplit(".", 1)[0]
     response = HttpResponse(
@@ -131,9 +142,15 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
     )
     response.write("\ufeff")  # so Excel opens it as UTF-8
     writer = csv.writer(response)
-    writer.writerow([*rejected["header"], REJECTED_ROW_COLUMN, REJECTED_REASON_COLUMN])
+    # Two columns are added to the file's own (the reader does not read them): the row
+    # it was, and why it was rejected. A file downloaded so before has them already:
+    # they are replaced, not added again.
+    kept = [i for i, name in enumerate(rejected["header"]) if name not in _added_columns()]
+    header = [rejected["header"][i] for i in kept]
+    writer.writerow([*map(guard, header), _(ROW_COLUMN), _(REASON_COLUMN)])
     for row, cells in rejected["rows"]:
-        writer.writerow([*map(guard, cells), row, "；".join(reasons.get(row, []))])
+        shown = [guard(cells[i]) for i in kept]
+        writer.writerow([*shown, row, guard(_("；").join(reasons.get(row, [])))])
     return response
 
 
@@ -178,7 +195,7 @@ def product_upload(request: HttpRequest) -> HttpResponse:
     try:
         result = services.products_upload(upload=upload)
     except OrderFileError as error:
-        messages.error(request, str(error))
+        messages.error(request, translated(error.args[0]))
         return redirect("products")
     messages.success(
         request,

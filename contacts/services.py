@@ -1,9 +1,10 @@
 """Operations on contacts that write several rows or call WeCom."""
 
 import csv
+import logging
 import shutil
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +17,8 @@ from psycopg2.extras import execute_values
 
 from contacts.facts import facts_mark_pending, facts_mark_pending_selected
 from contacts.models import (
+    MAX_STORED_ERRORS,
+    REJECTED_CELLS_DAYS,
     Customer,
     CustomerGroup,
     CustomerGroupMember,
@@ -41,6 +44,8 @@ from contacts.order_files.sources import Table
 from contacts.order_import import ImportReport, order_import_finish, orders_load
 from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
 from scrm.reasons import spec_of
+
+logger = logging.getLogger(__name__)
 
 
 def sync_run_start(*, kind: str = SyncRun.Kind.FULL, triggered_by: str = "") -> SyncRun:
@@ -271,10 +276,31 @@ def orders_import(
         record.finished_at = timezone.now()
         record.save()
         raise
-    # The rows listed in the report, as read (the files were read whole just now):
-    # to be corrected and imported again.
-    record.rejected_cells = read_cells(paths, ((e["file"], e["row"]) for e in report.errors))
+    record.rejected_cells = _rejected_cells(paths, report)
     return order_import_finish(record=record, report=report, dry_run=dry_run), report
+
+
+def _rejected_cells(paths: list[Path], report: ImportReport) -> list[dict]:
+    """Every rejected row as read, whole orders only: none when there are more than a
+    report keeps (`MAX_STORED_ERRORS`), or when a file cannot be read again (the
+    import stands; the error report is still there)."""
+    if not report.rejected or report.rejected > MAX_STORED_ERRORS:
+        return []
+    try:
+        return read_cells(paths, report.rejected_rows)
+    except (OSError, OrderFileError):
+        logger.exception("the rejected rows of %s could not be read again", paths)
+        return []
+
+
+def order_imports_forget_rejected_cells(*, now=None) -> int:
+    """Clear the rejected rows of imports finished more than REJECTED_CELLS_DAYS ago."""
+    cutoff = (now or timezone.now()) - timedelta(days=REJECTED_CELLS_DAYS)
+    return (
+        OrderImport.objects.filter(finished_at__lt=cutoff)
+        .exclude(rejected_cells=[])
+        .update(rejected_cells=[])
+    )
 
 
 UPLOAD_DIR = Path(settings.MEDIA_ROOT) / "order-uploads"

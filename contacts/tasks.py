@@ -55,6 +55,12 @@ def import_orders_file(import_id: int) -> dict:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [UPLOAD_LOCK, import_id])
 
 
+@shared_task(name="contacts.tasks.forget_rejected_rows")
+def forget_rejected_rows() -> dict:
+    """Nightly: the rejected rows of imports older than a week (they hold full phones)."""
+    return {"cleared": services.order_imports_forget_rejected_cells()}
+
+
 @shared_task(name="contacts.tasks.refresh_pending_facts", acks_late=True)
 def refresh_pending_facts() -> dict:
     """Refresh the facts of customers marked pending. Safe twice: each batch is claimed in

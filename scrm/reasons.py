@@ -29,9 +29,16 @@ class Reason(str):
         reason.template, reason.args = template, args
         return reason
 
+    def __reduce__(self):  # copied or pickled as made, not from its text
+        return _reason, (self.template, self.args)
+
     def spec(self) -> dict:
         """JSON for `reason_text`: the message id and the arguments as text."""
         return {"template": self.template, "args": {n: _spec(v) for n, v in self.args.items()}}
+
+
+def _reason(template: str, args: dict) -> Reason:
+    return Reason(template, **args)
 
 
 def _spec(value):
@@ -53,6 +60,11 @@ def _text(value) -> str:
 def spec_of(text: str) -> dict | None:
     """What to store of a text to show it translated later (None: a plain text)."""
     return text.spec() if isinstance(text, Reason) else None
+
+
+def translated(text: str) -> str:
+    """A text that may be a Reason, in the active language."""
+    return reason_text(text.spec()) if isinstance(text, Reason) else text
 
 
 def reason_text(spec: dict) -> str:

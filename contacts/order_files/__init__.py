@@ -73,7 +73,9 @@ _TITLE_REASONS = {channel: Reason(title) for channel, title in _TITLES.items()}
 def _format(table: Table) -> Format:
     found = format_of(table.header)
     if found is None:
-        shown = "、".join(table.header[:6]) + ("…" if len(table.header) > 6 else "")
+        shown = table.header[:6]
+        if len(table.header) > 6:
+            shown[-1] += "…"
         raise OrderFileError(
             Reason(
                 "{file}：无法从表头识别是哪个渠道的导出（表头为：{header}）；"

@@ -585,6 +585,7 @@ class TmallOrder:
     postage: Decimal = ZERO
     refund: Decimal = ZERO
     has_items: bool = False
+    row_rejected: bool = False  # its row went with its rejected item rows (`_order_row`)
 
 
 def _tmall_order(source: str, number: int, row: dict, problems: list) -> TmallOrder:
@@ -640,7 +641,7 @@ def _tmall_orders(tables: list[Table], orders: dict[str, TmallOrder]) -> Iterato
             problems: list[tuple[str, str]] = [("", OVERFLOW_REASON)] if overflow else []
             order_id = row["订单编号"]
             if not order_id:
-                yield RowError(table.name, number, "订单编号", "订单号为空", "", "tmall")
+                yield RowError(table.name, number, "订单编号", Reason("订单号为空"), "", "tmall")
                 continue
             order = _tmall_order(table.name, number, row, problems)
             earlier = orders.get(order_id)
@@ -710,6 +711,8 @@ def _tmall_lines(
         return
     if scattered:
         yield from _scattered(source, "tmall", order_id, group, "订单编号")
+        if order is not None:
+            yield from _order_row(order, source, [number for number, _, _ in group])
         return
     if order is None:
         yield from every_row(
@@ -782,22 +785,29 @@ def _tmall_lines(
             at_fault.append(number)
             yield from result
     if at_fault:
-        # The order's row in the order report goes with it, so that the rejected rows
-        # of both reports, corrected, import again together.
-        yield RowError(
-            order.source,
-            order.row,
-            "订单编号",
-            Reason(
-                "订单 {order} 在宝贝报表 {file} 第 {rows} 行有错误，整单未导入",
-                order=order_id,
-                file=source,
-                rows=at_fault,
-            ),
-            order_id,
-            "tmall",
-            follows=True,
-        )
+        yield from _order_row(order, source, at_fault)
+
+
+def _order_row(order: TmallOrder, source: str, at_fault: list[int]) -> Iterator[RowError]:
+    """The order's row in the order report goes with its rejected item rows (once), so
+    that the rejected rows of both reports, corrected, import again together."""
+    if order.row_rejected or not order.is_valid:  # an invalid row is reported already
+        return
+    order.row_rejected = True
+    yield RowError(
+        order.source,
+        order.row,
+        "订单编号",
+        Reason(
+            "订单 {order} 在宝贝报表 {file} 第 {rows} 行有错误，整单未导入",
+            order=order.order_id,
+            file=source,
+            rows=at_fault,
+        ),
+        order.order_id,
+        "tmall",
+        follows=True,
+    )
 
 
 READERS = {"generic": read_generic, "jd": read_jd, "douyin": read_douyin, "youzan": read_youzan}

@@ -8,6 +8,7 @@ mode; one row in memory at a time.
 import codecs
 import csv
 import itertools
+import re
 from collections.abc import Iterator
 from datetime import date, datetime, time
 from pathlib import Path
@@ -31,12 +32,18 @@ def clean(text: str) -> str:
     return text
 
 
+_DATE_START = re.compile(r"\d{4}[-/.年]\d")
+
+
 def guard(text: str) -> str:
     """Cell text for a CSV opened in a spreadsheet, that `clean` reads back as it was:
-    a long number (an order number) or one with a leading zero as ="…" text (a
-    spreadsheet would round it or drop the zero), and a cell that would be read
-    as a formula (=, +, -, @) behind a leading '."""
-    if text.isdigit() and (len(text) > 11 or (len(text) > 1 and text[0] == "0")):
+    a long number (an order number), one with a leading zero and a date as ="…" text
+    (a spreadsheet would round the number, drop the zero, and save the date in its
+    own format), and a cell that would be read as a formula (=, +, -, @) behind a
+    leading '."""
+    if (
+        text.isdigit() and (len(text) > 11 or (len(text) > 1 and text[0] == "0"))
+    ) or _DATE_START.match(text):
         return f'="{text}"'
     if text and text[0] in "=+-@'":
         return "'" + text

@@ -12,6 +12,7 @@ from django.utils import translation
 from contacts import services
 from contacts.models import MergeSuggestion, Order, OrderImport
 from contacts.order_files import OrderFileError
+from contacts.order_files.words import ORDER_STATUS_WORDS
 from scrm.reasons import Reason, reason_text
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "orders"
@@ -92,7 +93,7 @@ def test_the_import_page_and_its_download_speak_the_readers_language(client_for,
     download = client.get(
         reverse("import_rejected_rows", args=[record.pk, 0]), HTTP_ACCEPT_LANGUAGE="en"
     ).content.decode("utf-8-sig")
-    assert "quantity：The quantity must be a positive whole number: -2" in download
+    assert "quantity: The quantity must be a positive whole number: -2" in download
 
 
 @pytest.mark.django_db
@@ -124,3 +125,31 @@ def test_unmatched_and_suggestion_reasons_in_english(client_for, operator, tmp_p
     )
     assert "Only a masked phone number: the buyer cannot be recognised automatically" in body
     assert "The masked phone 138****5601 and the name 王* fit this customer only" in body
+
+
+@pytest.mark.django_db
+def test_a_channel_exports_reasons_in_english_keep_only_the_files_words(tmp_path):
+    """Tmall's reasons name its columns, quote its cells and list its status words,
+    which stay as Tmall writes them; the rest is English."""
+    with open(DATA / "tmall_items.csv", encoding="gb18030", newline="") as handle:
+        items = list(csv.reader(handle))
+    with open(DATA / "tmall_orders.csv", encoding="gb18030", newline="") as handle:
+        orders = list(csv.reader(handle))
+    items[1][3] = "两件"  # 购买数量
+    orders[2][5] = "待发货?"  # 订单状态
+    for name, rows in (("tmall_items.csv", items), ("tmall_orders.csv", orders)):
+        with open(tmp_path / name, "w", encoding="gb18030", newline="") as handle:
+            csv.writer(handle).writerows(rows)
+    record, report = services.orders_import(
+        paths=[tmp_path / "tmall_orders.csv", tmp_path / "tmall_items.csv"], channel="tmall"
+    )
+    assert report.rejected >= 4
+    words = {word for row in items + orders for word in row if CJK.search(word)}
+    words |= set(ORDER_STATUS_WORDS["tmall"])  # the words a Tmall export may use
+    with translation.override("en"):
+        english = [error["reason"] for error in record.errors_by_row]
+    for reason in english:
+        for word in sorted(words, key=len, reverse=True):
+            reason = reason.replace(word, "")
+        assert not CJK.search(reason), reason
+    assert any(r.startswith("Order status not recognised: 待发货?") for r in english)

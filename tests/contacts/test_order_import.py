@@ -6,7 +6,7 @@ import io
 import json
 import random
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from django.utils import translation
 
 from contacts import services
 from contacts.models import (
+    MAX_STORED_ERRORS,
+    REJECTED_CELLS_DAYS,
     Customer,
     CustomerIdentity,
     MergeSuggestion,
@@ -530,7 +532,7 @@ def _unguarded(text: str) -> str:
 
 
 @pytest.mark.django_db
-def test_rejected_rows_download_as_the_file_had_them(client_for, operator):
+def test_rejected_rows_download_as_the_file_had_them(client_for, operator, tmp_path):
     record, _ = services.orders_import(
         paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
     )
@@ -547,6 +549,13 @@ def test_rejected_rows_download_as_the_file_had_them(client_for, operator):
     assert {int(row[-2]): [_unguarded(c) for c in row[:-2]] for row in got[1:]} == rejected
     assert all(row[-1] for row in got[1:])  # each says why
     assert client.get(reverse("import_rejected_rows", args=[record.pk, 1])).status_code == 404
+    # imported again as it is, its rows are rejected again; the columns added are not twice
+    again = tmp_path / "again.csv"
+    again.write_text(body, encoding="utf-8")
+    second, _ = services.orders_import(paths=[again], channel="generic")
+    assert second.rejected == len(rejected)
+    body = client.get(reverse("import_rejected_rows", args=[second.pk, 0])).content
+    assert next(csv.reader(io.StringIO(body.decode("utf-8-sig")))) == got[0]
 
 
 @pytest.mark.django_db
@@ -635,6 +644,103 @@ def test_a_tmall_order_rejected_for_an_item_row_downloads_with_its_order_row(
     _, again = services.orders_import(paths=fixed, channel=None)
     assert (again.inserted, again.rejected) == (1, 0)
     assert Order.objects.get(channel_order_id=order_id).lines.count() == 2
+
+
+@pytest.mark.django_db
+def test_the_rows_at_fault_in_other_files_are_named_with_their_file(tmp_path):
+    row = {**_csv("generic_orders.csv", "utf-8")[0], "order_id": "X1"}
+    for name, rows in (
+        ("a.csv", [row, {**row, "sku": "B", "quantity": "zero"}]),  # rows 2 (good) and 3
+        ("b.csv", [{**row, "sku": "C", "quantity": "zero"}]),  # row 2
+    ):
+        with open(tmp_path / name, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(rows)
+    _, report = services.orders_import(
+        paths=[tmp_path / "a.csv", tmp_path / "b.csv"], channel="generic"
+    )
+    good = next(e for e in report.errors if (e["file"], e["row"]) == ("a.csv", 2))
+    assert good["reason"] == "订单 X1 的第 3 行，b.csv 第 2 行有错误，整单未导入"
+
+
+@pytest.mark.django_db
+def test_a_tmall_order_with_scattered_item_rows_rejects_its_order_row_too(tmp_path):
+    items = _csv("tmall_items.csv", "gb18030")
+    order_id = items[0]["订单编号"]
+    assert items[1]["订单编号"] == order_id != items[2]["订单编号"]
+    shuffled = [items[0], items[2], items[1], *items[3:]]  # its second item after another order
+    with open(tmp_path / "tmall_items.csv", "w", encoding="gb18030", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(items[0]))
+        writer.writeheader()
+        writer.writerows(shuffled)
+    (tmp_path / "tmall_orders.csv").write_bytes((DATA / "tmall_orders.csv").read_bytes())
+    record, report = services.orders_import(
+        paths=[tmp_path / "tmall_orders.csv", tmp_path / "tmall_items.csv"], channel="tmall"
+    )
+    order_row = next(
+        n for n, r in enumerate(_csv("tmall_orders.csv", "gb18030"), 2) if r["订单编号"] == order_id
+    )
+    rejected = {(e["file"], e["row"]) for e in report.errors}
+    assert rejected == {
+        ("tmall_orders.csv", order_row),
+        ("tmall_items.csv", 2),
+        ("tmall_items.csv", 4),
+    }
+    assert [f["file"] for f in record.rejected_cells] == ["tmall_orders.csv", "tmall_items.csv"]
+
+
+@pytest.mark.django_db
+def test_rejected_rows_are_kept_a_week_and_only_operators_download_them(
+    client_for, operator, manager
+):
+    record, _ = services.orders_import(
+        paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
+    )
+    url = reverse("import_rejected_rows", args=[record.pk, 0])
+    assert client_for(manager).get(url).status_code == 403  # full phones: not for managers
+    assert client_for(manager).get(reverse("import_errors", args=[record.pk])).status_code == 200
+    client = client_for(operator)
+    assert client.get(url).status_code == 200
+    assert services.order_imports_forget_rejected_cells() == 0  # a week has not passed
+    OrderImport.objects.filter(pk=record.pk).update(
+        finished_at=record.finished_at - timedelta(days=REJECTED_CELLS_DAYS, seconds=1)
+    )
+    assert services.order_imports_forget_rejected_cells() == 1
+    record.refresh_from_db()
+    assert record.rejected_cells == [] and record.errors  # the report stays
+    assert client.get(url).status_code == 404
+    page = client.get(reverse("import_detail", args=[record.pk])).content.decode()
+    assert "已于" in page and "删除" in page and url not in page
+
+
+@pytest.mark.django_db
+def test_no_rejected_rows_are_kept_past_what_a_report_keeps(tmp_path, client_for, operator):
+    row = _csv("generic_orders.csv", "utf-8")[0]
+    path = tmp_path / "many.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerows(
+            {**row, "order_id": f"M{n}", "quantity": "zero"} for n in range(MAX_STORED_ERRORS + 1)
+        )
+    record, report = services.orders_import(paths=[path], channel="generic")
+    assert report.rejected == MAX_STORED_ERRORS + 1 and record.rejected_cells == []
+    page = client_for(operator).get(reverse("import_detail", args=[record.pk])).content.decode()
+    assert f"被拒绝的行超过 {MAX_STORED_ERRORS} 行" in page
+
+
+@pytest.mark.django_db
+def test_rejected_rows_that_cannot_be_read_again_leave_the_import_standing(monkeypatch):
+    def unreadable(paths, rows):
+        raise OSError("the file went away")
+
+    monkeypatch.setattr(services, "read_cells", unreadable)
+    record, report = services.orders_import(
+        paths=[DATA / "generic_orders_with_bad_rows.csv"], channel="generic"
+    )
+    assert record.status == "succeeded" and report.inserted == 1
+    assert record.rejected_cells == [] and record.errors
 
 
 @pytest.mark.django_db
