@@ -137,6 +137,7 @@ class OrderImportAdmin(admin.ModelAdmin):
         "rejected",
     )
     list_filter = ("source", "status", "channel")
+    exclude = ("rejected_cells",)  # whole rows with full phones: downloaded by operators only
 
 
 class OrderLineInline(admin.TabularInline):
