@@ -142,15 +142,18 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
     )
     response.write("\ufeff")  # so Excel opens it as UTF-8
     writer = csv.writer(response)
-    # Two columns are added to the file's own (the reader does not read them): the row
-    # it was, and why it was rejected. A file downloaded so before has them already:
-    # they are replaced, not added again.
+    # Two columns come first, before the file's own (the reader does not read them):
+    # the row it was, and why it was rejected. A file downloaded so before has them
+    # already: they are replaced, not added again. A row with more cells than the
+    # header keeps them all, past the header's end.
+    width = len(rejected["header"])
     kept = [i for i, name in enumerate(rejected["header"]) if name not in _added_columns()]
     header = [rejected["header"][i] for i in kept]
-    writer.writerow([*map(guard, header), _(ROW_COLUMN), _(REASON_COLUMN)])
+    writer.writerow([_(ROW_COLUMN), _(REASON_COLUMN), *map(guard, header)])
     for row, cells in rejected["rows"]:
-        shown = [guard(cells[i]) for i in kept]
-        writer.writerow([*shown, row, guard(_("；").join(reasons.get(row, [])))])
+        shown = [cells[i] for i in kept] + cells[width:]
+        reason = guard(_("；").join(reasons.get(row, [])))
+        writer.writerow([row, reason, *map(guard, shown)])
     return response
 
 

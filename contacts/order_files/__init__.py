@@ -161,8 +161,9 @@ def _read(plan: list[tuple[Path, Format]]) -> Iterator[OrderLine | RowError]:
 
 def read_cells(paths: list[Path], rows: Iterable[tuple[str, int]]) -> list[dict]:
     """The cells of the given (file name, row number) rows as read (text guards
-    stripped), by file in the order of `paths`: {"file", "header", "rows": [[row,
-    cells], …]}. A file is read up to the last row asked of it."""
+    stripped; a row with more cells than the header has them all), by file in the
+    order of `paths`: {"file", "header", "rows": [[row, cells], …]}. A file is read
+    up to the last row asked of it."""
     wanted: dict[str, set[int]] = {}
     for name, row in rows:
         wanted.setdefault(name, set()).add(row)
@@ -174,7 +175,7 @@ def read_cells(paths: list[Path], rows: Iterable[tuple[str, int]]) -> list[dict]
         last = max(numbers)
         with Table(path) as table:
             cells = []
-            for number, row, _ in table.rows():
+            for number, row, _ in table.rows(whole=True):
                 if number > last:
                     break
                 if number in numbers:

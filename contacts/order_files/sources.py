@@ -208,15 +208,16 @@ class Table:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def rows(self) -> Iterator[tuple[int, list[str], bool]]:
+    def rows(self, whole: bool = False) -> Iterator[tuple[int, list[str], bool]]:
         """(row number, cells, overflow) for each row that is not blank: exactly `width`
-        clean cells; `overflow` when the row had non-empty cells beyond the header."""
+        clean cells; `overflow` when the row had non-empty cells beyond the header
+        (kept too when `whole`)."""
         if self.format == "xlsx":
-            yield from self._xlsx_rows()
+            yield from self._xlsx_rows(whole)
         else:
-            yield from self._csv_rows()
+            yield from self._csv_rows(whole)
 
-    def _csv_rows(self) -> Iterator[tuple[int, list[str], bool]]:
+    def _csv_rows(self, whole: bool) -> Iterator[tuple[int, list[str], bool]]:
         width, join, strip = self.width, _JOIN, _STRIP
         number = 1
         try:
@@ -229,7 +230,7 @@ class Table:
                 if "'" in joined or "=" in joined:
                     cells = [clean(cell) for cell in cells]
                 if len(cells) != width:
-                    cells, overflow = _fit(cells, width)
+                    cells, overflow = _fit(cells, width, whole)
                     if not any(cells):
                         continue
                     yield number, cells, overflow
@@ -248,13 +249,13 @@ class Table:
                 )
             ) from error
 
-    def _xlsx_rows(self) -> Iterator[tuple[int, list[str], bool]]:
+    def _xlsx_rows(self, whole: bool) -> Iterator[tuple[int, list[str], bool]]:
         width = self.width
         number = 1
         try:
             for number, values in enumerate(self._cells, start=2):
                 cells = [_cell_text(value) for value in values]
-                cells, overflow = _fit(cells, width)
+                cells, overflow = _fit(cells, width, whole)
                 if any(cells):
                     yield number, cells, overflow
         except Exception as error:  # a sheet broken further down (its zip, its XML)
@@ -268,7 +269,14 @@ class Table:
             ) from error
 
 
-def _fit(cells: list[str], width: int) -> tuple[list[str], bool]:
+def _fit(cells: list[str], width: int, whole: bool) -> tuple[list[str], bool]:
+    """`width` cells, and whether non-empty ones were cut off (kept when `whole`)."""
     if len(cells) < width:
         return cells + [""] * (width - len(cells)), False
-    return cells[:width], any(cells[width:])
+    overflow = any(cells[width:])
+    if whole and overflow:
+        end = len(cells)
+        while not cells[end - 1]:
+            end -= 1
+        return cells[:end], True
+    return cells[:width], overflow

@@ -544,10 +544,10 @@ def test_rejected_rows_download_as_the_file_had_them(client_for, operator, tmp_p
     got = list(csv.reader(io.StringIO(body)))
     with open(DATA / "generic_orders_with_bad_rows.csv", encoding="utf-8", newline="") as handle:
         raw = list(csv.reader(handle))
-    assert got[0] == [*raw[0], "原行号", "导入错误"]
+    assert got[0] == ["原行号", "导入错误", *raw[0]]
     rejected = {n: row for n, row in enumerate(raw[1:], 2) if row[0] != "GOOD-10"}
-    assert {int(row[-2]): [_unguarded(c) for c in row[:-2]] for row in got[1:]} == rejected
-    assert all(row[-1] for row in got[1:])  # each says why
+    assert {int(row[0]): [_unguarded(c) for c in row[2:]] for row in got[1:]} == rejected
+    assert all(row[1] for row in got[1:])  # each says why
     assert client.get(reverse("import_rejected_rows", args=[record.pk, 1])).status_code == 404
     # imported again as it is, its rows are rejected again; the columns added are not twice
     again = tmp_path / "again.csv"
@@ -595,6 +595,36 @@ def test_rejected_rows_corrected_in_the_download_import_again(client_for, operat
         "=HYPERLINK(1)",
     )
     assert sorted(order.lines.values_list("sku", flat=True)) == sorted([row["sku"], "SECOND"])
+
+
+@pytest.mark.django_db
+def test_a_row_with_more_cells_than_the_header_downloads_whole(client_for, operator, tmp_path):
+    row = _csv("generic_orders.csv", "utf-8")[0]
+    path = tmp_path / "comma.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(list(row))
+        cells = list(row.values())
+        name = list(row).index("product_name")
+        # an unquoted comma in the product name: one cell too many from there on
+        writer.writerow([*cells[:name], "冰丝无痕文胸", " 基础款", *cells[name + 1 :]])
+    record, report = services.orders_import(paths=[path], channel="generic")
+    assert report.rejected == 1
+    body = client_for(operator).get(reverse("import_rejected_rows", args=[record.pk, 0]))
+    header, got = list(csv.reader(io.StringIO(body.content.decode("utf-8-sig"))))
+    assert [_unguarded(c) for c in got[2:]] == [
+        *cells[:name],
+        "冰丝无痕文胸",
+        "基础款",
+        *cells[name + 1 :],
+    ]
+    fixed = got[:2] + got[2 : 2 + name] + ["冰丝无痕文胸 基础款"] + got[2 + name + 2 :]
+    corrected = tmp_path / "fixed.csv"
+    with open(corrected, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([header, fixed])
+    _, again = services.orders_import(paths=[corrected], channel="generic")
+    assert (again.inserted, again.rejected) == (1, 0)
+    assert OrderLine.objects.get().product_name == "冰丝无痕文胸 基础款"
 
 
 @pytest.mark.django_db
