@@ -565,15 +565,15 @@ class OrderImport(models.Model):
 
     @property
     def rejected_cells_state(self) -> str:
-        """ "kept", "too_many" (none kept: more than a report keeps), "cleared" (after
-        REJECTED_CELLS_DAYS) or "" (no rejected rows)."""
-        if self.rejected_cells:
-            return "kept"
+        """The rejected rows kept: "kept", "too_many" (none: more than a report keeps),
+        "cleared" (past REJECTED_CELLS_DAYS: gone, or about to be) or ""."""
         if not self.rejected or self.finished_at is None:
             return ""
         if self.rejected > MAX_STORED_ERRORS:
             return "too_many"
-        return "cleared" if timezone.now() >= self.rejected_cells_until else ""
+        if timezone.now() >= self.rejected_cells_until:
+            return "cleared"
+        return "kept" if self.rejected_cells else ""
 
     @property
     def rejected_cells_until(self):

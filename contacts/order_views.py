@@ -123,8 +123,8 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
     the file's header, and why each was rejected: corrected, the file imports again
     (the columns added are not read)."""
     record = get_object_or_404(OrderImport, pk=pk)
-    if index >= len(record.rejected_cells):
-        raise Http404
+    if record.rejected_cells_state != "kept" or index >= len(record.rejected_cells):
+        raise Http404  # none, or past REJECTED_CELLS_DAYS (cleared within the hour)
     rejected = record.rejected_cells[index]
     reasons: dict[int, list[str]] = {}
     for error in record.errors_by_row:
@@ -147,7 +147,8 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
     # already: they are replaced, not added again. A row with more cells than the
     # header keeps them all, past the header's end.
     width = len(rejected["header"])
-    kept = [i for i, name in enumerate(rejected["header"]) if name not in _added_columns()]
+    added = _added_columns()
+    kept = [i for i, name in enumerate(rejected["header"]) if name not in added]
     header = [rejected["header"][i] for i in kept]
     writer.writerow([_(ROW_COLUMN), _(REASON_COLUMN), *map(guard, header)])
     for row, cells in rejected["rows"]:

@@ -606,7 +606,8 @@ def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: 
 def orders_push(*, rows: list[dict], imported_by=None, key: str | None = None) -> OrderImport:
     """Orders pushed through the API, in the generic columns: written as a generic CSV and
     loaded by the same reader and loader as files, so both accept exactly the same rows.
-    Error rows are renumbered to the line's 1-based position in the request."""
+    Error rows (and the rejected rows kept) are renumbered to the line's 1-based
+    position in the request."""
     record = OrderImport.objects.create(
         channel="generic", files=["api"], imported_by=imported_by, source="api", idempotency_key=key
     )
@@ -619,7 +620,9 @@ def orders_push(*, rows: list[dict], imported_by=None, key: str | None = None) -
         orders_import(paths=[path], channel="generic", record=record)
     record.refresh_from_db()
     record.errors = [{**error, "row": error["row"] - 1} for error in record.errors]
-    record.save(update_fields=["errors"])
+    for rejected in record.rejected_cells:
+        rejected["rows"] = [[row - 1, cells] for row, cells in rejected["rows"]]
+    record.save(update_fields=["errors", "rejected_cells"])
     return record
 
 

@@ -57,7 +57,7 @@ def import_orders_file(import_id: int) -> dict:
 
 @shared_task(name="contacts.tasks.forget_rejected_rows")
 def forget_rejected_rows() -> dict:
-    """Nightly: the rejected rows of imports older than a week (they hold full phones)."""
+    """Hourly: the rejected rows of imports older than a week (they hold full phones)."""
     return {"cleared": services.order_imports_forget_rejected_cells()}
 
 

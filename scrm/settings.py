@@ -205,10 +205,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tagging.tasks.retag_nightly",
         "schedule": crontab(hour=3, minute=30),
     },
-    # An import's rejected rows, kept as read (full phones included), for a week.
+    # An import's rejected rows, kept as read (full phones included), for a week: cleared
+    # within the hour after (pages and downloads stop showing them on the dot).
     "contacts-forget-rejected-rows": {
         "task": "contacts.tasks.forget_rejected_rows",
-        "schedule": crontab(hour=2, minute=30),
+        "schedule": crontab(minute=15),
     },
     "sop-dispatch": {"task": "sop.tasks.dispatch_due", "schedule": 60.0},
     "sop-enroll-tags": {"task": "sop.tasks.enroll_tags", "schedule": 60.0},

@@ -41,9 +41,9 @@ def guard(text: str) -> str:
     (a spreadsheet would round the number, drop the zero, and save the date in its
     own format), and a cell that would be read as a formula (=, +, -, @) behind a
     leading '."""
-    if (
-        text.isdigit() and (len(text) > 11 or (len(text) > 1 and text[0] == "0"))
-    ) or _DATE_START.match(text):
+    if (text.isdigit() and (len(text) > 11 or (len(text) > 1 and text[0] == "0"))) or (
+        _DATE_START.match(text) and '"' not in text  # a quote would end the ="…" early
+    ):
         return f'="{text}"'
     if text and text[0] in "=+-@'":
         return "'" + text

@@ -409,6 +409,7 @@ def test_guards_keep_long_numbers_and_formulas_as_text():
     # a spreadsheet would save a date in its own format (3/1/2026 20:42)
     assert guard("2026-03-01 20:42:39") == '="2026-03-01 20:42:39"'
     assert guard("2026/3/1") == '="2026/3/1"' and guard("20260301") == "20260301"
+    assert guard('2026-3 "新款"') == '2026-3 "新款"'  # a quote would end the ="…" early
 
 
 # -- channel specifics ------------------------------------------------------------------------

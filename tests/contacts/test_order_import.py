@@ -424,6 +424,11 @@ def test_bulk_api_is_idempotent(client_for, operator):
         HTTP_ACCEPT_LANGUAGE="en",
     )
     assert english.json()["errors"][0]["reason"] == "No order number"
+    # the rejected rows kept are numbered as the errors are: by position in the request
+    record = OrderImport.objects.get(pk=english.json()["import_id"])
+    download = client.get(reverse("import_rejected_rows", args=[record.pk, 0])).content
+    (header, row) = list(csv.reader(io.StringIO(download.decode("utf-8-sig"))))
+    assert row[:2] == ["1", "order_id：订单号为空"]
 
 
 @pytest.mark.django_db
@@ -736,12 +741,12 @@ def test_rejected_rows_are_kept_a_week_and_only_operators_download_them(
     OrderImport.objects.filter(pk=record.pk).update(
         finished_at=record.finished_at - timedelta(days=REJECTED_CELLS_DAYS, seconds=1)
     )
+    assert client.get(url).status_code == 404  # on the dot, before the hourly task ran
+    page = client.get(reverse("import_detail", args=[record.pk])).content.decode()
+    assert "只保留到" in page and "已删除" in page and url not in page
     assert services.order_imports_forget_rejected_cells() == 1
     record.refresh_from_db()
     assert record.rejected_cells == [] and record.errors  # the report stays
-    assert client.get(url).status_code == 404
-    page = client.get(reverse("import_detail", args=[record.pk])).content.decode()
-    assert "已于" in page and "删除" in page and url not in page
 
 
 @pytest.mark.django_db
