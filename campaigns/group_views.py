@@ -151,7 +151,7 @@ def group_export(request: HttpRequest) -> HttpResponse:
 def _decorate(schedule: GroupSchedule, now) -> GroupSchedule:
     schedule.repeat_label = REPEAT_LABELS.get(schedule.repeat, schedule.repeat)
     days = dict(WEEKDAY_LABELS)
-    schedule.weekday_labels = "、".join(str(days[d]) for d in schedule.weekdays if d in days)
+    schedule.weekday_labels = _("、").join(str(days[d]) for d in schedule.weekdays if d in days)
     schedule.next_at = schedule.next_slot(now) if schedule.is_active else None
     schedule.attachment_rows = _attachment_rows(schedule.attachments)
     return schedule

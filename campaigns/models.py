@@ -3,6 +3,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import pgettext_lazy
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -13,16 +14,19 @@ class ChannelCode(models.Model):
     message and tags, and enters its SOP plan."""
 
     class Source(models.TextChoices):
-        PARCEL_CARD = "parcel_card", "包裹卡"
-        STORE = "store", "门店"
-        LIVE = "live", "直播"
-        EVENT = "event", "线下活动"
-        OTHER = "other", "其他"
+        PARCEL_CARD = "parcel_card", pgettext_lazy("ChannelCode.Source", "包裹卡")
+        STORE = "store", pgettext_lazy("ChannelCode.Source", "门店")
+        LIVE = "live", pgettext_lazy("ChannelCode.Source", "直播")
+        EVENT = "event", pgettext_lazy("ChannelCode.Source", "线下活动")
+        OTHER = "other", pgettext_lazy("ChannelCode.Source", "其他")
 
     class Distribution(models.TextChoices):
-        ROUND_ROBIN = "round_robin", "轮流分配"
-        LEAST_LOADED = "least_loaded", "客户最少的导购优先"
-        BY_STORE = "by_store", "门店的导购"
+        ROUND_ROBIN = "round_robin", pgettext_lazy("ChannelCode.Distribution", "轮流分配")
+        LEAST_LOADED = (
+            "least_loaded",
+            pgettext_lazy("ChannelCode.Distribution", "客户最少的导购优先"),
+        )
+        BY_STORE = "by_store", pgettext_lazy("ChannelCode.Distribution", "门店的导购")
 
     name = models.CharField("名称", max_length=100)
     source = models.CharField("来源", max_length=16, choices=Source.choices)
@@ -67,10 +71,10 @@ class WelcomeSend(models.Model):
     with the time from the callback arriving to WeCom accepting it."""
 
     class Status(models.TextChoices):
-        SENDING = "sending", "发送中"
-        SENT = "sent", "已发送"
-        FAILED = "failed", "失败"
-        EXPIRED = "expired", "超过 20 秒"
+        SENDING = "sending", pgettext_lazy("WelcomeSend.Status", "发送中")
+        SENT = "sent", pgettext_lazy("WelcomeSend.Status", "已发送")
+        FAILED = "failed", pgettext_lazy("WelcomeSend.Status", "失败")
+        EXPIRED = "expired", pgettext_lazy("WelcomeSend.Status", "超过 20 秒")
 
     code = models.ForeignKey(ChannelCode, on_delete=models.CASCADE, related_name="welcomes")
     welcome_code = models.CharField(max_length=128, unique=True)
@@ -97,11 +101,11 @@ class Campaign(models.Model):
     holdout group that receives nothing, and orders attributed to it."""
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "草稿"
-        SCHEDULED = "scheduled", "待发送"
-        SENDING = "sending", "发送中"
-        SENT = "sent", "已交给导购"
-        CANCELLED = "cancelled", "已取消"
+        DRAFT = "draft", pgettext_lazy("Campaign.Status", "草稿")
+        SCHEDULED = "scheduled", pgettext_lazy("Campaign.Status", "待发送")
+        SENDING = "sending", pgettext_lazy("Campaign.Status", "发送中")
+        SENT = "sent", pgettext_lazy("Campaign.Status", "已交给导购")
+        CANCELLED = "cancelled", pgettext_lazy("Campaign.Status", "已取消")
 
     name = models.CharField("名称", max_length=100)
     segment = models.JSONField("人群条件")  # tagging's rule language
@@ -135,16 +139,16 @@ class CampaignRecipient(models.Model):
     class Variant(models.TextChoices):
         A = "a", "A"
         B = "b", "B"
-        HOLDOUT = "holdout", "对照组"
+        HOLDOUT = "holdout", pgettext_lazy("CampaignRecipient.Variant", "对照组")
 
     class Status(models.TextChoices):
-        TARGETED = "targeted", "待发送"
-        HELD = "held", "被拦截"
-        QUEUED = "queued", "待导购确认"
-        SENT = "sent", "已送达"
-        NOT_FRIEND = "not_friend", "已不是好友"
-        OVER_LIMIT = "over_limit", "超过企业微信接收上限"
-        HOLDOUT = "holdout", "对照组（不发送）"
+        TARGETED = "targeted", pgettext_lazy("CampaignRecipient.Status", "待发送")
+        HELD = "held", pgettext_lazy("CampaignRecipient.Status", "被拦截")
+        QUEUED = "queued", pgettext_lazy("CampaignRecipient.Status", "待导购确认")
+        SENT = "sent", pgettext_lazy("CampaignRecipient.Status", "已送达")
+        NOT_FRIEND = "not_friend", pgettext_lazy("CampaignRecipient.Status", "已不是好友")
+        OVER_LIMIT = "over_limit", pgettext_lazy("CampaignRecipient.Status", "超过企业微信接收上限")
+        HOLDOUT = "holdout", pgettext_lazy("CampaignRecipient.Status", "对照组（不发送）")
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
     customer = models.ForeignKey("contacts.Customer", on_delete=models.CASCADE, related_name="+")
@@ -174,11 +178,11 @@ class CampaignMessage(models.Model):
     as `sending` and committed before the call, so a retry never sends it twice."""
 
     class Status(models.TextChoices):
-        SENDING = "sending", "发送中"
-        CREATED = "created", "待导购确认"
-        CONFIRMED = "confirmed", "导购已发送"
-        FAILED = "failed", "失败"
-        UNKNOWN = "unknown", "结果未知"
+        SENDING = "sending", pgettext_lazy("CampaignMessage.Status", "发送中")
+        CREATED = "created", pgettext_lazy("CampaignMessage.Status", "待导购确认")
+        CONFIRMED = "confirmed", pgettext_lazy("CampaignMessage.Status", "导购已发送")
+        FAILED = "failed", pgettext_lazy("CampaignMessage.Status", "失败")
+        UNKNOWN = "unknown", pgettext_lazy("CampaignMessage.Status", "结果未知")
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
     guide = models.ForeignKey("contacts.Guide", on_delete=models.CASCADE, related_name="+")
@@ -211,9 +215,9 @@ class GroupSchedule(models.Model):
     WeCom (add_msg_template with chat_type group: the owner confirms in WeCom)."""
 
     class Repeat(models.TextChoices):
-        ONCE = "once", "一次"
-        DAILY = "daily", "每天"
-        WEEKLY = "weekly", "每周"
+        ONCE = "once", pgettext_lazy("GroupSchedule.Repeat", "一次")
+        DAILY = "daily", pgettext_lazy("GroupSchedule.Repeat", "每天")
+        WEEKLY = "weekly", pgettext_lazy("GroupSchedule.Repeat", "每周")
 
     name = models.CharField("名称", max_length=100)
     text = models.TextField("内容", blank=True)
@@ -272,12 +276,12 @@ class GroupSend(models.Model):
     slot goes out once per owner however often the dispatch runs."""
 
     class Status(models.TextChoices):
-        SENDING = "sending", "发送中"
-        CREATED = "created", "待群主确认"
-        CONFIRMED = "confirmed", "群主已发送"
-        OWNER_LEFT = "owner_left", "群主已离职"
-        FAILED = "failed", "失败"
-        UNKNOWN = "unknown", "结果未知"
+        SENDING = "sending", pgettext_lazy("GroupSend.Status", "发送中")
+        CREATED = "created", pgettext_lazy("GroupSend.Status", "待群主确认")
+        CONFIRMED = "confirmed", pgettext_lazy("GroupSend.Status", "群主已发送")
+        OWNER_LEFT = "owner_left", pgettext_lazy("GroupSend.Status", "群主已离职")
+        FAILED = "failed", pgettext_lazy("GroupSend.Status", "失败")
+        UNKNOWN = "unknown", pgettext_lazy("GroupSend.Status", "结果未知")
 
     schedule = models.ForeignKey(GroupSchedule, on_delete=models.CASCADE, related_name="sends")
     occurrence = models.DateTimeField()  # the slot

@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils.translation import pgettext_lazy
 
 
 class WorkerHeartbeat(models.Model):
@@ -41,10 +42,10 @@ class CallbackEvent(models.Model):
     """A WeCom callback as received (decrypted), stored once, handled on a worker."""
 
     class Status(models.TextChoices):
-        RECEIVED = "received", "已接收"
-        HANDLING = "handling", "处理中"
-        HANDLED = "handled", "已处理"
-        FAILED = "failed", "失败"
+        RECEIVED = "received", pgettext_lazy("CallbackEvent.Status", "已接收")
+        HANDLING = "handling", pgettext_lazy("CallbackEvent.Status", "处理中")
+        HANDLED = "handled", pgettext_lazy("CallbackEvent.Status", "已处理")
+        FAILED = "failed", pgettext_lazy("CallbackEvent.Status", "失败")
 
     # Event, ChangeType, the ids and CreateTime: a replay of the same event has the same key.
     key = models.CharField(max_length=300, unique=True)

@@ -2,6 +2,7 @@ from datetime import time
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import pgettext_lazy
 
 
 class ContactPolicy(models.Model):
@@ -45,14 +46,17 @@ class SopPlan(models.Model):
     and when (steps), and when the customer leaves it (stop conditions)."""
 
     class Trigger(models.TextChoices):
-        CONTACT_ADDED = "contact_added", "添加为企业微信好友"
-        FIRST_ORDER = "first_order", "首次下单"
-        PAID_ORDER = "paid_order", "每次支付订单"
-        TAG_ADDED = "tag_added", "被打上标签"
-        DAYS_SINCE_PURCHASE = "days_since_purchase", "距最近购买 N 天"
-        REPURCHASE_DUE = "repurchase_due", "到了复购周期"
-        BIRTHDAY = "birthday", "生日"
-        MANUAL = "manual", "手动加入"
+        CONTACT_ADDED = "contact_added", pgettext_lazy("SopPlan.Trigger", "添加为企业微信好友")
+        FIRST_ORDER = "first_order", pgettext_lazy("SopPlan.Trigger", "首次下单")
+        PAID_ORDER = "paid_order", pgettext_lazy("SopPlan.Trigger", "每次支付订单")
+        TAG_ADDED = "tag_added", pgettext_lazy("SopPlan.Trigger", "被打上标签")
+        DAYS_SINCE_PURCHASE = (
+            "days_since_purchase",
+            pgettext_lazy("SopPlan.Trigger", "距最近购买 N 天"),
+        )
+        REPURCHASE_DUE = "repurchase_due", pgettext_lazy("SopPlan.Trigger", "到了复购周期")
+        BIRTHDAY = "birthday", pgettext_lazy("SopPlan.Trigger", "生日")
+        MANUAL = "manual", pgettext_lazy("SopPlan.Trigger", "手动加入")
 
     name = models.CharField("名称", max_length=100)
     description = models.CharField("说明", max_length=300, blank=True)
@@ -92,11 +96,11 @@ class SopStep(models.Model):
     """One step of a plan: an offset from the trigger, a send window, an action, content."""
 
     class Action(models.TextChoices):
-        MESSAGE = "message", "一对一消息"
-        MOMENTS_LIKE = "moments_like", "朋友圈点赞"
-        MOMENTS_COMMENT = "moments_comment", "朋友圈评论"
-        GROUP_INVITE = "group_invite", "邀请进群"
-        CALL = "call", "电话回访"
+        MESSAGE = "message", pgettext_lazy("SopStep.Action", "一对一消息")
+        MOMENTS_LIKE = "moments_like", pgettext_lazy("SopStep.Action", "朋友圈点赞")
+        MOMENTS_COMMENT = "moments_comment", pgettext_lazy("SopStep.Action", "朋友圈评论")
+        GROUP_INVITE = "group_invite", pgettext_lazy("SopStep.Action", "邀请进群")
+        CALL = "call", pgettext_lazy("SopStep.Action", "电话回访")
 
     plan = models.ForeignKey(SopPlan, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveSmallIntegerField()
@@ -137,8 +141,8 @@ class Enrollment(models.Model):
     """A customer in a plan for one firing of its trigger, with the guide who acts."""
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "进行中"
-        STOPPED = "stopped", "已停止"
+        ACTIVE = "active", pgettext_lazy("Enrollment.Status", "进行中")
+        STOPPED = "stopped", pgettext_lazy("Enrollment.Status", "已停止")
 
     plan = models.ForeignKey(SopPlan, on_delete=models.CASCADE, related_name="enrollments")
     customer = models.ForeignKey("contacts.Customer", on_delete=models.CASCADE, related_name="+")
@@ -169,13 +173,13 @@ class Touchpoint(models.Model):
     (DESIGN.md, "Touchpoint"); a task once due and handed to the guide."""
 
     class Status(models.TextChoices):
-        PLANNED = "planned", "待触达"
-        TASK = "task", "待办"
-        DONE = "done", "已完成"
-        SKIPPED = "skipped", "已跳过"
-        EXPIRED = "expired", "已过期"
-        SUPPRESSED = "suppressed", "被规则拦截"
-        STOPPED = "stopped", "已停止"
+        PLANNED = "planned", pgettext_lazy("Touchpoint.Status", "待触达")
+        TASK = "task", pgettext_lazy("Touchpoint.Status", "待办")
+        DONE = "done", pgettext_lazy("Touchpoint.Status", "已完成")
+        SKIPPED = "skipped", pgettext_lazy("Touchpoint.Status", "已跳过")
+        EXPIRED = "expired", pgettext_lazy("Touchpoint.Status", "已过期")
+        SUPPRESSED = "suppressed", pgettext_lazy("Touchpoint.Status", "被规则拦截")
+        STOPPED = "stopped", pgettext_lazy("Touchpoint.Status", "已停止")
 
     # Every status change of a touchpoint writes an entry into each of its indexes whose
     # predicate the new row meets (the status is indexed: no HOT update); at a million
@@ -254,13 +258,16 @@ class AutomaticSend(models.Model):
     before the call, so a retry never sends twice."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "待发送"
-        SENDING = "sending", "发送中"
-        SENT = "sent", "已创建群发"
-        CONFIRMED = "confirmed", "已送达"
-        FAILED = "failed", "失败"
-        UNKNOWN = "unknown", "结果未知"
-        UNCONFIRMED = "unconfirmed", "未确认发送"  # no result within SOP_SEND_RESULT_DAYS
+        QUEUED = "queued", pgettext_lazy("AutomaticSend.Status", "待发送")
+        SENDING = "sending", pgettext_lazy("AutomaticSend.Status", "发送中")
+        SENT = "sent", pgettext_lazy("AutomaticSend.Status", "已创建群发")
+        CONFIRMED = "confirmed", pgettext_lazy("AutomaticSend.Status", "已送达")
+        FAILED = "failed", pgettext_lazy("AutomaticSend.Status", "失败")
+        UNKNOWN = "unknown", pgettext_lazy("AutomaticSend.Status", "结果未知")
+        UNCONFIRMED = (
+            "unconfirmed",
+            pgettext_lazy("AutomaticSend.Status", "未确认发送"),
+        )  # no result within SOP_SEND_RESULT_DAYS
 
     touchpoint = models.OneToOneField(Touchpoint, on_delete=models.CASCADE, related_name="send")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -300,9 +307,9 @@ class GuideReminder(models.Model):
     (escalation): how reminders are kept to one per guide per half hour."""
 
     class Kind(models.TextChoices):
-        MORNING = "morning", "每日任务"
-        OVERDUE = "overdue", "逾期提醒"
-        ESCALATION = "escalation", "上报店长"
+        MORNING = "morning", pgettext_lazy("GuideReminder.Kind", "每日任务")
+        OVERDUE = "overdue", pgettext_lazy("GuideReminder.Kind", "逾期提醒")
+        ESCALATION = "escalation", pgettext_lazy("GuideReminder.Kind", "上报店长")
 
     guide = models.ForeignKey("contacts.Guide", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import pgettext_lazy
 
 
 class TagGroup(models.Model):
@@ -27,10 +28,10 @@ class Tag(models.Model):
     tag library (wecom: read-only here, guides set them in WeCom)."""
 
     class Source(models.TextChoices):
-        MANUAL = "manual", "手动"
-        RULE = "rule", "规则"
-        SYSTEM = "system", "系统"
-        WECOM = "wecom", "企业微信"
+        MANUAL = "manual", pgettext_lazy("Tag.Source", "手动")
+        RULE = "rule", pgettext_lazy("Tag.Source", "规则")
+        SYSTEM = "system", pgettext_lazy("Tag.Source", "系统")
+        WECOM = "wecom", pgettext_lazy("Tag.Source", "企业微信")
 
     group = models.ForeignKey(TagGroup, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField("名称", max_length=30)
@@ -103,15 +104,15 @@ class CustomerTagEvent(models.Model):
     segment, an operator's hand, a WeCom sync)."""
 
     class Action(models.TextChoices):
-        ADDED = "added", "添加"
-        REMOVED = "removed", "移除"
+        ADDED = "added", pgettext_lazy("CustomerTagEvent.Action", "添加")
+        REMOVED = "removed", pgettext_lazy("CustomerTagEvent.Action", "移除")
 
     class Cause(models.TextChoices):
-        RULE = "rule", "规则"
-        SYSTEM = "system", "系统分层"
-        MANUAL = "manual", "手动"
-        SYNC = "sync", "企业微信同步"
-        MERGE = "merge", "客户合并"
+        RULE = "rule", pgettext_lazy("CustomerTagEvent.Cause", "规则")
+        SYSTEM = "system", pgettext_lazy("CustomerTagEvent.Cause", "系统分层")
+        MANUAL = "manual", pgettext_lazy("CustomerTagEvent.Cause", "手动")
+        SYNC = "sync", pgettext_lazy("CustomerTagEvent.Cause", "企业微信同步")
+        MERGE = "merge", pgettext_lazy("CustomerTagEvent.Cause", "客户合并")
 
     customer = models.ForeignKey("contacts.Customer", on_delete=models.CASCADE, related_name="+")
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="events")

@@ -3,6 +3,8 @@
    axes) and "heatmap" (cohort retention). */
 (function () {
   "use strict";
+  // Between a label and its value in a tooltip, as the page's language writes it.
+  var COLON = document.documentElement.lang.indexOf("zh") === 0 ? "：" : ": ";
   var PALETTE = ["#07c160", "#1664ff", "#ff8800", "#9254de", "#f54a45", "#13c2c2", "#faad14", "#eb2f96"];
 
   function format(kind, value) {
@@ -53,7 +55,7 @@
           items.forEach(function (item) {
             var series = byName[item.seriesName];
             var value = series.below && item.value !== null ? -item.value : item.value;
-            lines.push(item.marker + item.seriesName + "：" + format(series.kind, value));
+            lines.push(item.marker + item.seriesName + COLON + format(series.kind, value));
           });
           return lines.join("<br>");
         }
@@ -84,7 +86,7 @@
       grid: { left: 80, right: 96, top: 16, bottom: 32 },
       tooltip: {
         formatter: function (item) {
-          return spec.y[item.value[1]] + " · " + spec.x[item.value[0]] + "：" + format(spec.kind, item.value[2]);
+          return spec.y[item.value[1]] + " · " + spec.x[item.value[0]] + COLON + format(spec.kind, item.value[2]);
         }
       },
       xAxis: { type: "category", data: spec.x, splitArea: { show: true } },
