@@ -282,10 +282,12 @@ def orders_import(
 
 def _rejected_cells(paths: list[Path], report: ImportReport) -> list[dict]:
     """Every rejected row as read, whole orders only: none when there are more than a
-    report keeps (`MAX_STORED_ERRORS`), or when a file cannot be read again (the
-    import stands; the error report is still there)."""
+    report keeps (`MAX_STORED_ERRORS`), when two files have one name, or when a file
+    cannot be read again (the import stands; the error report is still there)."""
     if not report.rejected or report.rejected > MAX_STORED_ERRORS:
         return []
+    if len({path.name for path in paths}) < len(paths):
+        return []  # two files of one name (from two folders): rows cannot be told apart
     try:
         return read_cells(paths, report.rejected_rows)
     except (OSError, OrderFileError):

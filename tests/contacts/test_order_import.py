@@ -766,6 +766,17 @@ def test_no_rejected_rows_are_kept_past_what_a_report_keeps(tmp_path, client_for
 
 
 @pytest.mark.django_db
+def test_no_rejected_rows_are_kept_for_two_files_of_one_name(tmp_path):
+    paths = []
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "orders.csv")
+        paths[-1].write_bytes((DATA / "generic_orders_with_bad_rows.csv").read_bytes())
+    record, report = services.orders_import(paths=paths, channel="generic")
+    assert report.rejected and record.rejected_cells == [] and record.errors
+
+
+@pytest.mark.django_db
 def test_rejected_rows_that_cannot_be_read_again_leave_the_import_standing(monkeypatch):
     def unreadable(paths, rows):
         raise OSError("the file went away")
