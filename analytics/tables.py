@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy
 
 from analytics.forms import MEMBER_NAMES
 from contacts.order_files import ORDER_CHANNEL_NAMES
+from tagging.system import tag_label
 
 # DESIGN.md ("Words"), the definitions shown next to every number.
 DEFINITIONS = {
@@ -99,17 +100,6 @@ SHORT = {
     "net": gettext_lazy("净增 = 新增会员 − 流失。"),
 }
 CHART_ROWS = 15  # bars drawn for a long table (the table lists all its rows)
-
-RFM_NAMES = {
-    "重要价值": gettext_lazy("重要价值"),
-    "重要发展": gettext_lazy("重要发展"),
-    "重要保持": gettext_lazy("重要保持"),
-    "重要挽留": gettext_lazy("重要挽留"),
-    "一般价值": gettext_lazy("一般价值"),
-    "一般发展": gettext_lazy("一般发展"),
-    "一般保持": gettext_lazy("一般保持"),
-    "一般挽留": gettext_lazy("一般挽留"),
-}
 
 
 @dataclass
@@ -578,7 +568,7 @@ def rfm_page(results: dict) -> Content:
         title=_("RFM 八类分群"),
         columns=[Column(_("分群"), "text"), Column(_("客户"), "int"), Column(_("占比"), "rate")],
         rows=[
-            [str(RFM_NAMES.get(name, name)), count, count / total if total else None]
+            [tag_label("rfm", name), count, count / total if total else None]
             for name, count in segments.items()
         ],
         note=DEFINITIONS["rfm"],
@@ -610,7 +600,7 @@ def rfm_page(results: dict) -> Content:
         key="trend",
         title=_("RFM 八类分群的变化（每月末的客户数）"),
         columns=[Column(_("截至"), "text")]
-        + [Column(str(RFM_NAMES.get(name, name)), "int") for name in names],
+        + [Column(tag_label("rfm", name), "int") for name in names],
         rows=[
             [row["end"], *[row["segments"].get(name, 0) for name in names]] for row in data["trend"]
         ],

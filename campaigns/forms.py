@@ -168,7 +168,7 @@ class _GuideChoices(forms.ModelMultipleChoiceField):
 
 class _TagChoices(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: Tag) -> str:
-        return f"{obj.group.name} / {obj.name}"
+        return f"{obj.group.label} / {obj.label}"
 
 
 class ChannelCodeForm(forms.Form):

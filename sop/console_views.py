@@ -97,7 +97,7 @@ def _tag_names(plans: list[SopPlan]) -> dict[int, str]:
     }
     if not ids:
         return {}
-    return dict(Tag.objects.filter(pk__in=ids).values_list("pk", "name"))
+    return {tag.pk: tag.label for tag in Tag.objects.filter(pk__in=ids).select_related("group")}
 
 
 def _decorate(stats: selectors.TouchStats) -> selectors.TouchStats:

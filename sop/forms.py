@@ -96,7 +96,7 @@ def _tags():
 
 class _TagChoice(forms.ModelChoiceField):
     def label_from_instance(self, obj: Tag) -> str:
-        return f"{obj.group.name} / {obj.name}"
+        return f"{obj.group.label} / {obj.label}"
 
 
 def _time(value, number: int) -> time:

@@ -16,6 +16,8 @@ from django.utils.translation import gettext as _
 from contacts.models import Guide, Relationship
 from sop.models import ContactPolicy, Touchpoint
 from sop.scheduling import _today, local_midnight
+from tagging.models import Tag
+from tagging.system import group_label, tag_label
 
 PAGE_SIZE = 20  # open tasks per page (a guide works through them from the top)
 DONE_LIMIT = 20  # the latest done today, listed in a line each
@@ -84,7 +86,7 @@ def _context(cards: list[TaskCard], guide: Guide) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT ct.customer_id, g.name, t.name, t.color
+            SELECT ct.customer_id, g.name, t.name, t.color, t.source, g.system_key
             FROM tagging_customertag ct JOIN tagging_tag t ON t.id = ct.tag_id
             JOIN tagging_taggroup g ON g.id = t.group_id
             WHERE ct.customer_id = ANY(%s)
@@ -95,7 +97,9 @@ def _context(cards: list[TaskCard], guide: Guide) -> None:
             [customer_ids],
         )
         tags: dict[int, list] = {}
-        for customer_id, group, name, color in cursor.fetchall():
+        for customer_id, group, name, color, source, system_key in cursor.fetchall():
+            if source == Tag.Source.SYSTEM:
+                group, name = group_label(system_key, group), tag_label(system_key, name)
             tags.setdefault(customer_id, []).append((group, name, color))
         # The last two orders of each customer, from every channel.
         cursor.execute(

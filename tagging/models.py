@@ -21,6 +21,13 @@ class TagGroup(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def label(self) -> str:
+        """The name in the reader's language: a built-in group's is translated."""
+        from tagging.system import group_label
+
+        return group_label(self.system_key, self.name)
+
 
 class Tag(models.Model):
     """A label a customer carries. Where it comes from decides who may change it: by
@@ -51,6 +58,24 @@ class Tag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group.name}:{self.name}"
+
+    @property
+    def label(self) -> str:
+        """The name in the reader's language: built-in tags are named in Chinese, as
+        WeCom shows them, and translated here (tagging.system)."""
+        from tagging.system import tag_label
+
+        if self.source != self.Source.SYSTEM:
+            return self.name
+        return tag_label(self.group.system_key, self.name)
+
+    @property
+    def description_label(self) -> str:
+        from tagging.system import description_label
+
+        if self.source != self.Source.SYSTEM:
+            return self.description
+        return description_label(self.group.system_key, self.description)
 
     @property
     def is_pushed_to_wecom(self) -> bool:

@@ -12,8 +12,12 @@ would disagree as soon as the means moved. Their window is computed once per
 evaluation into the temporary table `rfm_window` (`rfm_window_create`).
 """
 
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from django.utils.translation import gettext, gettext_noop
 
 from tagging.models import SystemTagSettings
 
@@ -32,19 +36,52 @@ DEFAULTS: dict = {
     },
 }
 
-LIFECYCLE = ["潜客", "新客", "复购客", "忠诚客", "沉睡", "流失"]
+# The built-in tags are named in Chinese: they are pushed to WeCom as corp tags, and
+# WeCom shows them to guides as named. Their names are message ids too (with `{…}`
+# fields for the bands made from settings), so pages show them in the reader's
+# language (`tag_label`).
+LIFECYCLE = [
+    gettext_noop("潜客"),
+    gettext_noop("新客"),
+    gettext_noop("复购客"),
+    gettext_noop("忠诚客"),
+    gettext_noop("沉睡"),
+    gettext_noop("流失"),
+]
 RFM_SEGMENTS = {
-    (True, True, True): "重要价值",
-    (True, False, True): "重要发展",
-    (False, True, True): "重要保持",
-    (False, False, True): "重要挽留",
-    (True, True, False): "一般价值",
-    (True, False, False): "一般发展",
-    (False, True, False): "一般保持",
-    (False, False, False): "一般挽留",
+    (True, True, True): gettext_noop("重要价值"),
+    (True, False, True): gettext_noop("重要发展"),
+    (False, True, True): gettext_noop("重要保持"),
+    (False, False, True): gettext_noop("重要挽留"),
+    (True, True, False): gettext_noop("一般价值"),
+    (True, False, False): gettext_noop("一般发展"),
+    (False, True, False): gettext_noop("一般保持"),
+    (False, False, False): gettext_noop("一般挽留"),
 }
-FIVE_A = ["A1 认知", "A2 吸引", "A3 问询", "A4 行动", "A5 拥护"]
-CHANNEL_PREFERENCE = ["私域为主", "公域为主", "公私域均衡"]
+FIVE_A = [
+    gettext_noop("A1 认知"),
+    gettext_noop("A2 吸引"),
+    gettext_noop("A3 问询"),
+    gettext_noop("A4 行动"),
+    gettext_noop("A5 拥护"),
+]
+CHANNEL_PREFERENCE = [
+    gettext_noop("私域为主"),
+    gettext_noop("公域为主"),
+    gettext_noop("公私域均衡"),
+]
+# Purchase-day bands: one day count, a range, and the last, open band.
+FREQUENCY_NAMES = (
+    gettext_noop("{low}次"),
+    gettext_noop("{low}-{high}次"),
+    gettext_noop("{low}次及以上"),
+)
+# Median-interval bands: up to the first bound, a range, and beyond the last bound.
+CYCLE_NAMES = (
+    gettext_noop("{high}天内"),
+    gettext_noop("{low}-{high}天"),
+    gettext_noop("{low}天以上"),
+)
 
 PURCHASED = "o.status IN ('paid', 'partially_refunded') AND o.paid_at IS NOT NULL"
 
@@ -63,32 +100,35 @@ def current_settings() -> dict:
 @dataclass(frozen=True)
 class Segment:
     key: str
-    group: str
-    description: str
+    group: str  # the tag group's name, a message id
+    description: str  # its tags' description, a message id
     tags: Callable[[dict], list[str]] | None  # fixed names, in order; None = from the data
     sql: Callable[[dict], str]  # (settings) -> SELECT customer_id, name … {scope}
     population: bool = False  # evaluated over everyone, even in an incremental run
+    names: tuple[str, ...] = ()  # the message ids its tags are named by (none: the data's)
 
 
-def _bands(bounds: list[int], unit: str, last: str) -> list[tuple[int, int | None, str]]:
+def _bands(bounds: list[int]) -> list[tuple[int, int | None, str]]:
     """[1, 2, 3, 5] → (1, 1, '1次'), (2, 2, '2次'), (3, 4, '3-4次'), (5, None, '5次及以上')."""
+    one, between, last = FREQUENCY_NAMES
     bands = []
     for index, low in enumerate(bounds):
         if index + 1 < len(bounds):
             high = bounds[index + 1] - 1
-            name = f"{low}{unit}" if high == low else f"{low}-{high}{unit}"
+            name = one.format(low=low) if high == low else between.format(low=low, high=high)
             bands.append((low, high, name))
         else:
-            bands.append((low, None, f"{low}{unit}{last}"))
+            bands.append((low, None, last.format(low=low)))
     return bands
 
 
 def _cycle_bands(bounds: list[int]) -> list[tuple[float, float | None, str]]:
     """[30, 60, 90, 180] → 30天内, 31-60天, 61-90天, 91-180天, 180天以上 (median days)."""
-    bands: list[tuple[float, float | None, str]] = [(0, bounds[0], f"{bounds[0]}天内")]
+    first, between, last = CYCLE_NAMES
+    bands: list[tuple[float, float | None, str]] = [(0, bounds[0], first.format(high=bounds[0]))]
     for low, high in zip(bounds, bounds[1:], strict=False):
-        bands.append((low, high, f"{low + 1}-{high}天"))
-    bands.append((bounds[-1], None, f"{bounds[-1]}天以上"))
+        bands.append((low, high, between.format(low=low + 1, high=high)))
+    bands.append((bounds[-1], None, last.format(low=bounds[-1])))
     return bands
 
 
@@ -183,7 +223,7 @@ def _preference(kind: str) -> Callable[[dict], str]:
 
 
 def _frequency(s: dict) -> str:
-    bands = _bands([int(b) for b in s["frequency_bands"]], "次", "及以上")
+    bands = _bands([int(b) for b in s["frequency_bands"]])
     return f"""
         SELECT f.customer_id, {_case("f.purchase_days", bands, left_open=False)}
         FROM contacts_customerfacts f WHERE {{scope}} AND f.purchase_days >= {bands[0][0]}"""
@@ -242,92 +282,136 @@ def _word(value: str) -> str:
 SEGMENTS: list[Segment] = [
     Segment(
         "lifecycle",
-        "生命周期",
-        "潜客：从未购买；新客：购买 1 天；复购客：2 天及以上；忠诚客：达到忠诚门槛；"
-        "沉睡、流失：距最近购买超过设定天数",
+        gettext_noop("生命周期"),
+        gettext_noop(
+            "潜客：从未购买；新客：购买 1 天；复购客：2 天及以上；忠诚客：达到忠诚门槛；"
+            "沉睡、流失：距最近购买超过设定天数"
+        ),
         lambda s: LIFECYCLE,
         _lifecycle,
+        names=tuple(LIFECYCLE),
     ),
     Segment(
         "rfm",
-        "RFM 分层",
-        "近度 R、频度 F（购买天数）、额度 M（净销售额）在窗口内与均值（或设定阈值）比较得出的八类",
+        gettext_noop("RFM 分层"),
+        gettext_noop(
+            "近度 R、频度 F（购买天数）、额度 M（净销售额）在窗口内与均值（或设定阈值）"
+            "比较得出的八类"
+        ),
         lambda s: list(RFM_SEGMENTS.values()),
         _rfm_segment,
         population=True,
+        names=tuple(RFM_SEGMENTS.values()),
     ),
     Segment(
         "rfm_r",
-        "RFM R 得分",
-        "窗口内最近一次购买越近得分越高，按五分位 1–5",
+        gettext_noop("RFM R 得分"),
+        gettext_noop("窗口内最近一次购买越近得分越高，按五分位 1–5"),
         lambda s: [f"R{n}" for n in range(1, 6)],
         _rfm_score("R", "r", descending=True),
         population=True,
     ),
     Segment(
         "rfm_f",
-        "RFM F 得分",
-        "窗口内购买天数，按五分位 1–5",
+        gettext_noop("RFM F 得分"),
+        gettext_noop("窗口内购买天数，按五分位 1–5"),
         lambda s: [f"F{n}" for n in range(1, 6)],
         _rfm_score("F", "fr", descending=False),
         population=True,
     ),
     Segment(
         "rfm_m",
-        "RFM M 得分",
-        "窗口内净销售额，按五分位 1–5",
+        gettext_noop("RFM M 得分"),
+        gettext_noop("窗口内净销售额，按五分位 1–5"),
         lambda s: [f"M{n}" for n in range(1, 6)],
         _rfm_score("M", "m", descending=False),
         population=True,
     ),
     Segment(
         "material",
-        "材质偏好",
-        "购买件数中占比最高的材质，占比达到设定比例时",
+        gettext_noop("材质偏好"),
+        gettext_noop("购买件数中占比最高的材质，占比达到设定比例时"),
         None,
         _preference("material"),
     ),
     Segment(
         "style",
-        "款式偏好",
-        "购买件数中占比最高的款式，占比达到设定比例时",
+        gettext_noop("款式偏好"),
+        gettext_noop("购买件数中占比最高的款式，占比达到设定比例时"),
         None,
         _preference("style"),
     ),
     Segment(
         "category",
-        "品类偏好",
-        "购买件数中占比最高的品类，占比达到设定比例时",
+        gettext_noop("品类偏好"),
+        gettext_noop("购买件数中占比最高的品类，占比达到设定比例时"),
         None,
         _preference("category"),
     ),
     Segment(
         "frequency",
-        "购买频次",
-        "累计购买天数所在区间",
-        lambda s: [name for _, _, name in _bands(s["frequency_bands"], "次", "及以上")],
+        gettext_noop("购买频次"),
+        gettext_noop("累计购买天数所在区间"),
+        lambda s: [name for _, _, name in _bands(s["frequency_bands"])],
         _frequency,
+        names=FREQUENCY_NAMES,
     ),
     Segment(
         "cycle",
-        "复购周期",
-        "相邻两个购买日间隔的中位数所在区间",
+        gettext_noop("复购周期"),
+        gettext_noop("相邻两个购买日间隔的中位数所在区间"),
         lambda s: [name for _, _, name in _cycle_bands(s["cycle_bounds"])],
         _cycle,
+        names=CYCLE_NAMES,
     ),
     Segment(
         "five_a",
-        "5A 人群",
-        "A1 认知：已知客户；A2 吸引：私域会员；A3 问询：会员且在客户群中；A4 行动：已购买；"
-        "A5 拥护：复购的会员，在客户群中或达到忠诚门槛",
+        gettext_noop("5A 人群"),
+        gettext_noop(
+            "A1 认知：已知客户；A2 吸引：私域会员；A3 问询：会员且在客户群中；A4 行动：已购买；"
+            "A5 拥护：复购的会员，在客户群中或达到忠诚门槛"
+        ),
         lambda s: FIVE_A,
         _five_a,
+        names=tuple(FIVE_A),
     ),
     Segment(
         "channel",
-        "渠道偏好",
-        "私域渠道（小程序、有赞）与公域渠道（天猫、京东、抖音）的净销售额占比",
+        gettext_noop("渠道偏好"),
+        gettext_noop("私域渠道（小程序、有赞）与公域渠道（天猫、京东、抖音）的净销售额占比"),
         lambda s: CHANNEL_PREFERENCE,
         _channel_preference,
+        names=tuple(CHANNEL_PREFERENCE),
     ),
 ]
+SEGMENT_BY_KEY = {segment.key: segment for segment in SEGMENTS}
+
+
+@functools.cache
+def _pattern(message_id: str) -> re.Pattern:
+    """'{low}-{high}次' → a pattern matching '3-4次', with groups low and high."""
+    fields = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m[1]}>\\d+)", re.escape(message_id))
+    return re.compile(fields + r"\Z")
+
+
+def tag_label(system_key: str, name: str) -> str:
+    """A built-in tag's name in the reader's language. Tags named after the data
+    (材质偏好: 冰丝) keep their names."""
+    segment = SEGMENT_BY_KEY.get(system_key)
+    for message_id in segment.names if segment else ():
+        match = _pattern(message_id).match(name)
+        if match:
+            return gettext(message_id).format(**match.groupdict())
+    return name
+
+
+def group_label(system_key: str, name: str) -> str:
+    """A tag group's name in the reader's language (a built-in group's, translated)."""
+    segment = SEGMENT_BY_KEY.get(system_key)
+    return gettext(segment.group) if segment else name
+
+
+def description_label(system_key: str, description: str) -> str:
+    """A tag's description in the reader's language (a built-in tag's, translated)."""
+    segment = SEGMENT_BY_KEY.get(system_key)
+    return gettext(description) if segment and description == segment.description else description

@@ -159,7 +159,7 @@ def _editor_spec(exclude_tag: Tag | None) -> dict:
                 [g.wecom_userid, g.name]
                 for g in Guide.objects.active().only("wecom_userid", "name")
             ],
-            "tag": [[t.pk, f"{t.group.name} / {t.name}"] for t in tags],
+            "tag": [[t.pk, f"{t.group.label} / {t.label}"] for t in tags],
         },
         "suggestions": suggestions,
         "preview_url": reverse("tagrule-preview"),

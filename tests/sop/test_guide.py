@@ -247,3 +247,17 @@ def test_after_an_action_the_list_opens_at_the_next_card(client_for, guide_user,
         {"next": f"/guide/#task-{cards[1]}"},
     )
     assert done.status_code == 302 and done["Location"] == f"/guide/#task-{cards[1]}"
+
+
+def test_task_cards_name_built_in_tags_in_the_guides_language(client_for, guide_user, tasks):
+    from tagging.evaluation import evaluate
+
+    facts_refresh()  # with the order of 王姐0
+    evaluate(customer_ids=None)
+    client = client_for(guide_user)
+    english = client.get(reverse("guide_home"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    # 王姐0 bought once: a new customer; 王姐1 and 王姐2 never bought: prospects.
+    assert english.count(">New customer</span>") == 1 and english.count(">Prospect</span>") == 2
+    assert ">新客</span>" not in english and ">潜客</span>" not in english
+    chinese = client.get(reverse("guide_home")).content.decode()
+    assert chinese.count(">新客</span>") == 1 and chinese.count(">潜客</span>") == 2
