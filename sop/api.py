@@ -1,4 +1,5 @@
 from django.db.models import Prefetch
+from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -155,12 +156,24 @@ class PolicyView(GenericAPIView):
         return Response(serializer.data)
 
 
+class TouchpointFilter(filters.FilterSet):
+    # By id, not a choice (contacts.api.OrderFilter): a guide reads this API too.
+    plan = filters.NumberFilter(field_name="plan_id")
+    step = filters.NumberFilter(field_name="step_id")
+    guide = filters.NumberFilter(field_name="guide_id")
+    customer = filters.NumberFilter(field_name="customer_id")
+
+    class Meta:
+        model = Touchpoint
+        fields = ["status", "reason", "plan", "step", "guide", "customer"]
+
+
 class TouchpointViewSet(viewsets.ReadOnlyModelViewSet):
     """Touchpoints, newest first. Console viewers read all; a guide reads their own."""
 
     serializer_class = TouchpointSerializer
     permission_classes = [CanReadCustomers]
-    filterset_fields = ["status", "reason", "plan", "step", "guide", "customer"]
+    filterset_class = TouchpointFilter
 
     def get_queryset(self):
         queryset = Touchpoint.objects.select_related("plan", "step", "customer", "guide")

@@ -168,3 +168,38 @@ def test_scoped_pages_open_to_console_and_guides_not_to_others(
         assert client.get(reverse(name)).status_code == 200, (user.username, name)
     client.force_login(User.objects.create_user("nobody", password="x-y-z-12345"))
     assert client.get(reverse(name)).status_code == 403
+
+
+def test_the_browsable_api_lists_no_one_elses_customers_or_guides(
+    client_for, guide_user, other_guide_user
+):
+    """The filter forms of a guide's APIs take ids: a choice of every customer, guide or
+    plan would show the guide other guides' customers, and tell which ids exist."""
+    from contacts.models import Guide
+    from sop.models import SopPlan
+    from tests.contacts.factories import CustomerFactory, OrderFactory, RelationshipFactory
+
+    mine, theirs = Guide.objects.get(user=guide_user), Guide.objects.get(user=other_guide_user)
+    own = RelationshipFactory(guide=mine, customer=CustomerFactory(name="我的客户甲")).customer
+    other = RelationshipFactory(guide=theirs, customer=CustomerFactory(name="别人的客户乙"))
+    OrderFactory(customer=own)
+    OrderFactory(customer=other.customer)
+    SopPlan.objects.create(
+        name="别人的计划丙", trigger=SopPlan.Trigger.MANUAL, started_at="2026-01-01T00:00Z"
+    )
+    client = client_for(guide_user)
+    for name in ("order-list", "sop-touchpoint-list"):
+        page = client.get(reverse(name), {"format": "api"})
+        assert page.status_code == 200
+        text = page.content.decode()
+        for hidden in ("别人的客户乙", "别人的计划丙", theirs.name, theirs.wecom_userid):
+            assert hidden not in text, (name, hidden)
+
+    def orders(**query) -> list[int]:
+        response = client.get(reverse("order-list"), query)
+        assert response.status_code == 200
+        return [row["customer"] for row in response.json()["results"]]
+
+    assert orders(customer=own.pk) == [own.pk]
+    assert orders(customer=other.customer_id) == []
+    assert orders(customer=other.customer_id + 1000) == []  # the same answer: no oracle
