@@ -34,3 +34,19 @@ def phone_mask(e164: str) -> str:
     """138****5601: what a guide may see."""
     local = e164.removeprefix("+86")
     return f"{local[:3]}****{local[-4:]}"
+
+
+def phone_cell_mask(text: str) -> str:
+    """A cell that failed to read as a phone, fit to quote in an error report that
+    managers read: of its digits only the first three and the last four are kept,
+    however they are split (13811112222/13933334444 → 138********/*******4444)."""
+    count = sum(c.isdigit() for c in text)
+    if count < 8:
+        return text
+    seen, out = 0, []
+    for c in text:
+        if c.isdigit():
+            seen += 1
+            c = c if seen <= 3 or seen > count - 4 else "*"
+        out.append(c)
+    return "".join(out)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from django.utils.translation import gettext_noop
 
+from contacts.phones import phone_cell_mask
 from scrm.reasons import Reason
 
 ORDER_CHANNELS = ("tmall", "jd", "douyin", "youzan", "miniapp", "pos", "other")
@@ -265,7 +266,8 @@ def parse_phone(text: str) -> str:
         return digits
     raise FieldError(
         Reason(
-            "手机号格式不正确：{text}（应为 11 位手机号，或 138****5601 这样的打码号码）", text=text
+            "手机号格式不正确：{text}（应为 11 位手机号，或 138****5601 这样的打码号码）",
+            text=phone_cell_mask(text),
         )
     )
 

@@ -30,6 +30,7 @@ from contacts.order_files import (
     read_orders,
 )
 from contacts.order_files.channels import allocate, refund_shares
+from contacts.order_files.lines import FieldError, parse_phone
 from contacts.order_files.sources import clean, guard, sniff_encoding
 
 # Copies of ../shared/data/orders (the channels' sample exports), byte for byte.
@@ -863,3 +864,19 @@ def test_valid_generic_rows_round_trip_unchanged(tmp_path_factory, lines, encodi
 
 def _fields(line: OrderLine) -> dict:
     return {name: getattr(line, name) for name in OrderLine.__slots__}
+
+
+@pytest.mark.parametrize(
+    "cell", ["13811112222/13933334444", "138 1111 2222 3", "+86 1381111222", "861381111222x"]
+)
+def test_an_unreadable_phone_is_quoted_masked(cell):
+    """Managers read the error report; only operators may see the row's full cells."""
+    with pytest.raises(FieldError) as raised:
+        parse_phone(cell)
+    reason = str(raised.value.args[0])
+    quoted = reason.split("：", 1)[1].split("（")[0]
+    digits = [c for c in cell if c.isdigit()]
+    assert [c for c in quoted if c.isdigit()] == digits[:3] + digits[-4:]
+    # Everything but the digits stays as written, the digits hidden one for one.
+    shape = "".join("#" if c.isdigit() or c == "*" else c for c in quoted)
+    assert shape == "".join("#" if c.isdigit() else c for c in cell)
