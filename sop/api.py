@@ -182,5 +182,5 @@ class TouchpointViewSet(viewsets.ReadOnlyModelViewSet):
             guide = getattr(user, "guide", None)
             if guide is None:
                 return queryset.none()
-            queryset = queryset.filter(guide=guide)
+            queryset = queryset.of_guide(guide)
         return queryset.order_by("-id")

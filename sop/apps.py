@@ -18,3 +18,4 @@ class SopConfig(AppConfig):
             order=30,
         )
         register_facts_listener(services.customers_mark_for_triggers)
+        register_facts_listener(services.tasks_stop_unfollowed)

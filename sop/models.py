@@ -168,6 +168,15 @@ class Enrollment(models.Model):
         return f"{self.plan_id}:{self.customer_id}:{self.trigger_key}"
 
 
+class TouchpointQuerySet(models.QuerySet):
+    def of_guide(self, guide) -> "TouchpointQuerySet":
+        """A guide's touchpoints of the customers they still follow: all the guide may see
+        (a customer who deleted the guide, or was transferred away, is no longer theirs)."""
+        from contacts.models import Customer
+
+        return self.filter(guide=guide, customer__in=Customer.objects.followed_by(guide))
+
+
 class Touchpoint(models.Model):
     """One planned contact of one customer by one guide at one time, for one reason
     (DESIGN.md, "Touchpoint"); a task once due and handed to the guide."""
@@ -211,6 +220,8 @@ class Touchpoint(models.Model):
     snoozed_until = models.DateTimeField(null=True, blank=True)
     reminded_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TouchpointQuerySet.as_manager()
 
     class Meta:
         verbose_name = "触达点"

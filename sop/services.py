@@ -143,6 +143,30 @@ def customers_mark_for_triggers(customer_ids: list[int]) -> None:
     transaction.on_commit(_schedule_triggers)
 
 
+def tasks_stop_unfollowed(customer_ids: list[int]) -> None:
+    """The facts listener, for customers a guide stopped following (deleted on either
+    side, transferred away): that guide's open tasks for them stop, as the guide may
+    not see the customer any more. The enrolment stops with them when its plan stops
+    on a deleted contact, as the dispatch does for touches not yet given."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH stopped AS (
+                UPDATE sop_touchpoint t SET status = 'stopped', reason = 'contact_deleted'
+                WHERE t.customer_id = ANY(%(ids)s) AND t.status = 'task' AND NOT EXISTS (
+                    SELECT 1 FROM contacts_relationship r WHERE r.customer_id = t.customer_id
+                      AND r.guide_id = t.guide_id AND r.is_active)
+                RETURNING t.enrollment_id, t.plan_id
+            )
+            UPDATE sop_enrollment e SET status = 'stopped', stopped_reason = 'contact_deleted',
+                   stopped_at = now()
+            FROM stopped s JOIN sop_sopplan p ON p.id = s.plan_id
+            WHERE e.id = s.enrollment_id AND e.status = 'active' AND p.stop_on_contact_deleted
+            """,
+            {"ids": sorted(set(customer_ids))},
+        )
+
+
 def _schedule_triggers() -> None:
     from sop.tasks import enroll_pending_orders
 
@@ -188,7 +212,7 @@ class TaskError(ValueError):
 
 def _open_task(touchpoint_id: int, guide: Guide) -> Touchpoint:
     touchpoint = (
-        Touchpoint.objects.select_for_update().filter(pk=touchpoint_id, guide=guide).first()
+        Touchpoint.objects.select_for_update().of_guide(guide).filter(pk=touchpoint_id).first()
     )
     if touchpoint is None:
         raise TaskError(_("找不到这个任务"))

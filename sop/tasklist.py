@@ -166,7 +166,7 @@ def task_list(
     latest done today, with the counts of each. With `customer_id`, only that
     customer's (the chat sidebar)."""
     policy = ContactPolicy.current()
-    mine = Touchpoint.objects.filter(guide=guide).select_related("customer", "step", "plan")
+    mine = Touchpoint.objects.of_guide(guide).select_related("customer", "step", "plan")
     if customer_id is not None:
         mine = mine.filter(customer_id=customer_id)
     open_tasks = mine.filter(status=Touchpoint.Status.TASK)

@@ -132,7 +132,7 @@ def task_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         else:
             raise Http404
     except services.TaskError as error:
-        if not Touchpoint.objects.filter(pk=pk, guide=guide).exists():
+        if not Touchpoint.objects.of_guide(guide).filter(pk=pk).exists():
             raise Http404(str(error)) from None
         messages.error(request, str(error))
     return _back(request)

@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from sop.models import ContactPolicy, Enrollment, SopPlan, Touchpoint
 from tagging.models import Tag, TagGroup
+from tests.contacts.factories import RelationshipFactory
 from tests.sop.test_pages import REPURCHASE, WELCOME, _counts, _plan, build_people, build_sop_data
 
 pytestmark = pytest.mark.django_db
@@ -371,7 +372,11 @@ def test_a_guide_reads_only_their_own_touchpoints(
     assert client.get(reverse("sop-touchpoint-detail", args=[theirs.pk])).status_code == 404
     # Filtering by the other guide does not widen the view.
     assert _ids(client.get(url, {"guide": theirs.guide_id})) == []
+    # Guide 2 was given 赵敏's touch, but does not follow 赵敏: it is not theirs to see
+    # until they do.
     other = client_for(other_guide_user)
+    assert _ids(other.get(url)) == []
+    RelationshipFactory(customer=theirs.customer, guide=theirs.guide)
     assert _ids(other.get(url)) == [theirs.pk]
     assert other.get(reverse("sop-touchpoint-detail", args=[theirs.pk])).status_code == 200
 

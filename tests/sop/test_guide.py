@@ -261,3 +261,41 @@ def test_task_cards_name_built_in_tags_in_the_guides_language(client_for, guide_
     assert ">新客</span>" not in english and ">潜客</span>" not in english
     chinese = client.get(reverse("guide_home")).content.decode()
     assert chinese.count(">新客</span>") == 1 and chinese.count(">潜客</span>") == 2
+
+
+def test_a_customer_who_ends_the_relationship_leaves_the_guides_tasks(
+    client_for, guide_user, tasks
+):
+    """The customer deletes the guide: from that moment the guide neither sees nor acts
+    on the open task; the facts refresh that follows stops it, and its enrolment."""
+    from contacts.facts import facts_refresh_pending
+    from contacts.services import relationship_end
+    from sop.models import Enrollment
+
+    gone = tasks["relationships"][0]
+    task = Touchpoint.objects.get(customer=gone.customer, status="task")
+    relationship_end(
+        event={
+            "ChangeType": "del_follow_user",
+            "ExternalUserID": gone.customer.external_userid,
+            "UserID": tasks["mine"].wecom_userid,
+            "CreateTime": str(int(timezone.now().timestamp())),
+        }
+    )
+    client = client_for(guide_user)
+    listed = client.get(reverse("guide_home")).content.decode()
+    assert listed.count('class="task') == 2 and f"task-{task.pk}" not in listed
+    assert "王姐0" not in listed and "冰丝睡裙" not in listed
+    done = client.post(reverse("guide_task_action", args=[task.pk, "done"]))
+    assert done.status_code == 404
+    api = client.get(reverse("sop-touchpoint-list")).json()["results"]
+    assert gone.customer_id not in {row["customer"] for row in api} and len(api) == 2
+    task.refresh_from_db()
+    assert task.status == "task"  # until the refresh: the pages already hide it
+    facts_refresh_pending()
+    task.refresh_from_db()
+    assert (task.status, task.reason) == ("stopped", "contact_deleted")
+    enrollment = Enrollment.objects.get(pk=task.enrollment_id)
+    assert (enrollment.status, enrollment.stopped_reason) == ("stopped", "contact_deleted")
+    others = Touchpoint.objects.exclude(pk=task.pk).values_list("status", flat=True)
+    assert sorted(others) == ["task", "task", "task"]
