@@ -789,6 +789,31 @@ class CustomerMerge(models.Model):
         return f"{self.absorbed_id} → {self.kept_id}"
 
 
+class OrderBinding(models.Model):
+    """A guide bound an order number to a customer they follow (the chat sidebar, the
+    API): who, when, and what it changed, so that an operator can see it and undo it."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="bindings")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    guide = models.ForeignKey(Guide, on_delete=models.SET_NULL, null=True, related_name="+")
+    bound_at = models.DateTimeField(default=timezone.now)
+    # As merge_suggestions_decide keeps it: the order's customer and unmatched reason
+    # before, the identities the binding added, the suggestions it rejected.
+    undo = models.JSONField(default=dict)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-bound_at", "-id"]
+        verbose_name = "订单绑定"
+        verbose_name_plural = "订单绑定"
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} → customer {self.customer_id}"
+
+
 class CustomerFacts(models.Model):
     """Each customer's purchase and membership summary: what tag rules, SOP triggers and
     dashboards read instead of scanning orders (refreshed by `contacts.facts`).

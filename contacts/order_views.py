@@ -23,6 +23,7 @@ from contacts.models import (
     CustomerMerge,
     MergeSuggestion,
     Order,
+    OrderBinding,
     OrderImport,
     Product,
 )
@@ -333,8 +334,24 @@ def customer_merge(request: HttpRequest, pk: int) -> HttpResponse:
 
 @permission_required(Perm.VIEW_CONSOLE)
 def merge_list(request: HttpRequest) -> HttpResponse:
+    """The merges of customers, and the orders guides bound, each with its undo."""
     merges = CustomerMerge.objects.select_related("kept", "absorbed", "merged_by")[:100]
-    return render(request, "contacts/merge_list.html", {"merges": merges})
+    bindings = OrderBinding.objects.select_related("order", "customer", "guide", "undone_by")
+    return render(
+        request, "contacts/merge_list.html", {"merges": merges, "bindings": bindings[:100]}
+    )
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def binding_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    binding = get_object_or_404(OrderBinding, pk=pk)
+    try:
+        services.order_binding_undo(binding=binding, by=request.user)
+        messages.success(request, _("绑定已撤销，订单回到未匹配订单。"))
+    except ValueError as error:
+        messages.error(request, str(error))
+    return redirect("merge_list")
 
 
 @require_POST

@@ -27,6 +27,7 @@ from contacts.models import (
     Guide,
     MergeSuggestion,
     Order,
+    OrderBinding,
     OrderImport,
     Product,
     Relationship,
@@ -496,16 +497,42 @@ def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: boo
             )
             suggestion.decided_by, suggestion.decided_at = by, now
             if confirm:
-                order = suggestion.order
-                before = {"customer": order.customer_id, "reason": order.unmatched_reason}
-                added = order_bind(order=order, customer=suggestion.customer)
-                others = MergeSuggestion.objects.filter(
-                    order=order, status=MergeSuggestion.Status.PENDING
-                ).exclude(pk=suggestion.pk)
-                rejected = list(others.values_list("pk", flat=True))
-                others.update(status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=now)
-                suggestion.undo = before | {"identities": added, "rejected": rejected}
+                suggestion.undo = _order_bind_undoable(
+                    order=suggestion.order,
+                    customer=suggestion.customer,
+                    by=by,
+                    now=now,
+                    confirmed=suggestion,
+                )
             suggestion.save(update_fields=["status", "decided_by", "decided_at", "undo"])
+
+
+def _order_bind_undoable(
+    *, order: Order, customer: Customer, by, now: datetime, confirmed: MergeSuggestion | None = None
+) -> dict:
+    """`order_bind`, rejecting the order's other suggestions still pending (all of them
+    when a guide binds the order; but the one `confirmed`); returns what an exact undo
+    needs."""
+    before = {"customer": order.customer_id, "reason": order.unmatched_reason}
+    added = order_bind(order=order, customer=customer)
+    others = MergeSuggestion.objects.filter(order=order, status=MergeSuggestion.Status.PENDING)
+    if confirmed is not None:
+        others = others.exclude(pk=confirmed.pk)
+    rejected = list(others.values_list("pk", flat=True))
+    others.update(status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=now)
+    return before | {"identities": added, "rejected": rejected}
+
+
+def _order_unbind(*, order: Order, customer_id: int, undo: dict, decided_at: datetime) -> None:
+    """Undo `_order_bind_undoable`: the order as it was, the identities the binding added
+    off the customer, the suggestions it rejected pending again."""
+    facts_mark_pending([customer_id, undo["customer"]])
+    order.customer_id, order.unmatched_reason = undo["customer"], undo["reason"]
+    order.save(update_fields=["customer", "unmatched_reason", "updated_at"])
+    CustomerIdentity.objects.filter(pk__in=undo["identities"], customer_id=customer_id).delete()
+    MergeSuggestion.objects.filter(pk__in=undo["rejected"], decided_at=decided_at).update(
+        status=MergeSuggestion.Status.PENDING, decided_by=None, decided_at=None, undo={}
+    )
 
 
 def merge_suggestions_undo(*, suggestions: list[MergeSuggestion]) -> None:
@@ -537,17 +564,12 @@ def merge_suggestions_undo(*, suggestions: list[MergeSuggestion]) -> None:
                 % {"orders": _("、").join(moved)}
             )
         for suggestion in locked:
-            order, undo = suggestion.order, suggestion.undo
-            facts_mark_pending([suggestion.customer_id, undo["customer"]])
-            order.customer_id, order.unmatched_reason = undo["customer"], undo["reason"]
-            order.save(update_fields=["customer", "unmatched_reason", "updated_at"])
-            CustomerIdentity.objects.filter(
-                pk__in=undo["identities"], customer_id=suggestion.customer_id
-            ).delete()
-            MergeSuggestion.objects.filter(
-                pk__in=[suggestion.pk, *undo["rejected"]], decided_at=suggestion.decided_at
-            ).update(
-                status=MergeSuggestion.Status.PENDING, decided_by=None, decided_at=None, undo={}
+            undo = suggestion.undo
+            _order_unbind(
+                order=suggestion.order,
+                customer_id=suggestion.customer_id,
+                undo={**undo, "rejected": [suggestion.pk, *undo["rejected"]]},
+                decided_at=suggestion.decided_at,
             )
 
 
@@ -587,22 +609,81 @@ def order_bind(*, order: Order, customer: Customer) -> list[int]:
 
 
 def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: str) -> Order:
-    """A guide binds an order number to a customer they follow (live)."""
+    """A guide binds an order number to a customer they follow (live). Refused when the
+    order's buyer phone is not one of the customer's (when both are known): the binding
+    would give the customer the buyer's phone, and their later orders with it. Recorded
+    (`OrderBinding`) for operators to review and undo."""
     if not Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists():
         raise PermissionError(_("只能绑定到你自己跟进的客户。"))
-    orders = list(Order.objects.filter(channel_order_id=channel_order_id.strip())[:2])
-    if not orders:
-        raise LookupError(_("找不到订单号 %(order)s。") % {"order": channel_order_id})
-    if len(orders) > 1:
-        raise LookupError(
-            _("订单号 %(order)s 在多个渠道都存在，请联系运营处理。") % {"order": channel_order_id}
+    number = channel_order_id.strip()
+    with transaction.atomic():
+        orders = list(Order.objects.select_for_update().filter(channel_order_id=number)[:2])
+        if not orders:
+            raise LookupError(_("找不到订单号 %(order)s。") % {"order": number})
+        if len(orders) > 1:
+            raise LookupError(
+                _("订单号 %(order)s 在多个渠道都存在，请联系运营处理。") % {"order": number}
+            )
+        order = orders[0]
+        if order.customer_id == customer.pk:
+            return order
+        if order.customer_id is not None:
+            raise ValueError(
+                _("订单 %(order)s 已属于另一位客户，请联系运营处理。") % {"order": number}
+            )
+        if _phone_differs(order, customer):
+            raise ValueError(
+                _("订单 %(order)s 的买家手机号 %(phone)s 与这位客户的手机号不符，请联系运营处理。")
+                % {"order": number, "phone": order.buyer_phone_masked}
+            )
+        now = timezone.now()
+        undo = _order_bind_undoable(order=order, customer=customer, by=guide.user, now=now)
+        OrderBinding.objects.create(
+            order=order, customer=customer, guide=guide, bound_at=now, undo=undo
         )
-    if orders[0].customer_id not in (None, customer.pk):
-        raise ValueError(
-            _("订单 %(order)s 已属于另一位客户，请联系运营处理。") % {"order": channel_order_id}
+    return Order.objects.get(pk=order.pk)
+
+
+def _phone_differs(order: Order, customer: Customer) -> bool:
+    """The order's buyer phone (full, or masked 138****5601) is none of the customer's
+    phones; False when either side has none."""
+    phones = list(
+        customer.identities.filter(kind=CustomerIdentity.Kind.PHONE_HASH).values_list(
+            "value", "display"
         )
-    order_bind(order=orders[0], customer=customer)
-    return Order.objects.get(pk=orders[0].pk)
+    )
+    if not phones:
+        return False
+    if order.buyer_phone_hash:
+        return order.buyer_phone_hash not in {value for value, _ in phones}
+    masked = order.buyer_phone_masked
+    if not masked:
+        return False
+    return not any(d[:3] == masked[:3] and d[-4:] == masked[-4:] for _, d in phones)
+
+
+def order_binding_undo(*, binding: OrderBinding, by) -> None:
+    """Undo a guide's binding exactly (the order unmatched again with its reason, the
+    identities it added off the customer, the suggestions it rejected pending again).
+    Refused once the order has moved since."""
+    with transaction.atomic():
+        binding = OrderBinding.objects.select_for_update().get(pk=binding.pk)
+        order = Order.objects.select_for_update().get(pk=binding.order_id)
+        if binding.undone_at is not None:
+            raise ValueError(_("这次绑定已经撤销了。"))
+        if order.customer_id != binding.customer_id:
+            raise ValueError(
+                _("订单 %(orders)s 已经不在这位客户名下，无法撤销。")
+                % {"orders": order.channel_order_id}
+            )
+        _order_unbind(
+            order=order,
+            customer_id=binding.customer_id,
+            undo=binding.undo,
+            decided_at=binding.bound_at,
+        )
+        binding.undone_by, binding.undone_at = by, timezone.now()
+        binding.save(update_fields=["undone_by", "undone_at"])
 
 
 def orders_push(*, rows: list[dict], imported_by=None, key: str | None = None) -> OrderImport:

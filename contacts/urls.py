@@ -30,4 +30,5 @@ urlpatterns += [
     path("customers/<int:pk>/merge/", order_views.customer_merge, name="customer_merge"),
     path("customers/merges/", order_views.merge_list, name="merge_list"),
     path("customers/merges/<int:pk>/undo/", order_views.merge_undo, name="merge_undo"),
+    path("orders/bindings/<int:pk>/undo/", order_views.binding_undo, name="binding_undo"),
 ]

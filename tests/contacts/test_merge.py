@@ -329,23 +329,101 @@ def test_a_buyers_confirmation_is_undone_together_on_the_page(client_for, operat
     }
 
 
-def test_undo_leaves_an_order_with_the_customer_it_had_before_the_confirmation(
+def test_a_guides_binding_settles_the_orders_suggestions_and_is_undone_exactly(
     client_for, guide_user, operator
 ):
-    """A guide bound the order to the suggested customer while the suggestion waited:
-    confirming changes nothing, so neither does its undo."""
+    """A guide binds the order a suggestion waits on: the suggestion is settled (not
+    left for an operator to confirm into an error), the binding is recorded, and an
+    operator's undo puts the order, the identities and the suggestion back."""
+    from contacts.models import CustomerIdentity, OrderBinding
+
     customer = CustomerFactory()
-    RelationshipFactory(customer=customer, guide=Guide.objects.get(wecom_userid="guide0001"))
-    order = OrderFactory(customer=None, buyer_phone_masked="138****5601", channel_order_id="T7")
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    RelationshipFactory(customer=customer, guide=guide)
+    order = OrderFactory(
+        customer=None,
+        buyer_phone_masked="138****5601",
+        channel_order_id="T7",
+        buyer_id="tb_7",
+        unmatched_reason="masked",
+    )
     suggestion = MergeSuggestion.objects.create(order=order, customer=customer, reason="r")
+    identities_before = set(CustomerIdentity.objects.values_list("customer_id", "kind", "value"))
     bound = client_for(guide_user).post(
         reverse("order-bind"), {"customer_id": customer.pk, "order_number": "T7"}
     )
     assert bound.status_code == 200
-    services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
-    services.merge_suggestions_undo(suggestions=[suggestion])
+    suggestion.refresh_from_db()
+    assert (suggestion.status, suggestion.decided_by) == ("rejected", guide_user)
+    with pytest.raises(ValueError, match="这条建议已经处理过了"):
+        services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
+    binding = OrderBinding.objects.get()
+    assert (binding.order_id, binding.customer_id, binding.guide) == (order.pk, customer.pk, guide)
+    assert CustomerIdentity.objects.get(customer=customer, kind="buyer_id").value == "tmall:tb_7"
+    services.order_binding_undo(binding=binding, by=operator)
     order.refresh_from_db()
-    assert order.customer_id == customer.pk
+    suggestion.refresh_from_db()
+    binding.refresh_from_db()
+    assert (order.customer_id, order.unmatched_reason) == (None, "masked")
+    assert (suggestion.status, suggestion.decided_by, suggestion.decided_at) == (
+        "pending",
+        None,
+        None,
+    )
+    assert binding.undone_by == operator and binding.undone_at is not None
+    identities = set(CustomerIdentity.objects.values_list("customer_id", "kind", "value"))
+    assert identities == identities_before
+    with pytest.raises(ValueError, match="已经撤销"):
+        services.order_binding_undo(binding=binding, by=operator)
+
+
+def test_a_guide_cannot_bind_an_order_whose_buyer_phone_is_not_the_customers(
+    client_for, guide_user
+):
+    from contacts.models import CustomerIdentity, OrderBinding
+    from contacts.phones import phone_hash, phone_mask
+
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    customer = RelationshipFactory(guide=guide).customer
+    CustomerIdentity.objects.create(
+        customer=customer,
+        kind="phone_hash",
+        value=phone_hash("+8613800005601"),
+        display=phone_mask("+8613800005601"),
+    )
+    other_phone = OrderFactory(
+        customer=None,
+        channel_order_id="T8",
+        buyer_phone_hash=phone_hash("+8613900001234"),
+        buyer_phone_masked="139****1234",
+    )
+    other_masked = OrderFactory(
+        customer=None, channel_order_id="T9", buyer_phone_masked="132****7378"
+    )
+    same_masked = OrderFactory(
+        customer=None, channel_order_id="T10", buyer_phone_masked="138****5601"
+    )
+    no_phone = OrderFactory(customer=None, channel_order_id="T11", buyer_id="tb_11")
+    client = client_for(guide_user)
+
+    def bind(number: str):
+        return client.post(
+            reverse("order-bind"), {"customer_id": customer.pk, "order_number": number}
+        )
+
+    for refused in (other_phone, other_masked):
+        response = bind(refused.channel_order_id)
+        assert response.status_code == 409, refused.channel_order_id
+        assert refused.buyer_phone_masked in response.json()["detail"]
+        refused.refresh_from_db()
+        assert refused.customer_id is None
+    for accepted in (same_masked, no_phone):
+        assert bind(accepted.channel_order_id).status_code == 200
+        accepted.refresh_from_db()
+        assert accepted.customer_id == customer.pk
+    assert sorted(OrderBinding.objects.values_list("order_id", flat=True)) == sorted(
+        [same_masked.pk, no_phone.pk]
+    )
 
 
 def test_a_confirmation_is_undone_whole_and_old_ones_are_not_offered(operator):
@@ -362,3 +440,29 @@ def test_a_confirmation_is_undone_whole_and_old_ones_are_not_offered(operator):
     assert confirmed_suggestion_groups(limit=20) == []
     with pytest.raises(ValueError, match="只能撤销已确认的建议"):
         services.merge_suggestions_undo(suggestions=made)
+
+
+def test_operators_see_guides_bindings_and_undo_them_managers_only_read(
+    client_for, guide_user, operator, manager
+):
+    from contacts.models import OrderBinding
+
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    customer = RelationshipFactory(guide=guide, customer=CustomerFactory(name="绑定客户")).customer
+    order = OrderFactory(customer=None, channel_order_id="T77", buyer_name="吴*")
+    services.order_bind_by_number(guide=guide, customer=customer, channel_order_id="T77")
+    binding = OrderBinding.objects.get()
+    undo = reverse("binding_undo", args=[binding.pk])
+    read = client_for(manager).get(reverse("merge_list")).content.decode()
+    assert "T77" in read and "绑定客户" in read and guide.name in read and undo not in read
+    assert client_for(manager).post(undo).status_code == 403
+    assert client_for(guide_user).post(undo).status_code == 403
+    order.refresh_from_db()
+    assert order.customer_id == customer.pk
+    page = client_for(operator).get(reverse("merge_list")).content.decode()
+    assert undo in page
+    assert client_for(operator).post(undo).status_code == 302
+    order.refresh_from_db()
+    assert order.customer_id is None
+    after = client_for(operator).get(reverse("merge_list")).content.decode()
+    assert undo not in after and "已于" in after
