@@ -26,6 +26,7 @@ from openpyxl.styles import Font, PatternFill
 from analytics import metrics
 from analytics.metrics import SHANGHAI, Filters
 from analytics.models import ReportDelivery, ReportRecipient, WeeklyReport
+from contacts.models import Guide, Store
 
 COHORT_MONTHS = 12
 
@@ -64,22 +65,26 @@ def _points(current, previous) -> float | None:
     return None if current is None or previous is None else current - previous
 
 
-def _totals(start: date, end: date) -> tuple[int, Decimal, int]:
-    """Orders, net revenue and purchase days (Shanghai days) from start to end."""
+def _totals(start: date, end: date) -> tuple[int, Decimal, Decimal, int]:
+    """Orders, net revenue (of every order: the brand's sales), the part of it of orders
+    matched to no customer (which the dashboards, about customers, leave out), and
+    purchase days (Shanghai days) from start to end."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT count(*), coalesce(sum(o.amount - o.refund_amount), 0)
+            f"""SELECT count(*), coalesce(sum(o.amount - o.refund_amount), 0),
+                       coalesce(sum(o.amount - o.refund_amount)
+                                FILTER (WHERE o.customer_id IS NULL), 0)
                 FROM contacts_order o WHERE {metrics.PURCHASED}
                 AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s""",  # noqa: S608
             metrics._bounds(start, end),
         )
-        orders, revenue = cursor.fetchone()
+        orders, revenue, unmatched = cursor.fetchone()
         cursor.execute(
             "SELECT count(*) FROM contacts_customerpurchaseday WHERE day BETWEEN %s AND %s",
             [start, end],
         )
         (purchase_days,) = cursor.fetchone()
-    return orders, revenue, purchase_days
+    return orders, revenue, unmatched, purchase_days
 
 
 def _sop(start: date, end: date) -> dict:
@@ -106,32 +111,41 @@ def _sop(start: date, end: date) -> dict:
     }
 
 
+RANKED = 5  # the first and the last so many, when there are more than twice as many
+
+
 def _ranking(start: date, end: date) -> dict:
-    """Stores and guides by net revenue of their customers' orders in the week."""
+    """Stores and active guides by net revenue of their followed customers' orders in the
+    week, those who sold nothing included (at ¥0, last). Up to 2 × RANKED of them are
+    all listed (as "top"); more are cut to the first and the last RANKED."""
     bounds = metrics._bounds(start, end)
     rows = {}
-    for key, join, name in (
-        ("guides", "g.id = ANY(f.guide_ids)", "g.name"),
-        ("stores", "g.id = ANY(f.store_ids)", "g.name"),
+    for key, model, array in (
+        ("guides", Guide.objects.active(), "guide_ids"),
+        ("stores", Store.objects.all(), "store_ids"),
     ):
-        table = "contacts_guide" if key == "guides" else "contacts_store"
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
-                SELECT {name}, count(DISTINCT o.customer_id), sum(o.amount - o.refund_amount)
+                SELECT x.id, count(DISTINCT o.customer_id), sum(o.amount - o.refund_amount)
                 FROM contacts_order o
                 JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
-                JOIN {table} g ON {join}
+                CROSS JOIN LATERAL unnest(f.{array}) AS x(id)
                 WHERE {metrics.PURCHASED} AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s
-                GROUP BY g.id, {name} ORDER BY 3 DESC, 1
-                """,  # noqa: S608 - table and columns are ours
+                GROUP BY x.id
+                """,  # noqa: S608 - the column is ours
                 bounds,
             )
-            ranked = [
-                {"name": n, "buyers": buyers, "net_revenue": float(net)}
-                for n, buyers, net in cursor.fetchall()
-            ]
-        rows[key] = {"top": ranked[:5], "bottom": ranked[-5:][::-1] if len(ranked) > 5 else []}
+            sales = {pk: (buyers, net) for pk, buyers, net in cursor.fetchall()}
+        ranked = []
+        for pk, name in model.values_list("pk", "name"):
+            buyers, net = sales.get(pk, (0, 0))
+            ranked.append({"name": name, "buyers": buyers, "net_revenue": float(net)})
+        ranked.sort(key=lambda row: (-row["net_revenue"], row["name"]))
+        if len(ranked) > 2 * RANKED:
+            rows[key] = {"top": ranked[:RANKED], "bottom": ranked[-RANKED:][::-1]}
+        else:
+            rows[key] = {"top": ranked, "bottom": []}
     return rows
 
 
@@ -159,8 +173,8 @@ def report_data(*, week_start: date) -> dict:
         start=metrics.period_start(end, "month").replace(day=1) - timedelta(days=330),
         end=end,
     )
-    orders, revenue, purchase_days = _totals(week_start, end)
-    orders_before, revenue_before, purchase_days_before = _totals(before, before_end)
+    orders, revenue, unmatched, purchase_days = _totals(week_start, end)
+    orders_before, revenue_before, _, purchase_days_before = _totals(before, before_end)
     data = {
         "week": f"{week_start.isocalendar().year}-W{week_start.isocalendar().week:02d}",
         "start": week_start.isoformat(),
@@ -176,6 +190,7 @@ def report_data(*, week_start: date) -> dict:
         "net_revenue": float(revenue),
         "net_revenue_previous": float(revenue_before),
         "net_revenue_change": _change(float(revenue), float(revenue_before)),
+        "net_revenue_unmatched": float(unmatched),
         "repurchase_rate": current["rate"],
         "repurchase_rate_previous": previous["rate"],
         "repurchase_rate_change": _change(current["rate"], previous["rate"]),
@@ -316,17 +331,12 @@ def report_xlsx(data: dict) -> bytes:
         summary.append([sentence])
     for key, title in (("guides", "导购"), ("stores", "门店")):
         sheet = workbook.create_sheet(title)
-        sheet.append(["", "名称", "购买人数", "净销售额"])
+        sheet.append(["", "名称", "购买人数", "所跟进客户的净销售额"])
+        ranking = data["ranking"][key]
         for label in ("top", "bottom"):
-            for row in data["ranking"][key][label]:
-                sheet.append(
-                    [
-                        "前五" if label == "top" else "后五",
-                        row["name"],
-                        row["buyers"],
-                        row["net_revenue"],
-                    ]
-                )
+            for row in ranking[label]:
+                place = "排名" if not ranking["bottom"] else "前五" if label == "top" else "后五"
+                sheet.append([place, row["name"], row["buyers"], row["net_revenue"]])
     cohort = workbook.create_sheet("同期群")
     width = max((len(c["retention"]) for c in data["cohorts"]), default=0)
     cohort.append(["同期群", "人数", *[f"第{k}月" for k in range(width)]])

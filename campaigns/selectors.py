@@ -39,7 +39,8 @@ class CampaignStats:
 
     @property
     def roi(self) -> float | None:
-        if not self.cost:
+        """None until someone received it (no result yet, not a loss of 100 %)."""
+        if not self.cost or not self.sent:
             return None
         return float((self.revenue - self.cost) / self.cost)
 

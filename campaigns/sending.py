@@ -435,8 +435,10 @@ def attribution(*, campaign: Campaign) -> dict:
             {"campaign": campaign.pk, "days": days, "at": campaign.sent_at},
         )
         holdout, holdout_buyers = cursor.fetchone()
+    # Both rates wait for the first message received: before it there is nothing to
+    # compare the holdout with.
     rate = any_buyers / sent if sent else None
-    holdout_rate = holdout_buyers / holdout if holdout else None
+    holdout_rate = holdout_buyers / holdout if holdout and sent else None
     cost = float(campaign.cost)
     return {
         "rule": f"末次触达归因：收到群发后 {days} 天内的订单，期间没有更晚的触达",
@@ -447,5 +449,5 @@ def attribution(*, campaign: Campaign) -> dict:
         "holdout": holdout,
         "holdout_conversion": holdout_rate,
         "uplift": (rate - holdout_rate) if rate is not None and holdout_rate is not None else None,
-        "roi": ((float(revenue) - cost) / cost) if cost else None,
+        "roi": ((float(revenue) - cost) / cost) if cost and sent else None,
     }

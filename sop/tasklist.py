@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.models import Guide, Relationship
+from contacts.order_files import ORDER_CHANNEL_NAMES
 from sop.models import ContactPolicy, Touchpoint
 from sop.scheduling import _today, local_midnight
 from tagging.models import Tag
@@ -151,7 +152,8 @@ def _display(card: TaskCard, actions: str) -> None:
         lines.append(" · ".join(filter(None, [since, relationship.description])))
     for order in card.orders:
         paid = _local(order["paid_at"], "%Y-%m-%d") if order["paid_at"] else ""
-        lines.append(f"{paid} {order['channel']} ¥{order['net']} {order['product']}")
+        channel = ORDER_CHANNEL_NAMES.get(order["channel"], order["channel"])
+        lines.append(f"{paid} {channel} ¥{order['net']} {order['product']}")
     if not card.orders:
         lines.append(_("还没有订单"))
     card.context = "\n".join(lines)

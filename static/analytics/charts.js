@@ -99,6 +99,7 @@
       series: [{
         type: "heatmap",
         data: spec.data,
+        progressive: 0, // drawn at once: progressively, a large heatmap kept rows blank
         label: { show: spec.x.length <= 14 && spec.y.length <= 30, fontSize: 10, formatter: function (item) { return format(spec.kind, item.value[2]); } }
       }]
     };

@@ -186,3 +186,68 @@ def test_a_report_stored_before_the_moves_in_points_shows_them(orders, client_fo
     WeeklyReport.objects.filter(pk=report.pk).update(data=data)
     page = client_for(manager).get(reverse("report_detail", args=["2026-W47"])).content.decode()
     assert "<td>+33.3 个百分点</td>" in page  # 复购率 0 → 1/3
+
+
+def _ranking_by_hand(orders_by_customer, guides_of, names, active) -> list[tuple[str, int, float]]:
+    """(name, buyers, net) for every active entity, by net desc then name."""
+    rows = []
+    for entity in active:
+        buyers = [c for c, _net in orders_by_customer if entity in guides_of[c]]
+        net = sum(n for c, n in orders_by_customer if entity in guides_of[c])
+        rows.append((names[entity], len(set(buyers)), float(net)))
+    return sorted(rows, key=lambda row: (-row[2], row[0]))
+
+
+@pytest.mark.parametrize("guides_count", [3, 12])
+def test_the_ranking_lists_everyone_who_sold_nothing_too_without_overlap(guides_count):
+    """Few guides: one list of all (no top five that is also the bottom five); many: the
+    first and last five, apart. Guides who sold nothing are ranked, at ¥0; a customer
+    followed by two guides counts for both; an inactive guide is not ranked."""
+    from tests.contacts.factories import GuideFactory, RelationshipFactory, StoreFactory
+
+    store = StoreFactory(name="甲店")
+    guides = [GuideFactory(name=f"导购{n:02d}", store=store) for n in range(guides_count)]
+    gone = GuideFactory(name="离职导购", store=store, is_active=False)
+    sold = []  # (customer, net)
+    followed = {}
+    for n, guide in enumerate(guides[: guides_count - 1]):  # the last guide sells nothing
+        customer = CustomerFactory()
+        followed[customer.pk] = {guide.pk}
+        RelationshipFactory(customer=customer, guide=guide)
+        if n == 0:  # shared with the next guide, and the one who left
+            RelationshipFactory(customer=customer, guide=guides[1])
+            RelationshipFactory(customer=customer, guide=gone)
+            followed[customer.pk] |= {guides[1].pk, gone.pk}
+        net = Decimal(100 + 10 * n)
+        OrderFactory(customer=customer, paid_at=at("2026-11-17"), amount=net)
+        OrderFactory(customer=customer, paid_at=at("2026-11-10"), amount=Decimal(999))  # W46
+        sold.append((customer.pk, net))
+    facts_refresh()
+    ranking = weekly.report_data(week_start=WEEK)["ranking"]
+    names = {g.pk: g.name for g in guides}
+    expected = _ranking_by_hand(sold, followed, names, [g.pk for g in guides])
+    shown = {
+        label: [(r["name"], r["buyers"], r["net_revenue"]) for r in rows]
+        for label, rows in ranking["guides"].items()
+    }
+    if guides_count <= 2 * weekly.RANKED:
+        assert shown == {"top": expected, "bottom": []}
+    else:
+        assert shown == {"top": expected[:5], "bottom": expected[-5:][::-1]}
+    assert expected[-1] == (guides[-1].name, 0, 0.0)
+    assert "离职导购" not in str(ranking)
+    stores = ranking["stores"]
+    assert stores["bottom"] == [] and [r["name"] for r in stores["top"]] == ["甲店"]
+    assert stores["top"][0]["net_revenue"] == float(sum(net for _c, net in sold))
+
+
+def test_the_brands_net_revenue_names_the_part_no_customer_was_matched_to(
+    orders, client_for, manager
+):
+    OrderFactory(customer=None, paid_at=at("2026-11-19"), amount=Decimal("55.50"))
+    data = weekly.report_data(week_start=WEEK)
+    assert (data["net_revenue"], data["net_revenue_unmatched"]) == (455.5, 55.5)
+    assert data["buyers"] == 3  # the dashboards' customers: the order has none
+    weekly.report_build(week_start=WEEK)
+    page = client_for(manager).get(reverse("report_detail", args=["2026-W47"])).content.decode()
+    assert "其中 ¥56 是未匹配到客户的订单" in page

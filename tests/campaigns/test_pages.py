@@ -879,3 +879,14 @@ def test_a_customers_campaigns_say_what_happened_to_them(client_for, operator, g
     assert nobody.status_code == 404
     guide = client_for(guide_user).get(reverse("customer_campaigns", args=[data["wang"].pk]))
     assert guide.status_code == 403
+
+
+def test_no_roi_or_holdout_rate_before_anyone_received_the_campaign(data):
+    """Handed to guides, not yet sent: its cost is not a loss of 100 % yet, and its
+    holdout has nothing to be compared with."""
+    campaign = data["sent"]
+    campaign.recipients.filter(status="sent").update(status="queued")
+    assert campaign.cost > 0 and campaign.recipients.filter(status="holdout").exists()
+    assert selectors.campaign_stats([campaign])[campaign.pk].roi is None
+    result = attribution(campaign=campaign)
+    assert (result["received"], result["roi"], result["holdout_conversion"]) == (0, None, None)

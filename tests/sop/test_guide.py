@@ -60,6 +60,8 @@ def test_a_guide_sees_only_their_tasks_with_the_script_filled_in(client_for, gui
     assert "别人的客户" not in text
     assert "王姐0您好，我是" in text and "最近买的冰丝睡裙穿着合适吗" in text
     assert "王姐1您好" in text
+    # the last orders, by channel name
+    assert " 天猫 ¥89.00 冰丝睡裙" in text and "tmall" not in text
 
 
 def test_the_list_costs_a_fixed_number_of_queries(client_for, guide_user, tasks):
