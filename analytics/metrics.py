@@ -320,7 +320,12 @@ def cohorts(*, by: str, period: str, start: date, end: date, filters: Filters = 
                 "retention": [count / size for count in counts],
             }
         )
-    return {"by": by, "period": period, "cohorts": result}
+    # Every cohort's last cell is the period holding `end`: short of days when the range
+    # cuts it or it is still running.
+    whole_end = next_period(period_start(end, period), period) - timedelta(days=1)
+    today = timezone.now().astimezone(SHANGHAI).date()
+    last_partial = end < whole_end or whole_end > today
+    return {"by": by, "period": period, "cohorts": result, "last_partial": last_partial}
 
 
 def conversion(

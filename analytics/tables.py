@@ -149,6 +149,11 @@ PARTIAL_NOTE = gettext_lazy(
 )
 
 
+COHORT_PARTIAL_NOTE = gettext_lazy(
+    "每行最后一格是还没过完（或被所选范围截断）的周期，图中以浅色加 * 标出，留存因此偏低。"
+)
+
+
 def _partial_label(row: dict) -> str:
     """A trend period's label, marked when the range cut it (its days in brackets)."""
     if not row.get("partial"):
@@ -266,7 +271,8 @@ def repurchase_page(results: dict) -> Content:
         note=f"{DEFINITIONS['returning']} {PARTIAL_NOTE}",
         wide=True,
     )
-    trend.chart = _series_chart(trend, "line", [3, 6])
+    partial = [index for index, row in enumerate(data["trend"]) if row.get("partial")]
+    trend.chart = _series_chart(trend, "line", [3, 6], partial=partial)
     content.tables.append(trend)
     splits = data["splits"]
     member_rows = [
@@ -314,6 +320,13 @@ def cohorts_page(results: dict) -> Content:
         note=DEFINITIONS["cohort"],
         wide=True,
     )
+    cut = [
+        [len(row["retention"]) - 1, index]
+        for index, row in enumerate(cohorts)
+        if data.get("last_partial") and row["retention"]
+    ]
+    if cut:
+        shares.note = f"{shares.note} {COHORT_PARTIAL_NOTE}"
     later = [v for row in cohorts for v in row["retention"][1:] if v is not None]
     shares.chart = {
         "type": "heatmap",
@@ -326,6 +339,7 @@ def cohorts_page(results: dict) -> Content:
         ],
         "max": max(later, default=1) or 1,
         "kind": "rate",
+        "partial": cut,
         "height": max(280, 22 * len(cohorts) + 100),
     }
     counts = Table(

@@ -51,8 +51,11 @@
         trigger: "axis",
         valueFormatter: undefined,
         formatter: function (items) {
-          var lines = [items[0].axisValueLabel];
+          var lines = [items[0].axisValueLabel], shown = {};
           items.forEach(function (item) {
+            // a line's partial tail is a series of its own: one row per name
+            if (item.value === null || item.value === undefined || shown[item.seriesName]) return;
+            shown[item.seriesName] = true;
             var series = byName[item.seriesName];
             var value = series.below && item.value !== null ? -item.value : item.value;
             lines.push(item.marker + item.seriesName + COLON + format(series.kind, value));
@@ -63,20 +66,41 @@
       legend: { type: "scroll", top: 0 },
       xAxis: { type: "category", data: spec.x, axisLabel: categoryLabels(spec.x) },
       yAxis: yAxis,
-      series: spec.series.map(function (s) {
-        return {
-          name: s.name,
-          type: s.as,
-          yAxisIndex: s.axis,
-          data: s.below ? s.data.map(function (v) { return v === null ? null : -v; }) : s.data,
-          stack: spec.stack && s.as === "bar" ? "total" : undefined,
-          smooth: false,
-          connectNulls: false,
-          showSymbol: spec.x.length <= 40,
-          barMaxWidth: 36
-        };
-      })
+      series: []
     };
+    // Periods the range cut or that are still running (spec.partial: their indexes) are
+    // drawn apart, so that a month of two days does not read as a collapse: dashed, with
+    // hollow points, for lines; pale, for bars.
+    var partial = {};
+    (spec.partial || []).forEach(function (i) { partial[i] = true; });
+    spec.series.forEach(function (s, n) {
+      var color = PALETTE[n % PALETTE.length];
+      var data = s.below ? s.data.map(function (v) { return v === null ? null : -v; }) : s.data;
+      var base = {
+        name: s.name, type: s.as, yAxisIndex: s.axis, color: color,
+        stack: spec.stack && s.as === "bar" ? "total" : undefined,
+        smooth: false, connectNulls: false, showSymbol: spec.x.length <= 40, barMaxWidth: 36
+      };
+      if (s.as === "bar") {
+        base.data = data.map(function (v, i) {
+          return partial[i] && v !== null ? { value: v, itemStyle: { opacity: 0.45 } } : v;
+        });
+        option.series.push(base);
+        return;
+      }
+      base.data = data.map(function (v, i) { return partial[i] ? null : v; });
+      option.series.push(base);
+      if (spec.partial && spec.partial.length) {
+        option.series.push(Object.assign({}, base, {
+          id: "partial-" + n,
+          symbol: "emptyCircle",
+          lineStyle: { type: "dashed" },
+          data: data.map(function (v, i) {
+            return partial[i] || partial[i - 1] || partial[i + 1] ? v : null;
+          })
+        }));
+      }
+    });
     if (spec.zoom) option.dataZoom = [{ type: "inside" }, { type: "slider", height: 18, bottom: 8 }];
     return option;
   }
@@ -98,9 +122,13 @@
       },
       series: [{
         type: "heatmap",
-        data: spec.data,
+        // Cells of a period still running or cut by the range: pale, starred.
+        data: spec.data.map(function (cell) {
+          var cut = (spec.partial || []).some(function (p) { return p[0] === cell[0] && p[1] === cell[1]; });
+          return cut ? { value: cell, itemStyle: { opacity: 0.45 }, partial: true } : cell;
+        }),
         progressive: 0, // drawn at once: progressively, a large heatmap kept rows blank
-        label: { show: spec.x.length <= 14 && spec.y.length <= 30, fontSize: 10, formatter: function (item) { return format(spec.kind, item.value[2]); } }
+        label: { show: spec.x.length <= 14 && spec.y.length <= 30, fontSize: 10, formatter: function (item) { return format(spec.kind, item.value[2]) + (item.data.partial ? "*" : ""); } }
       }]
     };
   }

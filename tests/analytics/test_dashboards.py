@@ -225,6 +225,9 @@ def test_repurchase_filters(client_for, manager, shop):
         "2026-W13",
         "2026-W14*（03-30–03-31）",
     ]
+    # The chart draws the cut weeks apart (dashed): the same rows the table marks.
+    assert weekly.chart["partial"] == [0, 5]
+    assert _tables(_get(client, "dashboards"))["trend"].chart["partial"] == []
 
 
 def test_bad_filters_say_so_and_show_the_defaults(client_for, manager, shop):
@@ -246,6 +249,13 @@ def test_cohorts_page(client_for, manager, shop):
     assert joined["retention"].rows == [["2026-03", 2, 1.0]]
     spec = tables["retention"].chart
     assert (spec["type"], spec["y"], spec["data"]) == ("heatmap", ["2026-03"], [[0, 0, 1.0]])
+    assert spec["partial"] == []  # March, whole and over
+    # Ending mid-March: each cohort's last cell is a part of a month, and marked so.
+    cut = _tables(_get(client, "analytics_cohorts", start="2026-02-01", end="2026-03-15"))
+    retention = cut["retention"]
+    assert [row[0] for row in retention.rows] == ["2026-02", "2026-03"]
+    assert retention.chart["partial"] == [[1, 0], [0, 1]]
+    assert "每行最后一格是还没过完" in str(retention.note)
 
 
 def test_conversion_page(client_for, manager, shop):
