@@ -497,6 +497,19 @@ def rfm(*, end: date, keys: tuple[str, ...] = RFM_KEYS) -> dict:
     result = {"end": end.isoformat(), "window_days": settings["rfm"]["window_days"]}
     with transaction.atomic(), connection.cursor() as cursor:
         rfm_window_create(cursor, settings, end)
+        if "rfm" in keys:
+            # The cut-offs the eight segments were drawn with: set, or the buyers' means.
+            cursor.execute("SELECT avg(r), avg(fr), avg(m) FROM rfm_window")
+            names = ("recency_days", "frequency", "monetary")
+            means = dict(zip(names, cursor.fetchone(), strict=True))
+            result["thresholds"] = {}
+            for key, mean in means.items():
+                chosen = settings["rfm"][key]
+                value = chosen if chosen is not None else mean
+                result["thresholds"][key] = {
+                    "value": None if value is None else float(value),
+                    "set": chosen is not None,
+                }
         for segment in SEGMENTS:
             if segment.key not in keys:
                 continue

@@ -626,10 +626,29 @@ def rfm_page(results: dict) -> Content:
         numbers=[
             Number(_("参与分群的买家"), total, "int", SHORT["rfm"]),
             Number(_("窗口（天）"), data["window_days"], "int"),
+            *_rfm_thresholds(data.get("thresholds")),
         ],
         tables=[table, scores, trend],
         notes=[DEFINITIONS["rfm"]],
     )
+
+
+def _rfm_thresholds(thresholds: dict | None) -> list[Number]:
+    """The cut-offs the eight segments were drawn with on the end day: a whole number of
+    purchase days is compared with a mean, so segments jump when the mean crosses one."""
+    if not thresholds:
+        return []
+    shown = []
+    for key, label, better, kind in (
+        ("recency_days", _("R 阈值（天）"), _("最近一次购买距今少于它为好"), "decimal"),
+        ("frequency", _("F 阈值（购买天数）"), _("购买天数多于它为好"), "decimal"),
+        ("monetary", _("M 阈值（元）"), _("净销售额高于它为好"), "money"),
+    ):
+        threshold = thresholds[key]
+        source = _("设定值") if threshold["set"] else _("全体买家的均值")
+        note = _("%(better)s（%(source)s）") % {"better": better, "source": source}
+        shown.append(Number(label, threshold["value"], kind, note))
+    return shown
 
 
 def members_page(results: dict) -> Content:

@@ -343,6 +343,13 @@ def test_rfm_page(client_for, manager, shop):
     assert len(trend) == 12
     assert (sum(trend["2026-01-31"]), sum(trend["2026-02-28"])) == (0, 1)
     assert trend["2026-03-31"] == [row[1] for row in tables["segments"].rows]
+    # The cut-offs the segments were drawn with, by hand on 03-31: 甲 last bought 11 days
+    # before (2 purchase days, ¥300), 乙 20 (1, ¥300), 丙 23 (2: 02-10 and 03-08, ¥200).
+    numbers = _numbers(response)
+    assert numbers["R 阈值（天）"] == pytest.approx((11 + 20 + 23) / 3)
+    assert numbers["F 阈值（购买天数）"] == pytest.approx(5 / 3)
+    assert numbers["M 阈值（元）"] == pytest.approx(800 / 3)
+    assert "全体买家的均值" in response.content.decode()
 
 
 def test_members_page(client_for, manager, shop):

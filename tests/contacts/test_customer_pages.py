@@ -224,3 +224,24 @@ def test_a_guide_sees_a_colleagues_relationship_but_not_their_notes(
     assert "同事的私人备注" in console.content.decode()  # operators see every note
     api = client_for(operator).get(reverse("customer-detail", args=[shared.pk])).json()
     assert "同事的私人备注" in {r["remark"] for r in api["relationships"]}
+
+
+def test_a_guide_sees_the_masked_phone_but_not_the_platforms_ids(
+    client_for, operator, guide_user, book
+):
+    from contacts.models import CustomerIdentity
+
+    mine = book["own"][0]
+    CustomerIdentity.objects.create(customer=mine, kind="unionid", value="oUNION_secret_1")
+    CustomerIdentity.objects.create(customer=mine, kind="buyer_id", value="tmall:tb_nick_9")
+    CustomerIdentity.objects.create(
+        customer=mine, kind="phone_hash", value="f" * 64, display="138****5601"
+    )
+    guide = client_for(guide_user).get(reverse("guide_customer_detail", args=[mine.pk]))
+    text = guide.content.decode()
+    assert "138****5601" in text and "已关联" in text
+    for hidden in ("oUNION_secret_1", "tb_nick_9", mine.external_userid, "f" * 64):
+        assert hidden not in text
+    console = client_for(operator).get(reverse("customer_detail", args=[mine.pk])).content.decode()
+    assert "oUNION_secret_1" in console and "tmall:tb_nick_9" in console
+    assert mine.external_userid in console
