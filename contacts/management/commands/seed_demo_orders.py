@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from contacts import services
-from contacts.models import CustomerIdentity, Order, Store
+from contacts.models import CustomerIdentity, MergeSuggestion, Order, Store
 from contacts.order_generator import (
     CATALOGUE,
     DOUYIN_EXPORT_COLUMNS,
@@ -120,3 +120,25 @@ class Command(BaseCommand):
                 f"demo export {path.name}: {report.inserted} orders, {report.rejected} rows"
                 f" rejected, import #{record.pk}"
             )
+        self._bind_one()
+
+    def _bind_one(self) -> None:
+        """A guide binds the order of a customer of theirs that waits as a suggestion (the
+        buyer said the number in the chat): on the merges page, for operators to review."""
+        suggestion = (
+            MergeSuggestion.objects.filter(
+                status=MergeSuggestion.Status.PENDING, customer__relationships__is_active=True
+            )
+            .select_related("order", "customer")
+            .order_by("pk")
+            .first()
+        )
+        if suggestion is None:
+            return
+        guide = suggestion.customer.relationships.filter(is_active=True).first().guide
+        order = services.order_bind_by_number(
+            guide=guide,
+            customer=suggestion.customer,
+            channel_order_id=suggestion.order.channel_order_id,
+        )
+        self.stdout.write(f"demo binding: {guide.name} bound order {order.channel_order_id}")
