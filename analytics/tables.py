@@ -640,7 +640,7 @@ def _rfm_thresholds(thresholds: dict | None) -> list[Number]:
         return []
     shown = []
     for key, label, better, kind in (
-        ("recency_days", _("R 阈值（天）"), _("最近一次购买距今少于它为好"), "decimal"),
+        ("recency_days", _("R 阈值（天）"), _("最近一次购买距今少于它为好"), "days"),
         ("frequency", _("F 阈值（购买天数）"), _("购买天数多于它为好"), "decimal"),
         ("monetary", _("M 阈值（元）"), _("净销售额高于它为好"), "money"),
     ):
