@@ -257,7 +257,7 @@ def sentences(data: dict) -> list[str]:
         values = {"done": sop["done"], "expired": sop["expired"], "share": f"{expired:.0%}"}
         candidates.append((expired, words % values))
     top = data["ranking"]["guides"]["top"]
-    if top:
+    if top and top[0]["net_revenue"] > 0:
         words = _("本周客户贡献最多的导购是%(name)s（¥%(revenue)s）。")
         values = {"name": top[0]["name"], "revenue": f"{top[0]['net_revenue']:,.0f}"}
         candidates.append((0.01, words % values))

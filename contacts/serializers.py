@@ -34,11 +34,14 @@ class IdentitySerializer(serializers.ModelSerializer):
         fields = ["kind", "value"]
 
     def get_value(self, identity: CustomerIdentity) -> str:
-        return (
-            identity.display
-            if identity.kind == CustomerIdentity.Kind.PHONE_HASH
-            else identity.value
-        )
+        """The masked phone; the platforms' ids for console readers only (a guide reads
+        that the customer has one, as on the guide's page)."""
+        if identity.kind == CustomerIdentity.Kind.PHONE_HASH:
+            return identity.display
+        request = self.context.get("request")
+        if request is not None and request.user.has_perm(Perm.VIEW_CONSOLE):
+            return identity.value
+        return ""
 
 
 class RelationshipSerializer(serializers.ModelSerializer):

@@ -153,7 +153,11 @@ def tasks_stop_unfollowed(customer_ids: list[int]) -> None:
             """
             WITH stopped AS (
                 UPDATE sop_touchpoint t SET status = 'stopped', reason = 'contact_deleted'
-                WHERE t.customer_id = ANY(%(ids)s) AND t.status = 'task' AND NOT EXISTS (
+                WHERE t.customer_id = ANY(%(ids)s) AND t.status = 'task'
+                  -- a merged-away record's relationships moved with it: nobody left
+                  AND NOT EXISTS (SELECT 1 FROM contacts_customer c
+                                  WHERE c.id = t.customer_id AND c.merged_into_id IS NOT NULL)
+                  AND NOT EXISTS (
                     SELECT 1 FROM contacts_relationship r WHERE r.customer_id = t.customer_id
                       AND r.guide_id = t.guide_id AND r.is_active)
                 RETURNING t.enrollment_id, t.plan_id

@@ -251,3 +251,9 @@ def test_the_brands_net_revenue_names_the_part_no_customer_was_matched_to(
     weekly.report_build(week_start=WEEK)
     page = client_for(manager).get(reverse("report_detail", args=["2026-W47"])).content.decode()
     assert "其中 ¥56 是未匹配到客户的订单" in page
+
+
+def test_a_week_without_sales_names_no_top_guide(guide_user):
+    data = weekly.report_data(week_start=WEEK)
+    assert data["ranking"]["guides"]["top"][0]["net_revenue"] == 0
+    assert not any("贡献最多的导购" in sentence for sentence in data["sentences"])

@@ -272,3 +272,23 @@ def test_the_list_tells_namesakes_apart(client_for, operator, guide_user, book):
     text = response.content.decode()
     assert "138****5601" in text and "¥88.50" in text and "2026-03-09" in text
     assert "13800135601" not in text
+
+
+def test_the_api_gives_guides_the_masked_phone_but_not_the_platforms_ids(
+    client_for, operator, guide_user, book
+):
+    from contacts.models import CustomerIdentity
+
+    mine = book["own"][0]
+    CustomerIdentity.objects.create(customer=mine, kind="unionid", value="oUNION_secret_2")
+    CustomerIdentity.objects.create(
+        customer=mine, kind="phone_hash", value="e" * 64, display="139****0001"
+    )
+    url = reverse("customer-detail", args=[mine.pk])
+
+    def values(user) -> dict:
+        identities = client_for(user).get(url).json()["identities"]
+        return {row["kind"]: row["value"] for row in identities}
+
+    assert values(guide_user) == {"unionid": "", "phone_hash": "139****0001"}
+    assert values(operator) == {"unionid": "oUNION_secret_2", "phone_hash": "139****0001"}

@@ -301,3 +301,16 @@ def test_a_customer_who_ends_the_relationship_leaves_the_guides_tasks(
     assert (enrollment.status, enrollment.stopped_reason) == ("stopped", "contact_deleted")
     others = Touchpoint.objects.exclude(pk=task.pk).values_list("status", flat=True)
     assert sorted(others) == ["task", "task", "task"]
+
+
+def test_a_merge_does_not_stop_the_absorbed_customers_tasks(operator, tasks):
+    from contacts.facts import facts_refresh_pending
+    from contacts.services import customer_merge
+    from tests.contacts.factories import CustomerFactory
+
+    absorbed = tasks["relationships"][0].customer
+    task = Touchpoint.objects.get(customer=absorbed, status="task")
+    customer_merge(keep=CustomerFactory(), absorb=absorbed, by=operator)
+    facts_refresh_pending()
+    task.refresh_from_db()
+    assert task.status == "task"
