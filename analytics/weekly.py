@@ -26,6 +26,7 @@ from openpyxl.styles import Font, PatternFill
 from analytics import metrics
 from analytics.metrics import SHANGHAI, Filters
 from analytics.models import ReportDelivery, ReportRecipient, WeeklyReport
+from contacts.facts import CHECKOUT
 from contacts.models import Guide, Store
 
 COHORT_MONTHS = 12
@@ -66,12 +67,13 @@ def _points(current, previous) -> float | None:
 
 
 def _totals(start: date, end: date) -> tuple[int, Decimal, Decimal, int]:
-    """Orders, net revenue (of every order: the brand's sales), the part of it of orders
-    matched to no customer (which the dashboards, about customers, leave out), and
-    purchase days (Shanghai days) from start to end."""
+    """Orders (checkouts: sub-orders of one are one), net revenue (of every order: the
+    brand's sales), the part of it of orders matched to no customer (which the
+    dashboards, about customers, leave out), and purchase days (Shanghai days) from
+    start to end."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT count(*), coalesce(sum(o.amount - o.refund_amount), 0),
+            f"""SELECT count(DISTINCT {CHECKOUT}), coalesce(sum(o.amount - o.refund_amount), 0),
                        coalesce(sum(o.amount - o.refund_amount)
                                 FILTER (WHERE o.customer_id IS NULL), 0)
                 FROM contacts_order o WHERE {metrics.PURCHASED}

@@ -32,6 +32,9 @@ _SCHEDULED_KEY = "contacts:facts-refresh-scheduled"
 # (DESIGN.md, "Purchase day"); a line counts when it is not fully refunded.
 PURCHASED = "o.status IN ('paid', 'partially_refunded') AND o.paid_at IS NOT NULL"
 LINE_KEPT = "(l.refund_amount < l.line_amount OR l.line_amount = 0)"
+# An order counted as orders are (订单数, 客单价): a checkout. The sub-orders a channel
+# splits one checkout into (Douyin's 子订单, `parent_order_id`) are one order.
+CHECKOUT = "o.channel || ':' || coalesce(nullif(o.parent_order_id, ''), o.channel_order_id)"
 
 # The columns of CustomerFacts the refresh computes, in the order of _FACTS_SELECT.
 FACT_COLUMNS = [
@@ -226,7 +229,8 @@ def _refresh(customer_ids: list[int] | None) -> FactsRefresh:
             values=["orders", "net_revenue"],
             select=f"""
                 SELECT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day,
-                       count(*) AS orders, sum(o.amount - o.refund_amount) AS net_revenue
+                       count(DISTINCT {CHECKOUT}) AS orders,
+                       sum(o.amount - o.refund_amount) AS net_revenue
                 FROM contacts_order o JOIN facts_scope s ON s.id = o.customer_id
                 WHERE {PURCHASED}
                 GROUP BY 1, 2""",

@@ -44,17 +44,24 @@ def _instant(rng: random.Random, days: int = 200) -> datetime:
     return BASE + timedelta(days=rng.randrange(days), hours=rng.choice([0, 1, 12, 23]))
 
 
-def _order(rng: random.Random, customer, paid_at: datetime) -> None:
+def _order(rng: random.Random, customer, paid_at: datetime, parent: str = "") -> None:
     status = rng.choices(["paid", "refunded", "partially_refunded", "cancelled"], [80, 8, 6, 6])[0]
     amount = Decimal(rng.choice([59, 89, 159, 399]))
     refund = {"refunded": amount, "partially_refunded": amount / 4}.get(status, Decimal(0))
+    channel = "douyin" if parent else rng.choice(["tmall", "jd", "douyin", "miniapp"])
+    if channel == "douyin" and not parent and rng.random() < 0.5:
+        # A checkout split into sub-orders (子订单): one order for AOV, whatever they are.
+        parent = f"P{rng.randrange(10**9)}"
+        for _ in range(rng.choice([1, 2])):
+            _order(rng, customer, paid_at, parent)
     order = OrderFactory(
         customer=customer,
         paid_at=paid_at,
         amount=amount,
         refund_amount=refund,
         status=status,
-        channel=rng.choice(["tmall", "jd", "douyin", "miniapp"]),
+        channel=channel,
+        parent_order_id=parent,
     )
     OrderLine.objects.create(
         order=order,
@@ -170,13 +177,13 @@ def _cents(value: Decimal) -> Decimal:
 @pytest.mark.parametrize(("start", "end"), WINDOWS)
 def test_member_comparison_matches_python(world, start, end):
     groups: dict[str, dict] = defaultdict(
-        lambda: {"days": defaultdict(set), "orders": 0, "net": Decimal(0)}
+        lambda: {"days": defaultdict(set), "orders": set(), "net": Decimal(0)}
     )
     for order, facts in _purchases(start, end):
         for group in ("member" if facts.is_member else "non_member", "all"):
             cell = groups[group]
             cell["days"][order.customer_id].add(order.paid_at.astimezone(SH).date())
-            cell["orders"] += 1
+            cell["orders"].add((order.channel, order.parent_order_id or order.channel_order_id))
             cell["net"] += order.amount - order.refund_amount
     rows = comparisons.member_comparison(start=start, end=end)
     assert [row["group"] for row in rows] == ["member", "non_member", "all"]
@@ -187,13 +194,15 @@ def test_member_comparison_matches_python(world, start, end):
         assert (row["buyers"], row["repeat_buyers"], row["orders"]) == (
             buyers,
             repeat,
-            cell["orders"],
+            len(cell["orders"]),
         )
         assert row["rate"] == pytest.approx(repeat / buyers)
         assert row["net_revenue"] == _cents(cell["net"])
-        assert row["aov"] == _cents(cell["net"] / cell["orders"])
+        assert row["aov"] == _cents(cell["net"] / len(cell["orders"]))
         assert row["ltv_per_buyer"] == _cents(cell["net"] / buyers)
     assert rows[0]["buyers"] > 5 and rows[1]["buyers"] > 5
+    split = Order.objects.exclude(parent_order_id="").filter(status__in=PURCHASED)
+    assert split.count() > len(set(split.values_list("parent_order_id", flat=True)))
 
 
 @pytest.mark.parametrize(("start", "end"), WINDOWS)
@@ -352,3 +361,17 @@ def test_repurchase_split_is_repurchase_filtered_by_each_key(world, by):
             )
         buyers = [row["buyers"] for row in rows]
         assert buyers == sorted(buyers, reverse=True)
+
+
+def test_customer_facts_count_a_split_checkout_once(world):
+    checkouts: dict[int, set] = defaultdict(set)
+    for order in Order.objects.filter(status__in=PURCHASED, paid_at__isnull=False):
+        checkouts[order.customer_id].add(
+            (order.channel, order.parent_order_id or order.channel_order_id)
+        )
+    facts = {f.customer_id: f.orders for f in CustomerFacts.objects.filter(orders__gt=0)}
+    assert facts == {customer: len(keys) for customer, keys in checkouts.items()}
+    assert any(
+        len(keys) < Order.objects.filter(customer_id=customer, status__in=PURCHASED).count()
+        for customer, keys in checkouts.items()
+    )

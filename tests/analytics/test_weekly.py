@@ -45,10 +45,17 @@ def orders():
         (b, "2026-11-12"),
         (a, "2026-11-16"),
         (a, "2026-11-20"),
-        (c, "2026-11-22"),
         (d, "2026-11-18"),
     ]:
         OrderFactory(customer=customer, paid_at=at(day), amount=Decimal("100"))
+    for amount in ("100", "50"):
+        OrderFactory(
+            customer=c,
+            paid_at=at("2026-11-22"),
+            amount=Decimal(amount),
+            channel="douyin",
+            parent_order_id="DY-1",
+        )
     facts_refresh()
 
 
@@ -72,11 +79,11 @@ def test_the_weeks_numbers(orders):
     assert data["buyers_change"] == 0.5  # 2 → 3
     assert (data["members"]["buyers"], data["non_members"]["buyers"]) == (2, 1)
     assert data["members"]["rate"] == 0.5  # a of a and c
-    assert data["net_revenue"] == 400.0
+    assert data["net_revenue"] == 450.0
     # the week before: a on 11-10 and b on 11-12, 100 each
     previous = ("buyers_previous", "purchase_days_previous", "orders_previous")
     assert tuple(data[key] for key in previous) == (2, 2, 2)
-    assert data["net_revenue_previous"] == 200.0 and data["net_revenue_change"] == 1.0
+    assert data["net_revenue_previous"] == 200.0 and data["net_revenue_change"] == 1.25
     assert data["purchase_days_change"] == 1.0  # 2 → 4
     assert data["repurchase_rate_points"] == pytest.approx(1 / 3)  # 0 → 1/3
     assert len(data["sentences"]) == 3
@@ -124,9 +131,9 @@ def test_pages(orders, client_for, manager, guide_user):
     assert "2026-W47" in client.get(reverse("reports")).content.decode()
     page = client.get(reverse("report_detail", args=["2026-W47"])).content.decode()
     assert "<svg" in page and "复购率" in page
-    # this week, the week before and the change: buyers 3 and 2, revenue ¥400 and ¥200
+    # this week, the week before and the change: buyers 3 and 2, revenue ¥450 and ¥200
     assert "<td>3</td><td>2</td><td>+50.0%</td>" in page
-    assert "<td>¥400</td><td>¥200</td><td>+100.0%</td>" in page
+    assert "<td>¥450</td><td>¥200</td><td>+125.0%</td>" in page
     # the highlights in the reader's language, from the stored numbers
     report = WeeklyReport.objects.get(week="2026-W47")
     with translation.override("en"):
@@ -246,7 +253,7 @@ def test_the_brands_net_revenue_names_the_part_no_customer_was_matched_to(
 ):
     OrderFactory(customer=None, paid_at=at("2026-11-19"), amount=Decimal("55.50"))
     data = weekly.report_data(week_start=WEEK)
-    assert (data["net_revenue"], data["net_revenue_unmatched"]) == (455.5, 55.5)
+    assert (data["net_revenue"], data["net_revenue_unmatched"]) == (505.5, 55.5)
     assert data["buyers"] == 3  # the dashboards' customers: the order has none
     weekly.report_build(week_start=WEEK)
     page = client_for(manager).get(reverse("report_detail", args=["2026-W47"])).content.decode()
