@@ -453,16 +453,20 @@ def _membership_refresh(customer: Customer) -> None:
 
 
 def _locked_suggestions(suggestions: list[MergeSuggestion]) -> list[MergeSuggestion]:
-    """The suggestions locked, and their orders locked after them (each `.order` read
-    under its lock: a merge or a guide's binding cannot move it meanwhile)."""
+    """The suggestions' orders locked, then the suggestions; each `.order` read under its
+    lock (a merge or a guide's binding cannot move it meanwhile). Orders first, as a
+    guide's binding takes them before it rejects the order's suggestions: the other
+    way round, a binding and a confirmation of one order could wait on each other."""
+    pks = [suggestion.pk for suggestion in suggestions]
+    order_ids = MergeSuggestion.objects.filter(pk__in=pks).values_list("order_id", flat=True)
+    orders = Order.objects.select_for_update().filter(pk__in=list(order_ids)).order_by("pk")
+    by_pk = {order.pk: order for order in orders}
     locked = list(
         MergeSuggestion.objects.select_for_update(of=("self",))
         .select_related("customer")
-        .filter(pk__in=[suggestion.pk for suggestion in suggestions])
+        .filter(pk__in=pks)
         .order_by("pk")
     )
-    orders = Order.objects.select_for_update().filter(pk__in=[s.order_id for s in locked])
-    by_pk = {order.pk: order for order in orders.order_by("pk")}
     for suggestion in locked:
         suggestion.order = by_pk[suggestion.order_id]
     return locked

@@ -1,6 +1,10 @@
 """Merging two customer records and undoing it exactly; binding orders to customers."""
 
+import threading
+import time
+
 import pytest
+from django.db import connection, transaction
 from django.urls import reverse
 
 from contacts import services
@@ -466,3 +470,46 @@ def test_operators_see_guides_bindings_and_undo_them_managers_only_read(
     assert order.customer_id is None
     after = client_for(operator).get(reverse("merge_list")).content.decode()
     assert undo not in after and "已于" in after
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_confirmation_waits_for_a_binding_without_holding_the_suggestion(operator):
+    """A guide's binding locks the order, then rejects its suggestions; a confirmation
+    of one of them must take the order first too, or each would wait on the other."""
+    customer = CustomerFactory()
+    order = OrderFactory(customer=None, buyer_phone_masked="138****5601")
+    suggestion = MergeSuggestion.objects.create(order=order, customer=customer, reason="r")
+    errors = []
+
+    def confirm() -> None:
+        try:
+            services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=confirm)
+    with transaction.atomic():  # where a binding stands once it has the order
+        Order.objects.select_for_update().get(pk=order.pk)
+        worker.start()
+        with connection.cursor() as cursor:
+            for _ in range(100):  # until the confirmation waits for a lock
+                cursor.execute("SELECT pg_stat_clear_snapshot()")  # read afresh in a transaction
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                    " AND datname = current_database()"
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the confirmation never waited for the order")
+        # The binding can still settle the order's suggestions.
+        MergeSuggestion.objects.select_for_update(nowait=True).get(pk=suggestion.pk)
+    worker.join()
+    assert not errors
+    suggestion.refresh_from_db()
+    order.refresh_from_db()
+    assert (suggestion.status, order.customer_id) == (MergeSuggestion.Status.CONFIRMED, customer.pk)
