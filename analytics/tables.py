@@ -107,7 +107,9 @@ CHART_ROWS = 15  # bars drawn for a long table (the table lists all its rows)
 @dataclass
 class Column:
     label: str
-    kind: str = "int"  # text, int, rate, money, days, decimal (Numbers also: points, times)
+    # text, int, rate, money, days, decimal, customer (an id, linked to the customer's
+    # page); Numbers also: points, times
+    kind: str = "int"
 
 
 @dataclass
@@ -518,7 +520,7 @@ def _predicted(content: Content, data: dict) -> None:
     """The BG/NBD / Gamma-Gamma results stored by the refresh: headline means, the
     customers of highest predicted LTV, and the fitted parameters with their meaning."""
     labels = {
-        "customer_id": (_("客户 ID"), "text"),
+        "customer_id": (_("客户 ID"), "customer"),
         "frequency": (_("复购次数（购买日数 − 1）"), "int"),
         "recency_weeks": (_("首购到末次购买（周）"), "decimal"),
         "T_weeks": (_("首购至校准截止（周）"), "decimal"),

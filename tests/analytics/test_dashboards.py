@@ -321,6 +321,9 @@ def test_ltv_shows_predictions_once_the_refresh_stored_them(client_for, manager,
     body = response.content.decode()
     assert 'id="predicted-pending"' not in body
     assert "512.50" in body and "90.0%" in body and "校准截止 2026-03-31" in body
+    # each customer opens their page (a manager may: the console's customer pages)
+    link = reverse("customer_detail", args=[7])
+    assert f'<a href="{link}">7</a>' in body
     exported = client.get(
         reverse("analytics_export", args=["ltv", "predicted", "csv"]), MARCH
     ).content.decode("utf-8-sig")
