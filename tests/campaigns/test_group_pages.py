@@ -312,3 +312,10 @@ def test_the_page_in_english(client_for, operator, big_group):
     for data in ("会员福利群", "老客群", "大群", "张晓", "陈静"):  # the groups and their owners
         text = text.replace(data, "")
     assert re.findall(r"[\u4e00-\u9fff]+", text) == []  # every label is translated
+
+
+def test_a_guide_who_owns_no_group_is_told_so(client_for, guide_user, operator):
+    guide_page = client_for(guide_user).get(reverse("customer_groups")).content.decode()
+    assert "你还不是任何客户群的群主" in guide_page and "同步企业微信后" not in guide_page
+    console_page = client_for(operator).get(reverse("customer_groups")).content.decode()
+    assert "还没有客户群。同步企业微信后" in console_page
