@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
-from contacts import services
+from contacts import selectors, services
+from contacts.forms import PurchaseFilterForm
 from contacts.models import (
     CorpTag,
     Customer,
@@ -95,6 +96,13 @@ def _filtered_customers(request: HttpRequest, queryset):
     return queryset
 
 
+def _console_customers(request: HttpRequest):
+    """The console list's customers: the filters it shares
+    with the guide's list, then those by purchases and by our own tags."""
+    form = PurchaseFilterForm(request.GET, tag_filter=selectors.tag_filter())
+    return form.apply(_filtered_customers(request, Customer.objects.all())), form
+
+
 def _page(request: HttpRequest, queryset) -> dict:
     ordering = ORDERINGS.get(request.GET.get("sort", ""), ORDERINGS["-joined_at"])
     counted = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
@@ -148,7 +156,7 @@ def _summarise(customers: list[Customer]) -> None:
 
 @permission_required(Perm.VIEW_CONSOLE)
 def customer_list(request: HttpRequest) -> HttpResponse:
-    queryset = _filtered_customers(request, Customer.objects.all())
+    queryset, form = _console_customers(request)
     context = _page(request, queryset)
     text = request.GET.get("q", "").strip()
     context.update(
@@ -160,6 +168,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         stores=Store.objects.only("id", "name"),
         tags=CorpTag.objects.filter(is_deleted=False).select_related("group"),
         filters=request.GET,
+        form=form,
     )
     return render(request, "contacts/customer_list.html", context)
 
