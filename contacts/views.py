@@ -91,9 +91,15 @@ def _filtered_customers(request: HttpRequest, queryset):
     params = request.GET
     if text := params.get("q", "").strip():
         queryset = queryset.search(text)
+    # Guide and store come from the page's selects: anything else is a made-up URL (404,
+    # as on the tag page), not a filter to explain.
     if guide_id := params.get("guide"):
-        queryset = queryset.followed_by(get_object_or_404(Guide, pk=guide_id))
+        if not guide_id.isdigit():
+            raise Http404("bad guide")
+        queryset = queryset.followed_by(get_object_or_404(Guide, pk=int(guide_id)))
     if store_id := params.get("store"):
+        if not store_id.isdigit():
+            raise Http404("bad store")
         queryset = queryset.in_store(int(store_id))
     if tag := params.get("tag"):
         queryset = queryset.with_corp_tag(tag)

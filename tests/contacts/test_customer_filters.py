@@ -200,3 +200,11 @@ def test_filtered_list_query_count_does_not_grow_with_rows(client_for, operator,
     assert len(response.context["customers"]) == 50
     # the page, its count, facts, phones, guides, the filters' lists and our tags
     assert len(queries) <= 14, [q["sql"][:80] for q in queries]
+
+
+@pytest.mark.parametrize("params", [{"guide": "abc"}, {"store": "abc"}, {"guide": "99999"}])
+def test_a_made_up_guide_or_store_is_not_found(client_for, operator, guide_user, params):
+    client = client_for(operator)
+    assert client.get(reverse("customers"), params).status_code == 404
+    assert client.get(reverse("customer_export"), params).status_code == 404
+    assert client_for(guide_user).get(reverse("guide_customers"), params).status_code == 404
