@@ -1,8 +1,33 @@
 """Reads of contacts that pages share or that take more than a queryset."""
 
-from django.db.models import Max
+from typing import Protocol
+
+from django.db.models import Max, QuerySet
 
 from contacts.models import MergeSuggestion
+
+
+class TagFilter(Protocol):
+    """Our own tags (the tagging app's), for the customer list to filter by: `choices`
+    are (tag id, label) pairs, `carriers` the ids of the customers carrying one (a
+    `values("customer_id")` query, used as a subquery)."""
+
+    def choices(self) -> list[tuple[int, str]]: ...
+
+    def carriers(self, tag_id: int) -> QuerySet: ...
+
+
+_tag_filter: TagFilter | None = None
+
+
+def register_tag_filter(tag_filter: TagFilter) -> None:
+    """The tagging app registers in `AppConfig.ready()` (contacts knows no app)."""
+    global _tag_filter
+    _tag_filter = tag_filter
+
+
+def tag_filter() -> TagFilter | None:
+    return _tag_filter
 
 
 def merge_suggestion_groups(*, limit: int) -> list[list[MergeSuggestion]]:

@@ -99,6 +99,19 @@ def tag_customer_rows(*, tag: Tag, filters: CustomerFilter):
     )
 
 
+class OwnTagFilter:
+    """The console customer list's filter by our own tags (registered with contacts):
+    every tag but the mirrored WeCom corp tags, which that list filters by already."""
+
+    def choices(self) -> list[tuple[int, str]]:
+        tags = Tag.objects.exclude(source=Tag.Source.WECOM).select_related("group")
+        return [(tag.pk, f"{tag.group.label} / {tag.label}") for tag in tags]
+
+    def carriers(self, tag_id: int):
+        # A semi-join on customer_tag_unique (tag, customer): that tag's rows only.
+        return CustomerTag.objects.filter(tag_id=tag_id).values("customer_id")
+
+
 @dataclass
 class CustomerTags:
     groups: list[tuple[TagGroup, list[CustomerTag]]]

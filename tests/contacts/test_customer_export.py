@@ -1,0 +1,162 @@
+"""The console customer list's XLSX export: the filtered rows, masked phones, who may
+download it, and the row cap."""
+
+import io
+import zipfile
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import openpyxl
+import pytest
+from django.urls import reverse
+
+from contacts import views
+from contacts.facts import facts_refresh
+from contacts.models import Customer, CustomerIdentity, Guide
+from contacts.phones import phone_hash, phone_mask, phone_normalise
+from tests.contacts.factories import OrderFactory, RelationshipFactory
+
+pytestmark = pytest.mark.django_db
+
+HEADER = ("姓名", "手机号", "跟进导购", "私域会员", "购买天数", "净销售额（元）", "最近购买")
+
+
+def _phone(customer: Customer, number: str) -> None:
+    e164 = phone_normalise(number)
+    CustomerIdentity.objects.create(
+        customer=customer, kind="phone_hash", value=phone_hash(e164), display=phone_mask(e164)
+    )
+
+
+@pytest.fixture
+def book(guide_user, other_guide_user):
+    """Three customers: 林一 (both guides, a phone, two purchase days at POS), 林二 (guide1,
+    one JD order), 王三 (once guide2's, who was deleted: not a member, never bought)."""
+    mine = Guide.objects.get(wecom_userid="guide0001")
+    theirs = Guide.objects.get(wecom_userid="guide0002")
+    first = RelationshipFactory(guide=mine, customer__name="林一").customer
+    RelationshipFactory(guide=theirs, customer=first)
+    second = RelationshipFactory(guide=mine, customer__name="林二").customer
+    third = RelationshipFactory(
+        guide=theirs, customer__name="王三", is_active=False, ended_by="customer"
+    ).customer
+    Customer.objects.filter(pk=third.pk).update(is_member=False)
+    first.relationships.filter(guide=mine).update(added_at=datetime(2025, 6, 1, tzinfo=UTC))
+    first.relationships.filter(guide=theirs).update(added_at=datetime(2025, 7, 1, tzinfo=UTC))
+    Customer.objects.filter(pk=first.pk).update(joined_at=datetime(2026, 1, 3, tzinfo=UTC))
+    Customer.objects.filter(pk=second.pk).update(joined_at=datetime(2026, 1, 2, tzinfo=UTC))
+    Customer.objects.filter(pk=third.pk).update(joined_at=datetime(2026, 1, 1, tzinfo=UTC))
+    _phone(first, "13800135601")
+    for day, amount in ((3, "300.00"), (9, "99.50")):
+        OrderFactory(
+            customer=first,
+            channel="pos",
+            paid_at=datetime(2026, 3, day, 4, tzinfo=UTC),
+            amount=Decimal(amount),
+        )
+    OrderFactory(
+        customer=second, channel="jd", paid_at=datetime(2026, 2, 1, 4, tzinfo=UTC), amount=89
+    )
+    facts_refresh()
+    return {"first": first, "second": second, "third": third}
+
+
+def _rows(response) -> list[tuple]:
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.openxmlformats")
+    body = b"".join(response.streaming_content)
+    sheet = openpyxl.load_workbook(io.BytesIO(body), read_only=True).active
+    # Read-only mode drops a row's trailing empty cells: pad to the header's width.
+    return [
+        tuple(row) + (None,) * (len(HEADER) - len(row)) for row in sheet.iter_rows(values_only=True)
+    ]
+
+
+def _normalised(row: tuple) -> tuple:
+    """Cells as Python compares them: money as Decimal, a day as a date."""
+    name, phone, guides, member, days, revenue, last = row
+    return (
+        name,
+        phone,
+        guides,
+        member,
+        days,
+        Decimal(str(revenue)),
+        last.date() if isinstance(last, datetime) else last,
+    )
+
+
+def test_operator_exports_every_listed_customer_newest_member_first(client_for, operator, book):
+    rows = _rows(client_for(operator).get(reverse("customer_export")))
+    assert rows[0] == HEADER
+    assert [_normalised(row) for row in rows[1:]] == [
+        ("林一", "138****5601", "张晓、陈静", "是", 2, Decimal("399.50"), date(2026, 3, 9)),
+        ("林二", None, "张晓", "是", 1, Decimal("89"), date(2026, 2, 1)),
+        ("王三", None, None, "否", 0, Decimal("0"), None),  # an ended guide is not listed
+    ]
+
+
+def test_the_export_keeps_the_pages_filters_and_sort(client_for, operator, book):
+    client = client_for(operator)
+    by_channel = _rows(client.get(reverse("customer_export"), {"channel": "pos"}))
+    assert [row[0] for row in by_channel[1:]] == ["林一"]
+    bought = _rows(
+        client.get(reverse("customer_export"), {"revenue_min": "1", "sort": "joined_at"})
+    )
+    assert [row[0] for row in bought[1:]] == ["林二", "林一"]
+    guide = Guide.objects.get(wecom_userid="guide0002")
+    followed = _rows(client.get(reverse("customer_export"), {"guide": guide.pk}))
+    assert [row[0] for row in followed[1:]] == ["林一"]
+    nobody = _rows(client.get(reverse("customer_export"), {"channel": "miniapp"}))
+    assert nobody == [HEADER]
+
+
+def test_the_list_links_its_export_with_its_filters(client_for, operator, book):
+    page = client_for(operator).get(reverse("customers"), {"channel": "pos", "revenue_min": "1"})
+    assert f'href="{reverse("customer_export")}?channel=pos&amp;revenue_min=1"' in (
+        page.content.decode()
+    )
+
+
+def test_the_full_phone_is_nowhere_in_the_file(client_for, operator, book):
+    response = client_for(operator).get(reverse("customer_export"))
+    body = b"".join(response.streaming_content)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        text = "".join(archive.read(name).decode() for name in archive.namelist())
+    assert "138****5601" in text
+    assert "13800135601" not in text and "8613800135601" not in text
+
+
+def test_rows_read_in_chunks_are_each_written_once_with_their_own_summary(
+    client_for, operator, book, monkeypatch
+):
+    monkeypatch.setattr(views, "EXPORT_CHUNK", 2)  # three customers: two chunks
+    rows = _rows(client_for(operator).get(reverse("customer_export")))
+    assert [(row[0], row[2], row[4]) for row in rows[1:]] == [
+        ("林一", "张晓、陈静", 2),
+        ("林二", "张晓", 1),
+        ("王三", None, 0),
+    ]
+
+
+def test_past_the_cap_nothing_is_exported_and_the_list_says_why(
+    client_for, operator, book, monkeypatch
+):
+    monkeypatch.setattr(views, "EXPORT_CAP", 2)
+    client = client_for(operator)
+    response = client.get(reverse("customer_export"), {"revenue_max": "1000", "after": "abc"})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("customers") + "?revenue_max=1000"
+    page = client.get(response["Location"]).content.decode()
+    assert "筛选出的客户超过 2 位，无法导出，请缩小筛选范围。" in page
+    within = client.get(reverse("customer_export"), {"channel": "pos"})
+    assert [row[0] for row in _rows(within)[1:]] == ["林一"]  # one row: under the cap
+
+
+def test_console_roles_only(client, client_for, manager, guide_user, book):
+    assert _rows(client_for(manager).get(reverse("customer_export")))[0] == HEADER
+    client.logout()
+    assert client_for(guide_user).get(reverse("customer_export")).status_code == 403
+    client.logout()
+    anonymous = client.get(reverse("customer_export"))
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith(reverse("login"))
