@@ -6,6 +6,7 @@ import io
 import json
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -506,6 +507,16 @@ def test_an_upload_waits_as_queued_and_runs_again_if_its_worker_died(client_for,
     assert not Order.objects.exists()
     # That worker was killed (its connection and lock are gone): the redelivered task runs it.
     other.close()
+    with connection.cursor() as cursor:  # the server lets the lock go once that backend ends
+        for _ in range(100):
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid = %s AND objid = %s AND objsubid = 2",
+                [UPLOAD_LOCK, record.pk],
+            )
+            if not cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
     done = import_orders_file(record.pk)
     assert done["status"] == "succeeded"
     assert Order.objects.count() == done["inserted"] == len(_csv("youzan_orders.csv", "utf-8"))
