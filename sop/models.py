@@ -169,12 +169,26 @@ class Enrollment(models.Model):
 
 
 class TouchpointQuerySet(models.QuerySet):
-    def of_guide(self, guide) -> "TouchpointQuerySet":
-        """A guide's touchpoints of the customers they still follow: all the guide may see
-        (a customer who deleted the guide, or was transferred away, is no longer theirs)."""
-        from contacts.models import Customer
+    def followed(self) -> "TouchpointQuerySet":
+        """Touchpoints whose guide still follows the customer (a live relationship): the
+        ones guides see, so every list and count of a guide's tasks reads these (a
+        customer who deleted the guide, or was transferred away, is no longer theirs).
+        One lookup of relationship_unique (customer, guide) per touchpoint."""
+        from contacts.models import Relationship
 
-        return self.filter(guide=guide, customer__in=Customer.objects.followed_by(guide))
+        return self.filter(
+            models.Exists(
+                Relationship.objects.filter(
+                    customer=models.OuterRef("customer_id"),
+                    guide=models.OuterRef("guide_id"),
+                    is_active=True,
+                )
+            )
+        )
+
+    def of_guide(self, guide) -> "TouchpointQuerySet":
+        """A guide's touchpoints of the customers they still follow: all the guide may see."""
+        return self.filter(guide=guide).followed()
 
 
 class Touchpoint(models.Model):

@@ -454,7 +454,8 @@ def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
     result = ReminderResult()
     today = _today(now)
     day_start = local_midnight(today)
-    open_tasks = Touchpoint.objects.filter(status=Touchpoint.Status.TASK)
+    # The tasks guides see (their lists count the same ones).
+    open_tasks = Touchpoint.objects.followed().filter(status=Touchpoint.Status.TASK)
     if now.astimezone(SHANGHAI).time() >= policy.morning_reminder_at:
         already = GuideReminder.objects.filter(
             kind=GuideReminder.Kind.MORNING, sent_at__gte=day_start, error=""
