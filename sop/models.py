@@ -364,3 +364,23 @@ class TriggerPending(models.Model):
 
     def __str__(self) -> str:
         return str(self.customer_id)
+
+
+class TouchpointMergeMove(models.Model):
+    """The touchpoints and enrolments a customer merge moved to the kept customer, and the
+    moved open touchpoints it stopped as duplicates, so undoing the merge puts them back
+    exactly."""
+
+    merge = models.OneToOneField(
+        "contacts.CustomerMerge", on_delete=models.CASCADE, related_name="+"
+    )
+    touchpoint_ids = models.JSONField(default=list)
+    enrollment_ids = models.JSONField(default=list)
+    stopped = models.JSONField(default=list)  # [touchpoint id, status, reason] before the merge
+
+    class Meta:
+        verbose_name = "合并移动的触达点"
+        verbose_name_plural = "合并移动的触达点"
+
+    def __str__(self) -> str:
+        return f"merge {self.merge_id}"
