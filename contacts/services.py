@@ -429,8 +429,9 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
 
 
 class MergeListener(Protocol):
-    """What another app does when customers are merged (tagging moves manual tags), in
-    the merge's transaction; `undone` puts back exactly what `merged` moved."""
+    """What another app does when customers are merged (tagging moves manual tags, sop
+    touchpoints and enrolments), in the merge's transaction; `undone` puts back exactly
+    what `merged` moved."""
 
     def merged(self, merge: CustomerMerge) -> None: ...
 

@@ -7,6 +7,7 @@ class SopConfig(AppConfig):
 
     def ready(self) -> None:
         from contacts.facts import register_facts_listener
+        from contacts.services import register_merge_listener
         from scrm.wecom.events import register
         from sop import services
 
@@ -19,3 +20,4 @@ class SopConfig(AppConfig):
         )
         register_facts_listener(services.customers_mark_for_triggers)
         register_facts_listener(services.tasks_stop_unfollowed)
+        register_merge_listener(services.MergeTouchpoints())

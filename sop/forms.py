@@ -60,6 +60,7 @@ REASON_LABELS = {
     "tag_removed": gettext_lazy("移除了停止标签"),
     "plan_paused": gettext_lazy("计划已停用"),
     "step_removed": gettext_lazy("步骤已删除"),
+    "merged_duplicate": gettext_lazy("客户合并后与已有任务重复"),
 }
 SUPPRESSION_REASONS = ["complaint", "another_plan_today", "daily_cap", "weekly_cap"]
 STOP_REASONS = [
@@ -70,6 +71,7 @@ STOP_REASONS = [
     "tag_removed",
     "plan_paused",
     "step_removed",
+    "merged_duplicate",
 ]
 # What each script variable of sop.services.VARIABLES is filled with.
 VARIABLE_LABELS = {

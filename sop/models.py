@@ -169,12 +169,26 @@ class Enrollment(models.Model):
 
 
 class TouchpointQuerySet(models.QuerySet):
-    def of_guide(self, guide) -> "TouchpointQuerySet":
-        """A guide's touchpoints of the customers they still follow: all the guide may see
-        (a customer who deleted the guide, or was transferred away, is no longer theirs)."""
-        from contacts.models import Customer
+    def followed(self) -> "TouchpointQuerySet":
+        """Touchpoints whose guide still follows the customer (a live relationship): the
+        ones guides see, so every list and count of a guide's tasks reads these (a
+        customer who deleted the guide, or was transferred away, is no longer theirs).
+        One lookup of relationship_unique (customer, guide) per touchpoint."""
+        from contacts.models import Relationship
 
-        return self.filter(guide=guide, customer__in=Customer.objects.followed_by(guide))
+        return self.filter(
+            models.Exists(
+                Relationship.objects.filter(
+                    customer=models.OuterRef("customer_id"),
+                    guide=models.OuterRef("guide_id"),
+                    is_active=True,
+                )
+            )
+        )
+
+    def of_guide(self, guide) -> "TouchpointQuerySet":
+        """A guide's touchpoints of the customers they still follow: all the guide may see."""
+        return self.filter(guide=guide).followed()
 
 
 class Touchpoint(models.Model):
@@ -350,3 +364,23 @@ class TriggerPending(models.Model):
 
     def __str__(self) -> str:
         return str(self.customer_id)
+
+
+class TouchpointMergeMove(models.Model):
+    """The touchpoints and enrolments a customer merge moved to the kept customer, and the
+    moved open touchpoints it stopped as duplicates, so undoing the merge puts them back
+    exactly."""
+
+    merge = models.OneToOneField(
+        "contacts.CustomerMerge", on_delete=models.CASCADE, related_name="+"
+    )
+    touchpoint_ids = models.JSONField(default=list)
+    enrollment_ids = models.JSONField(default=list)
+    stopped = models.JSONField(default=list)  # [touchpoint id, status, reason] before the merge
+
+    class Meta:
+        verbose_name = "合并移动的触达点"
+        verbose_name_plural = "合并移动的触达点"
+
+    def __str__(self) -> str:
+        return f"merge {self.merge_id}"

@@ -221,7 +221,9 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
             "until": None,
         }
         # 1. Stop conditions, first match wins (the enrolment stops with its touchpoint,
-        # below, unless only the plan is paused or the step removed). The enrolment is
+        # below, unless only the plan is paused or the step removed, or the contact was
+        # deleted and the plan goes on then). A touch for a customer the guide no longer
+        # follows always stops: the guide could not see the task. The enrolment is
         # read by key for each row (OFFSET 0 keeps it a lookup, not a scan of every
         # enrolment).
         cursor.execute(
@@ -232,7 +234,7 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
                     WHEN s.is_retired THEN 'step_removed'
                     WHEN EXISTS (SELECT 1 FROM sop_optout x WHERE x.customer_id = c.customer_id)
                         THEN 'opted_out'
-                    WHEN p.stop_on_contact_deleted AND NOT EXISTS (
+                    WHEN NOT EXISTS (
                         SELECT 1 FROM contacts_relationship r WHERE r.customer_id = c.customer_id
                           AND r.guide_id = c.guide_id AND r.is_active) THEN 'contact_deleted'
                     WHEN p.stop_on_purchase AND EXISTS (
@@ -334,15 +336,17 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
                 FROM claimed c
                 WHERE t.id = ANY(ARRAY(SELECT id FROM claimed)) AND t.id = c.id
                   AND t.status = 'planned'
-                RETURNING t.id, t.enrollment_id, t.step_id,
+                RETURNING t.id, t.enrollment_id, t.step_id, t.plan_id,
                           coalesce(c.outcome, 'task') AS outcome, c.reason
             ), enrollments AS (
                 UPDATE sop_enrollment e SET status = 'stopped', stopped_reason = s.reason,
                        stopped_at = %(now)s
-                FROM (SELECT DISTINCT ON (enrollment_id) enrollment_id, reason FROM changed
-                      WHERE outcome = 'stopped' ORDER BY enrollment_id, id) s
+                FROM (SELECT DISTINCT ON (enrollment_id) enrollment_id, plan_id, reason
+                      FROM changed WHERE outcome = 'stopped' ORDER BY enrollment_id, id) s
+                JOIN sop_sopplan p ON p.id = s.plan_id
                 WHERE e.id = s.enrollment_id AND e.status = 'active'
                   AND s.reason NOT IN ('plan_paused', 'step_removed')
+                  AND (s.reason <> 'contact_deleted' OR p.stop_on_contact_deleted)
             ), automatic AS (
                 INSERT INTO sop_automaticsend (touchpoint_id, status, msgid, error, created_at,
                                                updated_at)

@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -18,11 +18,13 @@ from sop import triggers
 from sop.models import (
     AutomaticSend,
     ContactPolicy,
+    Enrollment,
     GuideReminder,
     OptOut,
     SopPlan,
     SopStep,
     Touchpoint,
+    TouchpointMergeMove,
 )
 from sop.scheduling import SHANGHAI, _today, local_midnight
 
@@ -32,6 +34,7 @@ DEBOUNCE_SECONDS = 5
 TRIGGERS_SCHEDULED = "sop:triggers-scheduled"
 TRIGGER_BATCH = 20_000
 REMINDER_EVERY = timedelta(minutes=30)
+OPEN = [Touchpoint.Status.PLANNED, Touchpoint.Status.TASK]
 
 
 class PlanError(ValueError):
@@ -153,11 +156,7 @@ def tasks_stop_unfollowed(customer_ids: list[int]) -> None:
             """
             WITH stopped AS (
                 UPDATE sop_touchpoint t SET status = 'stopped', reason = 'contact_deleted'
-                WHERE t.customer_id = ANY(%(ids)s) AND t.status = 'task'
-                  -- a merged-away record's relationships moved with it: nobody left
-                  AND NOT EXISTS (SELECT 1 FROM contacts_customer c
-                                  WHERE c.id = t.customer_id AND c.merged_into_id IS NOT NULL)
-                  AND NOT EXISTS (
+                WHERE t.customer_id = ANY(%(ids)s) AND t.status = 'task' AND NOT EXISTS (
                     SELECT 1 FROM contacts_relationship r WHERE r.customer_id = t.customer_id
                       AND r.guide_id = t.guide_id AND r.is_active)
                 RETURNING t.enrollment_id, t.plan_id
@@ -169,6 +168,68 @@ def tasks_stop_unfollowed(customer_ids: list[int]) -> None:
             """,
             {"ids": sorted(set(customer_ids))},
         )
+
+
+# -- customer merges (contacts calls these through its merge listener registry) ----------
+
+MERGED_DUPLICATE = "merged_duplicate"
+
+
+class MergeTouchpoints:
+    """A merged customer's touchpoints (open and done) and enrolments go to the kept
+    customer, where the guides who follow them see them; undoing the merge moves them
+    back. An enrolment the kept customer already has (same plan and firing) stays, and
+    keeps the trigger from enrolling them again; its touchpoints move all the same. A
+    moved open touchpoint of a step the kept customer already has open with the same
+    guide would be a second task for one contact: it stops as a duplicate (undo
+    reopens it)."""
+
+    def merged(self, merge) -> None:
+        moved = Touchpoint.objects.filter(customer_id=merge.absorbed_id)
+        kept_open = Touchpoint.objects.filter(
+            customer_id=merge.kept_id,
+            step_id=OuterRef("step_id"),
+            guide_id=OuterRef("guide_id"),
+            status__in=OPEN,
+        )
+        duplicates = list(
+            moved.filter(Exists(kept_open), status__in=OPEN).values_list("pk", "status", "reason")
+        )
+        kept_firings = Enrollment.objects.filter(
+            customer_id=merge.kept_id,
+            plan_id=OuterRef("plan_id"),
+            trigger_key=OuterRef("trigger_key"),
+        )
+        enrollments = Enrollment.objects.filter(customer_id=merge.absorbed_id).exclude(
+            Exists(kept_firings)
+        )
+        record = TouchpointMergeMove.objects.create(
+            merge=merge,
+            touchpoint_ids=list(moved.values_list("pk", flat=True)),
+            enrollment_ids=list(enrollments.values_list("pk", flat=True)),
+            stopped=[list(row) for row in duplicates],
+        )
+        Touchpoint.objects.filter(pk__in=[pk for pk, _status, _reason in duplicates]).update(
+            status=Touchpoint.Status.STOPPED, reason=MERGED_DUPLICATE
+        )
+        Touchpoint.objects.filter(pk__in=record.touchpoint_ids).update(customer_id=merge.kept_id)
+        Enrollment.objects.filter(pk__in=record.enrollment_ids).update(customer_id=merge.kept_id)
+
+    def undone(self, merge) -> None:
+        record = TouchpointMergeMove.objects.filter(merge=merge).first()
+        if record is None:
+            return
+        Touchpoint.objects.filter(pk__in=record.touchpoint_ids).update(
+            customer_id=merge.absorbed_id
+        )
+        Enrollment.objects.filter(pk__in=record.enrollment_ids).update(
+            customer_id=merge.absorbed_id
+        )
+        for pk, status, reason in record.stopped:
+            Touchpoint.objects.filter(
+                pk=pk, status=Touchpoint.Status.STOPPED, reason=MERGED_DUPLICATE
+            ).update(status=status, reason=reason)
+        record.delete()
 
 
 def _schedule_triggers() -> None:
@@ -454,7 +515,8 @@ def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
     result = ReminderResult()
     today = _today(now)
     day_start = local_midnight(today)
-    open_tasks = Touchpoint.objects.filter(status=Touchpoint.Status.TASK)
+    # The tasks guides see (their lists count the same ones).
+    open_tasks = Touchpoint.objects.followed().filter(status=Touchpoint.Status.TASK)
     if now.astimezone(SHANGHAI).time() >= policy.morning_reminder_at:
         already = GuideReminder.objects.filter(
             kind=GuideReminder.Kind.MORNING, sent_at__gte=day_start, error=""

@@ -2,10 +2,12 @@
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from contacts import services
 from contacts.models import (
@@ -19,6 +21,8 @@ from contacts.models import (
     Order,
     Relationship,
 )
+from sop import triggers
+from sop.models import Enrollment, SopPlan, Touchpoint
 from tests.contacts.factories import (
     CustomerFactory,
     GuideFactory,
@@ -39,6 +43,10 @@ def _state() -> dict:
         "orders": sorted(Order.objects.values_list("pk", "customer_id")),
         "relationships": sorted(Relationship.objects.values_list("pk", "customer_id")),
         "members": sorted(CustomerGroupMember.objects.values_list("pk", "customer_id")),
+        "enrollments": sorted(Enrollment.objects.values_list("pk", "customer_id")),
+        "touchpoints": sorted(
+            Touchpoint.objects.values_list("pk", "customer_id", "status", "reason")
+        ),
     }
 
 
@@ -63,6 +71,47 @@ def pair(store):
         "orders": orders,
         "member": member,
         "moved_relationship": moved_relationship,
+        "touches": _touches(keep, absorb, guide_a, guide_b, orders[0]),
+    }
+
+
+def _touches(keep, absorb, guide_a, guide_b, order) -> dict:
+    """A two-step plan: both records enrolled by the same manual firing with guide_a (the
+    first step a task, the second planned), and the absorbed one also by an order, with
+    guide_b (the first step done, the second a task)."""
+    now = timezone.now()
+    plan = SopPlan.objects.create(name="回访", trigger=SopPlan.Trigger.MANUAL, started_at=now)
+    steps = [plan.steps.create(position=n) for n in (1, 2)]
+
+    def enrol(customer, guide, key, statuses):
+        enrollment = Enrollment.objects.create(
+            plan=plan, customer=customer, guide=guide, trigger_key=key, triggered_at=now
+        )
+        return enrollment, [
+            Touchpoint.objects.create(
+                enrollment=enrollment,
+                step=step,
+                plan=plan,
+                customer=customer,
+                guide=guide,
+                due_at=now,
+                window_ends_at=now + timedelta(hours=2),
+                status=status,
+                done_at=now if status == "done" else None,
+            )
+            for step, status in zip(steps, statuses, strict=True)
+        ]
+
+    _, kept = enrol(keep, guide_a, "manual:today", ["task", "planned"])
+    same_firing, duplicates = enrol(absorb, guide_a, "manual:today", ["task", "planned"])
+    by_order, others = enrol(absorb, guide_b, f"order:{order.pk}", ["done", "task"])
+    return {
+        "plan": plan,
+        "kept": kept,
+        "same_firing": same_firing,
+        "duplicates": duplicates,
+        "by_order": by_order,
+        "others": others,
     }
 
 
@@ -81,11 +130,49 @@ def test_merge_moves_everything_and_undo_restores_exactly(pair, operator):
     absorb.refresh_from_db()
     assert absorb.merged_into_id == keep.pk
     assert set(merge.moved["orders"]) == {o.pk for o in pair["orders"]}
+    # Touchpoints follow the person; the kept customer's own open ones are not doubled.
+    touches = pair["touches"]
+    moved = {t.pk: (t.customer_id, t.status, t.reason) for t in Touchpoint.objects.all()}
+    assert moved == {
+        touches["kept"][0].pk: (keep.pk, "task", ""),
+        touches["kept"][1].pk: (keep.pk, "planned", ""),
+        touches["duplicates"][0].pk: (keep.pk, "stopped", "merged_duplicate"),
+        touches["duplicates"][1].pk: (keep.pk, "stopped", "merged_duplicate"),
+        touches["others"][0].pk: (keep.pk, "done", ""),
+        touches["others"][1].pk: (keep.pk, "task", ""),
+    }
+    # The enrolment by the order moves (the order did); the same firing stays put, as the
+    # kept customer has it already.
+    enrolled = dict(Enrollment.objects.values_list("pk", "customer_id"))
+    assert enrolled[touches["by_order"].pk] == keep.pk
+    assert enrolled[touches["same_firing"].pk] == absorb.pk
+    guide_b = pair["moved_relationship"].guide
+    assert list(Touchpoint.objects.of_guide(guide_b).filter(status="task")) == [
+        touches["others"][1]
+    ]
 
     services.customer_merge_undo(merge=merge, by=operator)
     assert _state() == before
     merge.refresh_from_db()
     assert merge.undone_by == operator
+
+
+def test_a_merged_customers_tasks_stay_open_and_their_triggers_do_not_fire_again(pair):
+    """The facts refresh after a merge neither stops the moved tasks (their guides follow
+    the kept customer) nor enrols the kept customer again for the order already enrolled."""
+    from contacts.facts import facts_refresh_pending
+
+    keep, touches = pair["keep"], pair["touches"]
+    order = pair["orders"][0]
+    Order.objects.filter(pk=order.pk).update(paid_at=timezone.now() - timedelta(hours=1))
+    SopPlan.objects.filter(pk=touches["plan"].pk).update(
+        trigger=SopPlan.Trigger.PAID_ORDER, started_at=timezone.now() - timedelta(days=1)
+    )
+    services.customer_merge(keep=keep, absorb=pair["absorb"])
+    facts_refresh_pending()
+    assert triggers.orders_placed(customer_ids=[keep.pk]) == 0
+    assert Touchpoint.objects.get(pk=touches["others"][1].pk).status == "task"
+    assert Enrollment.objects.filter(customer=keep).count() == 2
 
 
 def test_undo_twice_is_refused(pair):

@@ -22,7 +22,7 @@ from django.urls import reverse
 from contacts.models import Customer, Guide, OrderLine, Relationship, Store
 from scrm.wecom.emulator import Config, generate
 from scrm.wecom.gateway import WeComGateway
-from sop import scheduling, selectors, services
+from sop import scheduling, selectors, services, tasklist
 from sop.models import (
     AutomaticSend,
     ContactPolicy,
@@ -264,6 +264,11 @@ def test_a_customer_no_longer_a_friend_fails_with_the_reason(
     assert emulator.stats()[SEND] == 2
 
 
+def _customer_of(guide: Guide, position: int = 0) -> Customer:
+    """One of the customers the guide follows (their tasks are the guide's to see)."""
+    return Customer.objects.followed_by(guide).order_by("pk")[position]
+
+
 def _task(guide: Guide, customer: Customer, plan: SopPlan, due_at: datetime) -> Touchpoint:
     enrollment = Enrollment.objects.create(
         plan=plan,
@@ -293,10 +298,9 @@ def test_reminders_morning_list_overdue_every_half_hour_and_one_escalation(emula
         name="回访", trigger=SopPlan.Trigger.MANUAL, started_at=sh("2026-06-01T00:00")
     )
     plan.steps.create(position=1, script="hi")
-    customer = Customer.objects.order_by("pk").first()
     for due in ("2026-06-30T03:00", "2026-06-30T07:30", "2026-06-30T09:50"):
-        _task(first, customer, plan, sh(due))  # 7 h, 2.5 h and 10 min ago at 10:00
-    _task(second, customer, plan, sh("2026-06-30T09:00"))
+        _task(first, _customer_of(first), plan, sh(due))  # 7 h, 2.5 h and 10 min ago at 10:00
+    _task(second, _customer_of(second), plan, sh("2026-06-30T09:00"))
     gateway = WeComGateway.for_app()
     link = settings.SCRM_BASE_URL.rstrip("/") + reverse("guide_home")
 
@@ -328,6 +332,43 @@ def test_reminders_morning_list_overdue_every_half_hour_and_one_escalation(emula
     ]
     assert [m["userid"] for m in emulator.app_messages].count(MANAGER) == 1
     assert GuideReminder.objects.filter(kind="escalation").get().recipient == MANAGER
+
+
+def test_reminders_count_only_the_tasks_the_guide_sees(emulator):
+    """A customer who deleted the guide leaves the guide's list at once (the facts refresh
+    stops the task later): reminders count what the list shows, and escalate nothing
+    else."""
+    ContactPolicy.objects.create()  # 09:30, overdue after 2 h, escalated after 6 h
+    guide = Guide.objects.get(wecom_userid=GUIDE)
+    Store.objects.filter(pk=guide.store_id).update(manager_userid=MANAGER)
+    plan = SopPlan.objects.create(
+        name="回访", trigger=SopPlan.Trigger.MANUAL, started_at=sh("2026-06-01T00:00")
+    )
+    plan.steps.create(position=1, script="hi")
+    kept = [_task(guide, _customer_of(guide, n), plan, sh("2026-06-30T03:00")) for n in (0, 1)]
+    gone = _task(guide, _customer_of(guide, 2), plan, sh("2026-06-30T03:00"))
+    Relationship.objects.filter(customer=gone.customer, guide=guide).update(is_active=False)
+    now = sh("2026-06-30T10:00")
+    listed = tasklist.task_list(guide=guide, now=now)
+    assert (listed.open_count, listed.overdue_count) == (2, 2)
+
+    result = services.reminders_send(gateway=WeComGateway.for_app(), now=now)
+    assert (result.morning, result.overdue, result.escalated) == (1, 1, 1)
+    link = settings.SCRM_BASE_URL.rstrip("/") + reverse("guide_home")
+    assert sorted((m["userid"], m["text"]["content"]) for m in emulator.app_messages) == sorted(
+        [
+            (GUIDE, f"今天有 2 个客户待跟进：{link}"),
+            (GUIDE, f"有 2 个任务已逾期，请尽快处理：{link}"),
+            (MANAGER, f"导购 {guide.name} 有 2 个任务逾期超过 6 小时"),
+        ]
+    )
+    assert sorted(GuideReminder.objects.values_list("kind", "tasks")) == [
+        ("escalation", 2),
+        ("morning", 2),
+        ("overdue", 2),
+    ]
+    escalated = dict(Touchpoint.objects.values_list("pk", "escalated_at"))
+    assert escalated == {kept[0].pk: now, kept[1].pk: now, gone.pk: None}
 
 
 def test_a_send_confirmed_after_the_window_makes_the_expired_touchpoint_done(
@@ -388,7 +429,7 @@ def test_a_failed_reminder_does_not_hold_back_the_next_try(emulator):
         name="回访", trigger=SopPlan.Trigger.MANUAL, started_at=sh("2026-06-01T00:00")
     )
     plan.steps.create(position=1, script="hi")
-    _task(guide, Customer.objects.order_by("pk").first(), plan, sh("2026-06-30T07:00"))
+    _task(guide, _customer_of(guide), plan, sh("2026-06-30T07:00"))
     gateway = WeComGateway.for_app()
     gateway.message_send(userids=[GUIDE], text="先取一次 access_token")
     sent_before = len(emulator.app_messages)

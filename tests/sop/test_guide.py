@@ -12,10 +12,11 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from contacts.facts import facts_refresh
-from contacts.models import Guide, Order
+from contacts.models import CustomerFactsPending, Guide, Order
 from sop import scheduling, services, triggers
 from sop.models import SopPlan, SopStep, Touchpoint
-from tests.contacts.factories import OrderFactory, RelationshipFactory
+from tests.contacts.factories import CustomerFactory, OrderFactory, RelationshipFactory
+from tests.helpers import wait_for
 from tests.sop.windows import keep_tasks_open, no_quiet_hours, window_around_now
 
 pytestmark = pytest.mark.django_db
@@ -303,14 +304,23 @@ def test_a_customer_who_ends_the_relationship_leaves_the_guides_tasks(
     assert sorted(others) == ["task", "task", "task"]
 
 
-def test_a_merge_does_not_stop_the_absorbed_customers_tasks(operator, tasks):
-    from contacts.facts import facts_refresh_pending
-    from contacts.services import customer_merge
-    from tests.contacts.factories import CustomerFactory
-
+@pytest.mark.django_db(transaction=True)
+def test_a_merged_customers_open_task_moves_to_the_kept_customer_on_the_guides_list(
+    celery_worker, client_for, operator, guide_user, tasks
+):
+    """An operator merges the guide's customer into a record the guide did not follow:
+    the task goes with the person, and the facts refresh the merge queues (run by the
+    worker after the commit) leaves it open."""
     absorbed = tasks["relationships"][0].customer
     task = Touchpoint.objects.get(customer=absorbed, status="task")
-    customer_merge(keep=CustomerFactory(), absorb=absorbed, by=operator)
-    facts_refresh_pending()
+    keep = CustomerFactory()
+    merged = client_for(operator).post(
+        reverse("customer_merge", args=[keep.pk]), {"absorb": absorbed.pk}
+    )
+    assert merged.status_code == 302
+    # The refresh takes the pending rows in the transaction that runs the listeners.
+    wait_for(lambda: not CustomerFactsPending.objects.exists())
     task.refresh_from_db()
-    assert task.status == "task"
+    assert (task.customer_id, task.status, task.reason) == (keep.pk, "task", "")
+    listed = client_for(guide_user).get(reverse("guide_home")).content.decode()
+    assert listed.count('class="task') == 3 and f"task-{task.pk}" in listed

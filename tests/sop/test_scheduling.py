@@ -201,6 +201,30 @@ def test_stop_conditions(member, condition):
     assert (enrollment.status, enrollment.stopped_reason) == ("stopped", condition)
 
 
+def test_a_plan_that_goes_on_after_a_deleted_contact_gives_the_guide_no_task_meanwhile(
+    member,
+):
+    """Without stop_on_contact_deleted the enrolment goes on, but a touch due while the
+    guide does not follow the customer stops (the guide could not see the task, and
+    reminders would count it); once the customer adds the guide again, the next is given."""
+    plan = _plan(steps=[{}, {"offset_days": 1}, {"offset_days": 2}], stop_on_contact_deleted=False)
+    _enroll(plan, member.customer, sh("2026-06-30T09:00"))
+    assert _dispatch("2026-06-30T10:00")["created"] == 1
+    Relationship.objects.filter(pk=member.pk).update(is_active=False)
+    result = _dispatch("2026-07-01T10:00")
+    assert (result["stopped"], result["created"]) == ({"contact_deleted": 1}, 0)
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.status, enrollment.stopped_reason) == ("active", "")
+    Relationship.objects.filter(pk=member.pk).update(is_active=True)
+    assert _dispatch("2026-07-02T10:00")["created"] == 1
+    touchpoints = Touchpoint.objects.order_by("step__position")
+    assert [(t.status, t.reason) for t in touchpoints] == [
+        ("expired", ""),
+        ("stopped", "contact_deleted"),
+        ("task", ""),
+    ]
+
+
 def test_complaint_tag_suppresses_for_its_days(member):
     group = TagGroup.objects.create(name="服务")
     complaint = Tag.objects.create(group=group, name="投诉过")
