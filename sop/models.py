@@ -293,6 +293,7 @@ class AutomaticSend(models.Model):
             "unconfirmed",
             pgettext_lazy("AutomaticSend.Status", "未确认发送"),
         )  # no result within SOP_SEND_RESULT_DAYS
+        CANCELLED = "cancelled", pgettext_lazy("AutomaticSend.Status", "已取消")  # stopped first
 
     touchpoint = models.OneToOneField(Touchpoint, on_delete=models.CASCADE, related_name="send")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

@@ -392,16 +392,24 @@ def _attachments(step: SopStep) -> list[dict]:
 def automatic_send(*, touchpoint_ids: list[int], gateway) -> dict:
     """Send queued automatic steps: each record moves queued → sending (committed) before
     WeCom is called, so a retry of this task never sends a touchpoint twice; a record
-    found `sending` (the process died during the call) is marked unknown, not resent."""
-    counts = {"sent": 0, "failed": 0, "unknown": 0}
+    found `sending` (the process died during the call) is marked unknown, not resent. A
+    touchpoint stopped while its send waited (the customer opted out, deleted the guide,
+    was merged into a customer with the same task) is not sent: cancelled."""
+    counts = {"sent": 0, "failed": 0, "unknown": 0, "cancelled": 0}
     counts["unknown"] = AutomaticSend.objects.filter(
         touchpoint_id__in=touchpoint_ids, status=AutomaticSend.Status.SENDING
     ).update(status=AutomaticSend.Status.UNKNOWN, error="发送时进程中断，请在企业微信中核对")
     for touchpoint_id in touchpoint_ids:
-        claimed = AutomaticSend.objects.filter(
+        queued = AutomaticSend.objects.filter(
             touchpoint_id=touchpoint_id, status=AutomaticSend.Status.QUEUED
-        ).update(status=AutomaticSend.Status.SENDING)
+        )
+        claimed = queued.filter(touchpoint__status=Touchpoint.Status.TASK).update(
+            status=AutomaticSend.Status.SENDING
+        )
         if not claimed:
+            counts["cancelled"] += queued.update(
+                status=AutomaticSend.Status.CANCELLED, error="发送前触达已停止，未发送"
+            )
             continue
         touchpoint = Touchpoint.objects.select_related("customer", "guide", "step").get(
             pk=touchpoint_id

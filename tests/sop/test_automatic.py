@@ -154,6 +154,7 @@ def test_an_automatic_step_is_sent_once_and_done_when_the_guide_confirms(
         "sent": 1,
         "failed": 0,
         "unknown": 0,
+        "cancelled": 0,
     }
     assert emulator.stats()[SEND] == 1
     (message,) = emulator.data.group_msgs.values()
@@ -181,6 +182,7 @@ def test_an_automatic_step_is_sent_once_and_done_when_the_guide_confirms(
         "sent": 0,
         "failed": 0,
         "unknown": 0,
+        "cancelled": 0,
     }
     assert emulator.stats()[SEND] == 1
 
@@ -216,6 +218,7 @@ def test_a_send_interrupted_during_the_call_is_unknown_and_not_sent_again(
         "sent": 1,
         "failed": 0,
         "unknown": 1,
+        "cancelled": 0,
     }
     assert emulator.stats()[SEND] == 1
     (message,) = emulator.data.group_msgs.values()
@@ -227,9 +230,33 @@ def test_a_send_interrupted_during_the_call_is_unknown_and_not_sent_again(
         "sent": 0,
         "failed": 0,
         "unknown": 0,
+        "cancelled": 0,
     }
     assert emulator.stats()[SEND] == 1
     assert AutomaticSend.objects.get(pk=lost.pk).status == AutomaticSend.Status.UNKNOWN
+
+
+def test_a_touch_stopped_while_its_send_waited_is_not_sent(
+    emulator, gateway, monkeypatch, django_capture_on_commit_callbacks
+):
+    gone, stays = _followed(emulator, 2)
+    ids = _dispatched(
+        _automatic_plan(), [gone, stays], monkeypatch, django_capture_on_commit_callbacks
+    )
+    # Before the worker sends, the callback that one customer deleted the guide is handled.
+    Relationship.objects.filter(customer=gone).update(is_active=False)
+    services.tasks_stop_unfollowed([gone.pk])
+    assert services.automatic_send(touchpoint_ids=ids, gateway=gateway) == {
+        "sent": 1,
+        "failed": 0,
+        "unknown": 0,
+        "cancelled": 1,
+    }
+    (message,) = emulator.data.group_msgs.values()
+    assert [t["external_userid"] for t in message["targets"]] == [stays.external_userid]
+    cancelled = AutomaticSend.objects.get(touchpoint__customer=gone)
+    assert (cancelled.status, cancelled.msgid) == (AutomaticSend.Status.CANCELLED, "")
+    assert Touchpoint.objects.get(customer=gone).reason == "contact_deleted"
 
 
 def test_a_customer_no_longer_a_friend_fails_with_the_reason(
@@ -249,6 +276,7 @@ def test_a_customer_no_longer_a_friend_fails_with_the_reason(
         "sent": 1,
         "failed": 1,
         "unknown": 0,
+        "cancelled": 0,
     }
     before = AutomaticSend.objects.get(touchpoint__customer=gone_before)
     assert before.status == AutomaticSend.Status.FAILED
