@@ -4,6 +4,7 @@ cache (few queries on a hit, recomputed after a generation bump) and its refresh
 
 import csv
 import io
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -168,7 +169,10 @@ def test_manager_and_operator_open_every_dashboard(client, manager, operator, sh
         assert response.status_code == 200, (user.username, name)
         body = response.content.decode()
         assert 'aria-current="page">数据</a>' in body  # the section is lit in the navigation
-        assert "vendor/echarts.min.js" in body and "cdn" not in body.lower()
+        # scripts and styles from our own server only (no CDN)
+        sources = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]*)"', body)
+        assert any(source.endswith("vendor/echarts.min.js") for source in sources)
+        assert all(source.startswith("/") for source in sources), sources
         assert "数据计算于" in body
 
 
