@@ -186,6 +186,12 @@ class TouchpointQuerySet(models.QuerySet):
             )
         )
 
+    @staticmethod
+    def awake(now) -> models.Q:
+        """Not snoozed (any more) at `now`: the tasks to do now, that lists and reminders
+        count as open and may call overdue."""
+        return models.Q(snoozed_until__isnull=True) | models.Q(snoozed_until__lte=now)
+
     def of_guide(self, guide) -> "TouchpointQuerySet":
         """A guide's touchpoints of the customers they still follow: all the guide may see."""
         return self.filter(guide=guide).followed()

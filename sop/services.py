@@ -25,6 +25,7 @@ from sop.models import (
     SopStep,
     Touchpoint,
     TouchpointMergeMove,
+    TouchpointQuerySet,
 )
 from sop.scheduling import SHANGHAI, _today, local_midnight
 
@@ -523,8 +524,11 @@ def reminders_send(*, gateway, now: datetime | None = None) -> ReminderResult:
     result = ReminderResult()
     today = _today(now)
     day_start = local_midnight(today)
-    # The tasks guides see (their lists count the same ones).
-    open_tasks = Touchpoint.objects.followed().filter(status=Touchpoint.Status.TASK)
+    # The tasks guides see and are to do now (their lists count the same ones: a
+    # snoozed task is neither in the morning's count nor overdue until it wakes).
+    open_tasks = Touchpoint.objects.followed().filter(
+        TouchpointQuerySet.awake(now), status=Touchpoint.Status.TASK
+    )
     if now.astimezone(SHANGHAI).time() >= policy.morning_reminder_at:
         already = GuideReminder.objects.filter(
             kind=GuideReminder.Kind.MORNING, sent_at__gte=day_start, error=""

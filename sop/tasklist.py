@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from contacts.models import Guide, Relationship
 from contacts.order_files import ORDER_CHANNEL_NAMES
-from sop.models import ContactPolicy, Touchpoint
+from sop.models import ContactPolicy, Touchpoint, TouchpointQuerySet
 from sop.scheduling import _today, local_midnight
 from tagging.models import Tag
 from tagging.system import group_label, tag_label
@@ -172,7 +172,7 @@ def task_list(
     if customer_id is not None:
         mine = mine.filter(customer_id=customer_id)
     open_tasks = mine.filter(status=Touchpoint.Status.TASK)
-    awake = Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now)
+    awake = TouchpointQuerySet.awake(now)
     overdue_before = now - timedelta(minutes=policy.overdue_after_minutes)
     done_today = Q(
         status__in=[Touchpoint.Status.DONE, Touchpoint.Status.SKIPPED],

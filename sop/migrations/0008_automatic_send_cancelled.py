@@ -4,15 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sop', '0007_touchpoint_merge_move'),
+        ("sop", "0007_touchpoint_merge_move"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='automaticsend',
-            name='status',
-            field=models.CharField(choices=[('queued', '待发送'), ('sending', '发送中'), ('sent', '已创建群发'), ('confirmed', '已送达'), ('failed', '失败'), ('unknown', '结果未知'), ('unconfirmed', '未确认发送'), ('cancelled', '已取消')], default='queued', max_length=16),
+            model_name="automaticsend",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("queued", "待发送"),
+                    ("sending", "发送中"),
+                    ("sent", "已创建群发"),
+                    ("confirmed", "已送达"),
+                    ("failed", "失败"),
+                    ("unknown", "结果未知"),
+                    ("unconfirmed", "未确认发送"),
+                    ("cancelled", "已取消"),
+                ],
+                default="queued",
+                max_length=16,
+            ),
         ),
     ]

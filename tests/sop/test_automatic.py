@@ -364,8 +364,8 @@ def test_reminders_morning_list_overdue_every_half_hour_and_one_escalation(emula
 
 def test_reminders_count_only_the_tasks_the_guide_sees(emulator):
     """A customer who deleted the guide leaves the guide's list at once (the facts refresh
-    stops the task later): reminders count what the list shows, and escalate nothing
-    else."""
+    stops the task later), a snoozed task waits apart: reminders count what the list
+    shows to do now, and escalate nothing else."""
     ContactPolicy.objects.create()  # 09:30, overdue after 2 h, escalated after 6 h
     guide = Guide.objects.get(wecom_userid=GUIDE)
     Store.objects.filter(pk=guide.store_id).update(manager_userid=MANAGER)
@@ -376,9 +376,12 @@ def test_reminders_count_only_the_tasks_the_guide_sees(emulator):
     kept = [_task(guide, _customer_of(guide, n), plan, sh("2026-06-30T03:00")) for n in (0, 1)]
     gone = _task(guide, _customer_of(guide, 2), plan, sh("2026-06-30T03:00"))
     Relationship.objects.filter(customer=gone.customer, guide=guide).update(is_active=False)
+    # and one the guide snoozed till noon: later on the list, not overdue meanwhile
+    snoozed = _task(guide, _customer_of(guide, 3), plan, sh("2026-06-30T03:00"))
+    Touchpoint.objects.filter(pk=snoozed.pk).update(snoozed_until=sh("2026-06-30T12:00"))
     now = sh("2026-06-30T10:00")
     listed = tasklist.task_list(guide=guide, now=now)
-    assert (listed.open_count, listed.overdue_count) == (2, 2)
+    assert (listed.open_count, listed.overdue_count, listed.snoozed_count) == (2, 2, 1)
 
     result = services.reminders_send(gateway=WeComGateway.for_app(), now=now)
     assert (result.morning, result.overdue, result.escalated) == (1, 1, 1)
@@ -396,7 +399,7 @@ def test_reminders_count_only_the_tasks_the_guide_sees(emulator):
         ("overdue", 2),
     ]
     escalated = dict(Touchpoint.objects.values_list("pk", "escalated_at"))
-    assert escalated == {kept[0].pk: now, kept[1].pk: now, gone.pk: None}
+    assert escalated == {kept[0].pk: now, kept[1].pk: now, gone.pk: None, snoozed.pk: None}
 
 
 def test_a_send_confirmed_after_the_window_makes_the_expired_touchpoint_done(
