@@ -319,3 +319,12 @@ def test_a_guide_who_owns_no_group_is_told_so(client_for, guide_user, operator):
     assert "你还不是任何客户群的群主" in guide_page and "同步企业微信后" not in guide_page
     console_page = client_for(operator).get(reverse("customer_groups")).content.decode()
     assert "还没有客户群。同步企业微信后" in console_page
+
+
+def test_a_guide_reads_their_groups_as_cards_on_the_phone(client_for, guide_user, groups):
+    body = client_for(guide_user).get(reverse("customer_groups"), groups).content.decode()
+    card = body.split('<li data-chat="wrA">')[1].split("</li>")[0]
+    # now (at start), joins / quits · quit rate, buyers · revenue, as the table has them
+    assert "会员福利群" in card and "4 <span" in card and "（期初 3）" in card
+    assert "+2 / −1 · 20.0%" in card and "1 · ¥450.00" in card
+    assert 'data-chat="wrB"' not in body and "<table" not in body
