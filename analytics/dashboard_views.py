@@ -14,6 +14,7 @@ from analytics.forms import BY_NAMES, MEMBER_NAMES, PERIOD_NAMES, DashboardFilte
 from analytics.tables import DEFINITIONS, PAGES, Content, Table
 from contacts.order_files import ORDER_CHANNEL_NAMES
 from scrm.roles import Perm, permission_required
+from scrm.spreadsheets import csv_row, xlsx_row
 
 XLSX_FORMATS = {
     "rate": "0.0%",
@@ -92,7 +93,7 @@ def export(request: HttpRequest, slug: str, table: str, file_format: str) -> Htt
         writer = csv.writer(buffer)
         writer.writerow(header)
         for row in chosen.rows:
-            writer.writerow(["" if value is None else value for value in row])
+            writer.writerow(csv_row(["" if value is None else value for value in row]))
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
         return response
@@ -101,7 +102,7 @@ def export(request: HttpRequest, slug: str, table: str, file_format: str) -> Htt
     sheet.title = table[:31]
     sheet.append(header)
     for row in chosen.rows:
-        sheet.append(row)
+        sheet.append(xlsx_row(sheet, row))
     for index, column in enumerate(chosen.columns, start=1):
         number_format = XLSX_FORMATS.get(column.kind)
         if number_format is None:

@@ -28,6 +28,7 @@ from analytics.metrics import SHANGHAI, Filters
 from analytics.models import ReportDelivery, ReportRecipient, WeeklyReport
 from contacts.facts import CHECKOUT
 from contacts.models import Guide, Store
+from scrm.spreadsheets import xlsx_row
 
 COHORT_MONTHS = 12
 
@@ -338,7 +339,9 @@ def report_xlsx(data: dict) -> bytes:
         for label in ("top", "bottom"):
             for row in ranking[label]:
                 place = "排名" if not ranking["bottom"] else "前五" if label == "top" else "后五"
-                sheet.append([place, row["name"], row["buyers"], row["net_revenue"]])
+                sheet.append(
+                    xlsx_row(sheet, [place, row["name"], row["buyers"], row["net_revenue"]])
+                )
     cohort = workbook.create_sheet("同期群")
     width = max((len(c["retention"]) for c in data["cohorts"]), default=0)
     cohort.append(["同期群", "人数", *[f"第{k}月" for k in range(width)]])

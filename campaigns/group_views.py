@@ -30,6 +30,7 @@ from campaigns.groups import group_stats_for
 from campaigns.models import GroupSchedule
 from campaigns.views import _attachment_rows, _editor_spec, _require
 from scrm.roles import Perm, permission_required
+from scrm.spreadsheets import csv_row
 from scrm.wecom.gateway import WeComError, WeComGateway
 
 SENDS_SHOWN = 100
@@ -139,7 +140,7 @@ def group_export(request: HttpRequest) -> HttpResponse:
     writer = csv.writer(buffer)
     writer.writerow(stats_header())
     for row in rows:
-        writer.writerow(stats_row(row))
+        writer.writerow(csv_row(stats_row(row)))
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="groups-{start}-{end}.csv"'
     return response

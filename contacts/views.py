@@ -34,6 +34,7 @@ from contacts.models import (
 )
 from scrm.models import CallbackEvent
 from scrm.roles import Perm, permission_required
+from scrm.spreadsheets import xlsx_row
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000  # counting stops here: "10,000+" stays instant at millions of rows
@@ -218,6 +219,7 @@ def customer_export(request: HttpRequest) -> HttpResponse:
             _("跟进导购"),
             _("私域会员"),
             _("购买天数"),
+            _("订单数"),
             _("净销售额（元）"),
             _("最近购买"),
         ]
@@ -229,15 +231,19 @@ def customer_export(request: HttpRequest) -> HttpResponse:
         for customer in chunk:
             facts = customer.summary
             sheet.append(
-                [
-                    customer.name,
-                    customer.phone,  # the identity's masked display (no full number is kept)
-                    comma.join(customer.guide_names),
-                    yes if customer.is_member else no,
-                    facts.purchase_days if facts else 0,
-                    facts.net_revenue if facts else 0,
-                    facts.last_purchase_on if facts else None,
-                ]
+                xlsx_row(
+                    sheet,
+                    [
+                        customer.name,
+                        customer.phone,  # the identity's masked display (no full number is kept)
+                        comma.join(customer.guide_names),
+                        yes if customer.is_member else no,
+                        facts.purchase_days if facts else 0,
+                        facts.orders if facts else 0,
+                        facts.net_revenue if facts else 0,
+                        facts.last_purchase_on if facts else None,
+                    ],
+                )
             )
     spool = tempfile.TemporaryFile()  # FileResponse closes it when sent, which deletes it
     workbook.save(spool)

@@ -18,7 +18,10 @@ from tests.contacts.factories import OrderFactory, RelationshipFactory
 
 pytestmark = pytest.mark.django_db
 
-HEADER = ("姓名", "手机号", "跟进导购", "私域会员", "购买天数", "净销售额（元）", "最近购买")
+HEADER = (
+    *("姓名", "手机号", "跟进导购", "私域会员"),
+    *("购买天数", "订单数", "净销售额（元）", "最近购买"),
+)
 
 
 def _phone(customer: Customer, number: str) -> None:
@@ -74,13 +77,14 @@ def _rows(response) -> list[tuple]:
 
 def _normalised(row: tuple) -> tuple:
     """Cells as Python compares them: money as Decimal, a day as a date."""
-    name, phone, guides, member, days, revenue, last = row
+    name, phone, guides, member, days, orders, revenue, last = row
     return (
         name,
         phone,
         guides,
         member,
         days,
+        orders,
         Decimal(str(revenue)),
         last.date() if isinstance(last, datetime) else last,
     )
@@ -90,9 +94,9 @@ def test_operator_exports_every_listed_customer_newest_member_first(client_for, 
     rows = _rows(client_for(operator).get(reverse("customer_export")))
     assert rows[0] == HEADER
     assert [_normalised(row) for row in rows[1:]] == [
-        ("林一", "138****5601", "张晓、陈静", "是", 2, Decimal("399.50"), date(2026, 3, 9)),
-        ("林二", None, "张晓", "是", 1, Decimal("89"), date(2026, 2, 1)),
-        ("王三", None, None, "否", 0, Decimal("0"), None),  # an ended guide is not listed
+        ("林一", "138****5601", "张晓、陈静", "是", 2, 2, Decimal("399.50"), date(2026, 3, 9)),
+        ("林二", None, "张晓", "是", 1, 1, Decimal("89"), date(2026, 2, 1)),
+        ("王三", None, None, "否", 0, 0, Decimal("0"), None),  # an ended guide is not listed
     ]
 
 
@@ -160,3 +164,15 @@ def test_console_roles_only(client, client_for, manager, guide_user, book):
     client.logout()
     anonymous = client.get(reverse("customer_export"))
     assert anonymous.status_code == 302 and anonymous["Location"].startswith(reverse("login"))
+
+
+def test_a_name_that_looks_like_a_formula_is_exported_as_text(client_for, operator, book):
+    """Nicknames are anyone's to choose: one beginning with = must not run in Excel."""
+    name = '=HYPERLINK("http://example.com/x","点我")'
+    Customer.objects.filter(pk=book["second"].pk).update(name=name)
+    client = client_for(operator)
+    body = b"".join(client.get(reverse("customer_export")).streaming_content)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert "<f>" not in archive.read("xl/worksheets/sheet1.xml").decode()
+    rows = _rows(client.get(reverse("customer_export")))
+    assert [row[0] for row in rows[1:]] == ["林一", name, "王三"]

@@ -1,0 +1,43 @@
+"""Cells of the files we export, from data others wrote: text stays text.
+
+A spreadsheet runs a cell that begins with = (+, -, @ in CSV) as a formula, and a
+customer's nickname or a group's name is anyone's to choose: a name such as
+=HYPERLINK("http://…") would run when an operator opens the export. Every
+export's rows go through `xlsx_row` or `csv_row`.
+"""
+
+from openpyxl.cell import WriteOnlyCell
+
+CSV_FORMULA_START = "=+-@"
+
+
+def xlsx_row(sheet, values) -> list:
+    """A row for `sheet.append` (write-only sheets too): a string openpyxl would store
+    as a formula (it begins with =) is stored as the text it is."""
+    return [_text_cell(sheet, v) if isinstance(v, str) and v.startswith("=") else v for v in values]
+
+
+def _text_cell(sheet, value: str):
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.data_type = "s"
+    return cell
+
+
+def csv_row(values) -> list:
+    """A row for `csv.writer`: text a spreadsheet would read as a formula behind a
+    leading ' (numbers, even negative ones, are left as they are)."""
+    return [_csv_text(v) if isinstance(v, str) else v for v in values]
+
+
+def _csv_text(value: str) -> str:
+    if value and value[0] in CSV_FORMULA_START and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
