@@ -394,21 +394,27 @@ def automatic_send(*, touchpoint_ids: list[int], gateway) -> dict:
     """Send queued automatic steps: each record moves queued → sending (committed) before
     WeCom is called, so a retry of this task never sends a touchpoint twice; a record
     found `sending` (the process died during the call) is marked unknown, not resent. A
-    touchpoint stopped while its send waited (the customer opted out, deleted the guide,
-    was merged into a customer with the same task) is not sent: cancelled."""
+    touchpoint stopped or skipped while its send waited (the customer opted out, deleted
+    the guide, was merged into a customer with the same task) is not sent: cancelled.
+    (One whose window ended meanwhile still is: its result is fetched all the same.)"""
     counts = {"sent": 0, "failed": 0, "unknown": 0, "cancelled": 0}
     counts["unknown"] = AutomaticSend.objects.filter(
         touchpoint_id__in=touchpoint_ids, status=AutomaticSend.Status.SENDING
     ).update(status=AutomaticSend.Status.UNKNOWN, error="发送时进程中断，请在企业微信中核对")
+    # An EXISTS on the record's own row, so that a claim waiting for another's lock checks
+    # `queued` again on the row that one left (a filter across the join would not).
+    sendable = Exists(
+        Touchpoint.objects.filter(pk=OuterRef("touchpoint_id")).exclude(
+            status__in=[Touchpoint.Status.STOPPED, Touchpoint.Status.SKIPPED]
+        )
+    )
     for touchpoint_id in touchpoint_ids:
         queued = AutomaticSend.objects.filter(
             touchpoint_id=touchpoint_id, status=AutomaticSend.Status.QUEUED
         )
-        claimed = queued.filter(touchpoint__status=Touchpoint.Status.TASK).update(
-            status=AutomaticSend.Status.SENDING
-        )
+        claimed = queued.filter(sendable).update(status=AutomaticSend.Status.SENDING)
         if not claimed:
-            counts["cancelled"] += queued.update(
+            counts["cancelled"] += queued.exclude(sendable).update(
                 status=AutomaticSend.Status.CANCELLED, error="发送前触达已停止，未发送"
             )
             continue

@@ -8,6 +8,7 @@ with the reason. Reminders: one morning list per guide with tasks, overdue remin
 most every half hour, one escalation to the store manager.
 """
 
+import threading
 import time as clock
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.urls import reverse
 
 from contacts.models import Customer, Guide, OrderLine, Relationship, Store
@@ -482,3 +484,45 @@ def test_a_failed_reminder_does_not_hold_back_the_next_try(emulator):
     # A successful reminder holds back the next one for half an hour again.
     result = services.reminders_send(gateway=gateway, now=now + timedelta(minutes=20))
     assert (result.morning, result.overdue) == (0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_claimed_by_another_worker_meanwhile_is_not_sent_again(
+    emulator, gateway, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Two deliveries of one send task: the second waits for the first's claim and then
+    finds the record no longer queued (its check is on the record's own row)."""
+    (customer,) = _followed(emulator, 1)
+    ids = _dispatched(
+        _automatic_plan(), [customer], monkeypatch, django_capture_on_commit_callbacks
+    )
+    results = []
+
+    def second_delivery() -> None:
+        try:
+            results.append(services.automatic_send(touchpoint_ids=ids, gateway=gateway))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=second_delivery)
+    with transaction.atomic():  # the first delivery has claimed it, not yet committed
+        AutomaticSend.objects.filter(touchpoint_id=ids[0]).update(
+            status=AutomaticSend.Status.SENDING
+        )
+        worker.start()
+        with connection.cursor() as cursor:
+            for _ in range(100):  # until the second delivery waits for the record's lock
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND pid <> pg_backend_pid() AND datname = current_database()"
+                )
+                if cursor.fetchone()[0]:
+                    break
+                clock.sleep(0.05)
+            else:
+                pytest.fail("the second delivery never waited for the claim")
+    worker.join()
+    assert results == [{"sent": 0, "failed": 0, "unknown": 0, "cancelled": 0}]
+    assert emulator.stats().get(SEND, 0) == 0
+    assert AutomaticSend.objects.get().status == AutomaticSend.Status.SENDING
