@@ -183,9 +183,18 @@ class MergeTouchpoints:
     keeps the trigger from enrolling them again; its touchpoints move all the same. A
     moved open touchpoint of a step the kept customer already has open with the same
     guide would be a second task for one contact: it stops as a duplicate (undo
-    reopens it)."""
+    reopens it, and sends again an automatic step whose send was cancelled meanwhile)."""
 
     def merged(self, merge) -> None:
+        # Both customers' touchpoints locked first: a dispatch (which skips locked rows)
+        # cannot turn a duplicate read here into a task before it is stopped.
+        customers = [merge.kept_id, merge.absorbed_id]
+        list(
+            Touchpoint.objects.select_for_update()
+            .filter(customer_id__in=customers)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         moved = Touchpoint.objects.filter(customer_id=merge.absorbed_id)
         kept_open = Touchpoint.objects.filter(
             customer_id=merge.kept_id,
@@ -226,10 +235,21 @@ class MergeTouchpoints:
         Enrollment.objects.filter(pk__in=record.enrollment_ids).update(
             customer_id=merge.absorbed_id
         )
+        reopened = []
         for pk, status, reason in record.stopped:
-            Touchpoint.objects.filter(
+            if Touchpoint.objects.filter(
                 pk=pk, status=Touchpoint.Status.STOPPED, reason=MERGED_DUPLICATE
-            ).update(status=status, reason=reason)
+            ).update(status=status, reason=reason):
+                reopened.append(pk)
+        cancelled = AutomaticSend.objects.filter(
+            touchpoint_id__in=reopened, status=AutomaticSend.Status.CANCELLED
+        )
+        resend = list(cancelled.values_list("touchpoint_id", flat=True))
+        if resend:
+            from sop.tasks import send_automatic
+
+            cancelled.update(status=AutomaticSend.Status.QUEUED, error="")
+            transaction.on_commit(lambda: send_automatic.delay(resend))
         record.delete()
 
 
