@@ -223,7 +223,8 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
         # 1. Stop conditions, first match wins (the enrolment stops with its touchpoint,
         # below, unless only the plan is paused or the step removed, or the contact was
         # deleted and the plan goes on then). A touch for a customer the guide no longer
-        # follows always stops: the guide could not see the task. The enrolment is
+        # follows always stops: the guide could not see the task; after the plan's own
+        # conditions, so that a purchase or a tag still stops the enrolment. The enrolment is
         # read by key for each row (OFFSET 0 keeps it a lookup, not a scan of every
         # enrolment).
         cursor.execute(
@@ -234,9 +235,6 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
                     WHEN s.is_retired THEN 'step_removed'
                     WHEN EXISTS (SELECT 1 FROM sop_optout x WHERE x.customer_id = c.customer_id)
                         THEN 'opted_out'
-                    WHEN NOT EXISTS (
-                        SELECT 1 FROM contacts_relationship r WHERE r.customer_id = c.customer_id
-                          AND r.guide_id = c.guide_id AND r.is_active) THEN 'contact_deleted'
                     WHEN p.stop_on_purchase AND EXISTS (
                         SELECT 1 FROM contacts_order o WHERE o.customer_id = c.customer_id
                           AND {PURCHASED} AND o.paid_at > e.triggered_at
@@ -248,6 +246,9 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
                     WHEN p.stop_on_tag_removed_id IS NOT NULL AND NOT EXISTS (
                         SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = c.customer_id
                           AND ct.tag_id = p.stop_on_tag_removed_id) THEN 'tag_removed'
+                    WHEN NOT EXISTS (
+                        SELECT 1 FROM contacts_relationship r WHERE r.customer_id = c.customer_id
+                          AND r.guide_id = c.guide_id AND r.is_active) THEN 'contact_deleted'
                     WHEN NOT p.is_active THEN 'plan_paused'
                     END AS reason
                 FROM claimed c

@@ -225,6 +225,21 @@ def test_a_plan_that_goes_on_after_a_deleted_contact_gives_the_guide_no_task_mea
     ]
 
 
+def test_a_purchase_stops_the_enrolment_though_the_contact_was_deleted_too(member):
+    """The plan's own stop conditions come first: a customer who bought (and also
+    deleted the guide) ends a plan that stops on purchase, whatever it does on deletion."""
+    plan = _plan(
+        steps=[{}, {"offset_days": 1}], stop_on_contact_deleted=False, stop_on_purchase=True
+    )
+    _enroll(plan, member.customer, sh("2026-06-30T09:00"))
+    assert _dispatch("2026-06-30T10:00")["created"] == 1
+    Relationship.objects.filter(pk=member.pk).update(is_active=False)
+    OrderFactory(customer=member.customer, paid_at=sh("2026-06-30T15:00"), amount=Decimal(9))
+    assert _dispatch("2026-07-01T10:00")["stopped"] == {"purchased": 1}
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.status, enrollment.stopped_reason) == ("stopped", "purchased")
+
+
 def test_complaint_tag_suppresses_for_its_days(member):
     group = TagGroup.objects.create(name="服务")
     complaint = Tag.objects.create(group=group, name="投诉过")
