@@ -124,13 +124,12 @@ def _week_from_rows(week_start: date) -> dict:
     members = dict(CustomerFacts.objects.values_list("customer_id", "is_member"))
     days: dict[int, set[date]] = defaultdict(set)
     firsts: dict[int, date] = {}
-    checkouts, net = set(), Decimal(0)
+    net = Decimal(0)
     for order in Order.objects.filter(status__in=PURCHASED, paid_at__isnull=False):
         day = order.paid_at.astimezone(SH).date()
         if order.customer_id in members and day <= end:
             firsts[order.customer_id] = min(day, firsts.get(order.customer_id, day))
         if week_start <= day <= end:
-            checkouts.add((order.channel, order.parent_order_id or order.channel_order_id))
             net += order.amount - order.refund_amount
             if order.customer_id in members:
                 days[order.customer_id].add(day)
@@ -147,7 +146,6 @@ def _week_from_rows(week_start: date) -> dict:
     return {
         "buyers": len(days),
         "purchase_days": sum(len(d) for d in days.values()),
-        "orders": len(checkouts),
         "net_revenue": net,
         "rate": rate(days),
         "member_buyers": sum(members[c] for c in days),
