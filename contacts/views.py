@@ -2,13 +2,12 @@
 
 import base64
 import json
-import tempfile
 from datetime import datetime
 from itertools import islice
 
 from django.contrib import messages
 from django.db.models import F, Prefetch, Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_date
@@ -34,7 +33,7 @@ from contacts.models import (
 )
 from scrm.models import CallbackEvent
 from scrm.roles import Perm, permission_required
-from scrm.spreadsheets import xlsx_row
+from scrm.spreadsheets import xlsx_response, xlsx_row
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000  # counting stops here: "10,000+" stays instant at millions of rows
@@ -245,15 +244,7 @@ def customer_export(request: HttpRequest) -> HttpResponse:
                     ],
                 )
             )
-    spool = tempfile.TemporaryFile()  # FileResponse closes it when sent, which deletes it
-    workbook.save(spool)
-    spool.seek(0)
-    return FileResponse(
-        spool,
-        as_attachment=True,
-        filename="customers.xlsx",
-        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    )
+    return xlsx_response(workbook, "customers.xlsx")
 
 
 def _customer_context(customer: Customer) -> dict:

@@ -6,7 +6,12 @@ customer's nickname or a group's name is anyone's to choose: a name such as
 export's rows go through `xlsx_row` or `csv_row`.
 """
 
+import tempfile
+
+from django.http import FileResponse
 from openpyxl.cell import WriteOnlyCell
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 CSV_FORMULA_START = "=+-@"
 
@@ -41,3 +46,13 @@ def _is_number(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def xlsx_response(workbook, filename: str) -> FileResponse:
+    """A workbook as a download, saved to a temporary file (a write-only workbook's rows
+    are spooled already: memory stays flat). FileResponse closes the file when sent,
+    which deletes it."""
+    spool = tempfile.TemporaryFile()
+    workbook.save(spool)
+    spool.seek(0)
+    return FileResponse(spool, as_attachment=True, filename=filename, content_type=XLSX_TYPE)

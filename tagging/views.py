@@ -3,7 +3,6 @@ tagging), the system tag settings, and the customer-tags fragment of the 360° p
 
 import csv
 import json
-import tempfile
 from datetime import date, datetime
 from urllib.parse import urlencode
 
@@ -11,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +22,7 @@ from openpyxl import Workbook
 from contacts.models import Customer, Guide, Product, Store
 from contacts.order_files import ORDER_CHANNEL_NAMES, ORDER_CHANNELS
 from scrm.roles import Perm, permission_required
+from scrm.spreadsheets import csv_row, xlsx_response, xlsx_row
 from tagging import selectors, services
 from tagging.forms import ManualTagForm, RuleForm, SystemTagSettingsForm
 from tagging.models import SystemTagSettings, Tag, TagGroup
@@ -381,7 +381,7 @@ def tag_export(request: HttpRequest, tag_id: int, file_format: str) -> HttpRespo
             yield "\ufeff"  # so Excel opens it as UTF-8
             yield writer.writerow(_export_header())
             for row in rows:
-                yield writer.writerow([_csv_text(value) for value in cells(row)])
+                yield writer.writerow(csv_row([_csv_text(value) for value in cells(row)]))
 
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="tag-{tag.pk}.csv"'
@@ -390,16 +390,8 @@ def tag_export(request: HttpRequest, tag_id: int, file_format: str) -> HttpRespo
     sheet = workbook.create_sheet(title=f"tag-{tag.pk}")
     sheet.append(_export_header())
     for row in rows:
-        sheet.append(cells(row))
-    spool = tempfile.TemporaryFile()  # FileResponse closes it when sent, which deletes it
-    workbook.save(spool)
-    spool.seek(0)
-    return FileResponse(
-        spool,
-        as_attachment=True,
-        filename=f"tag-{tag.pk}.xlsx",
-        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    )
+        sheet.append(xlsx_row(sheet, cells(row)))
+    return xlsx_response(workbook, f"tag-{tag.pk}.xlsx")
 
 
 @require_POST

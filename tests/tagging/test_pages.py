@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from openpyxl import load_workbook
 
-from contacts.models import Guide
+from contacts.models import Customer, Guide
 from tagging.forms import SystemTagSettingsForm
 from tagging.models import (
     CustomerTag,
@@ -482,6 +482,21 @@ def test_xlsx_export_holds_exactly_the_filtered_customers(
         (tag_people["B"].pk, "B", "是", 2)
     ]
     assert rows[1][8] is not None  # when B got the tag (Shanghai time, no zone in Excel)
+
+
+def test_a_name_that_looks_like_a_formula_is_exported_as_text(
+    client_for, operator, tag_people, manual_tag
+):
+    _tag_b_c_e(operator, tag_people, manual_tag)
+    Customer.objects.filter(pk=tag_people["C"].pk).update(name="=1+2")
+    client = client_for(operator)
+    csv_text = b"".join(
+        client.get(reverse("tag_export_csv", args=[manual_tag.pk])).streaming_content
+    ).decode("utf-8-sig")
+    assert "'=1+2" in [row[1] for row in csv.reader(io.StringIO(csv_text))]
+    book = b"".join(client.get(reverse("tag_export_xlsx", args=[manual_tag.pk])).streaming_content)
+    rows = load_workbook(io.BytesIO(book), data_only=True).active.iter_rows(values_only=True)
+    assert "=1+2" in [row[1] for row in rows]  # text: a formula would read as None here
 
 
 def test_operator_adds_and_removes_a_manual_tag_on_a_selection(
