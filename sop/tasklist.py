@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from contacts.facts import CHECKOUT
 from contacts.models import Guide, Relationship
 from contacts.order_files import ORDER_CHANNEL_NAMES
 from sop.models import ContactPolicy, Touchpoint, TouchpointQuerySet
@@ -102,19 +103,25 @@ def _context(cards: list[TaskCard], guide: Guide) -> None:
             if source == Tag.Source.SYSTEM:
                 group, name = group_label(system_key, group), tag_label(system_key, name)
             tags.setdefault(customer_id, []).append((group, name, color))
-        # The last two orders of each customer, from every channel.
+        # The last two orders of each customer, from every channel; an order is a
+        # checkout (its sub-orders summed, its first product named).
         cursor.execute(
-            """
-            SELECT customer_id, channel, paid_at, amount - refund_amount, product FROM (
-                SELECT o.customer_id, o.channel, o.paid_at, o.amount, o.refund_amount,
-                       (SELECT l.product_name FROM contacts_orderline l
-                        WHERE l.order_id = o.id ORDER BY l.line_no LIMIT 1) AS product,
+            f"""
+            SELECT customer_id, channel, paid_at, net, product FROM (
+                SELECT o.customer_id, o.channel, max(o.paid_at) AS paid_at,
+                       sum(o.amount - o.refund_amount) AS net,
+                       (array_agg(l.product_name ORDER BY o.channel_order_id))[1] AS product,
                        row_number() OVER (PARTITION BY o.customer_id
-                                          ORDER BY o.paid_at DESC NULLS LAST) AS n
-                FROM contacts_order o WHERE o.customer_id = ANY(%s)
-                  AND o.status IN ('paid', 'partially_refunded')
+                                          ORDER BY max(o.paid_at) DESC NULLS LAST) AS n
+                FROM contacts_order o
+                LEFT JOIN LATERAL (
+                    SELECT product_name FROM contacts_orderline
+                    WHERE order_id = o.id ORDER BY line_no LIMIT 1
+                ) l ON true
+                WHERE o.customer_id = ANY(%s) AND o.status IN ('paid', 'partially_refunded')
+                GROUP BY o.customer_id, o.channel, {CHECKOUT}
             ) recent WHERE n <= 2 ORDER BY customer_id, paid_at DESC
-            """,
+            """,  # noqa: S608 - a fixed SQL fragment
             [customer_ids],
         )
         orders: dict[int, list] = {}

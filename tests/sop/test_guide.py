@@ -2,6 +2,7 @@
 and a query count that does not grow with the number of tasks."""
 
 from datetime import timedelta
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import pytest
@@ -63,6 +64,35 @@ def test_a_guide_sees_only_their_tasks_with_the_script_filled_in(client_for, gui
     assert "王姐1您好" in text
     # the last orders, by channel name
     assert " 天猫 ¥89.00 冰丝睡裙" in text and "tmall" not in text
+
+
+def test_a_checkout_split_into_sub_orders_is_one_order_on_the_card(client_for, guide_user, tasks):
+    customer = tasks["relationships"][1].customer
+    paid = timezone.now() - timedelta(days=1)
+    for number, (amount, product) in enumerate(
+        [(Decimal("60"), "无痕内裤"), (Decimal("90"), "睡衣")]
+    ):
+        order = OrderFactory(
+            customer=customer,
+            channel="douyin",
+            channel_order_id=f"DY-1-{number}",
+            parent_order_id="DY-1",
+            paid_at=paid,
+            amount=amount,
+        )
+        order.lines.create(
+            line_no=1,
+            sku=f"D{number}",
+            product_name=product,
+            quantity=1,
+            unit_price=amount,
+            line_amount=amount,
+        )
+    OrderFactory(customer=customer, channel="jd", paid_at=paid - timedelta(days=9), amount=30)
+    text = client_for(guide_user).get(reverse("guide_home")).content.decode()
+    card = text.split("王姐1您好")[0].rsplit('class="task', 1)[1]
+    # the checkout once, its two sub-orders summed; the JD order is the one before it
+    assert card.count(" 抖音 ¥150.00 无痕内裤") == 1 and " 京东 ¥30.00" in card
 
 
 def test_the_list_costs_a_fixed_number_of_queries(client_for, guide_user, tasks):
