@@ -292,3 +292,13 @@ def test_the_api_gives_guides_the_masked_phone_but_not_the_platforms_ids(
 
     assert values(guide_user) == {"unionid": "", "phone_hash": "139****0001"}
     assert values(operator) == {"unionid": "oUNION_secret_2", "phone_hash": "139****0001"}
+
+
+def test_a_sub_order_names_the_checkout_it_was_split_from(client_for, operator, book):
+    customer = book["own"][0]
+    OrderFactory(
+        customer=customer, channel="douyin", channel_order_id="DY-7-1", parent_order_id="DY-7"
+    )
+    page = client_for(operator).get(reverse("customer_detail", args=[customer.pk])).content.decode()
+    row = page.split("DY-7-1")[1].split("</td>")[0]
+    assert "拆自订单 DY-7" in row
