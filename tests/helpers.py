@@ -25,3 +25,17 @@ def worker_idle(*, scheduled: bool = True) -> bool:
     if scheduled:
         states.append(inspect.scheduled() or {})
     return not any(tasks for state in states for tasks in state.values())
+
+
+def another_waits_for_a_lock() -> bool:
+    """Another session of this test database waits for a lock (the statistics are read
+    afresh: within a transaction they would be read once)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND pid <> pg_backend_pid() AND datname = current_database()"
+        )
+        return bool(cursor.fetchone()[0])

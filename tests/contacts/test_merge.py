@@ -1,7 +1,6 @@
 """Merging two customer records and undoing it exactly; binding orders to customers."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -29,6 +28,7 @@ from tests.contacts.factories import (
     OrderFactory,
     RelationshipFactory,
 )
+from tests.helpers import another_waits_for_a_lock, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -580,19 +580,7 @@ def test_a_confirmation_waits_for_a_binding_without_holding_the_suggestion(opera
     with transaction.atomic():  # where a binding stands once it has the order
         Order.objects.select_for_update().get(pk=order.pk)
         worker.start()
-        with connection.cursor() as cursor:
-            for _ in range(100):  # until the confirmation waits for a lock
-                cursor.execute("SELECT pg_stat_clear_snapshot()")  # read afresh in a transaction
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                    " AND datname = current_database()"
-                )
-                if cursor.fetchone()[0]:
-                    break
-                time.sleep(0.05)
-            else:
-                pytest.fail("the confirmation never waited for the order")
+        wait_for(another_waits_for_a_lock, timeout=5, interval=0.05)
         # The binding can still settle the order's suggestions.
         MergeSuggestion.objects.select_for_update(nowait=True).get(pk=suggestion.pk)
     worker.join()

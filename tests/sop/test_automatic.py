@@ -37,6 +37,7 @@ from sop.models import (
 )
 from sop.tasks import send_automatic
 from tests.contacts.factories import OrderFactory
+from tests.helpers import another_waits_for_a_lock, wait_for
 from tests.wecom import CUSTOMERS, GUIDES, SEED
 
 pytestmark = pytest.mark.django_db
@@ -511,18 +512,7 @@ def test_a_send_claimed_by_another_worker_meanwhile_is_not_sent_again(
             status=AutomaticSend.Status.SENDING
         )
         worker.start()
-        with connection.cursor() as cursor:
-            for _ in range(100):  # until the second delivery waits for the record's lock
-                cursor.execute("SELECT pg_stat_clear_snapshot()")
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND pid <> pg_backend_pid() AND datname = current_database()"
-                )
-                if cursor.fetchone()[0]:
-                    break
-                clock.sleep(0.05)
-            else:
-                pytest.fail("the second delivery never waited for the claim")
+        wait_for(another_waits_for_a_lock, timeout=5, interval=0.05)
     worker.join()
     assert results == [{"sent": 0, "failed": 0, "unknown": 0, "cancelled": 0}]
     assert emulator.stats().get(SEND, 0) == 0
