@@ -276,8 +276,13 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @permission_required(Perm.USE_GUIDE_APP)
 def guide_customer_list(request: HttpRequest) -> HttpResponse:
-    queryset = _filtered_customers(request, Customer.objects.visible_to(request.user))
-    return render(request, "contacts/guide_customer_list.html", _page(request, queryset))
+    """A guide's own customers, with the console's filters by what they bought (which
+    of mine bought lately, which have gone quiet), without tags and colleagues."""
+    form = PurchaseFilterForm(request.GET, tag_filter=None)
+    queryset = form.apply(_filtered_customers(request, Customer.objects.visible_to(request.user)))
+    context = _page(request, queryset)
+    context.update(form=form, filters=request.GET)
+    return render(request, "contacts/guide_customer_list.html", context)
 
 
 @permission_required(Perm.USE_GUIDE_APP)

@@ -208,3 +208,28 @@ def test_a_made_up_guide_or_store_is_not_found(client_for, operator, guide_user,
     assert client.get(reverse("customers"), params).status_code == 404
     assert client.get(reverse("customer_export"), params).status_code == 404
     assert client_for(guide_user).get(reverse("guide_customers"), params).status_code == 404
+
+
+def test_a_guide_filters_their_own_customers_by_what_they_bought(
+    client_for, guide_user, other_guide_user, buyers
+):
+    theirs = Guide.objects.get(wecom_userid="guide0002")
+    other = RelationshipFactory(guide=theirs).customer
+    _bought(other, days_ago=200, amount="90.00")
+    facts_refresh()
+    client = client_for(guide_user)
+
+    def found(params: dict) -> set[int]:
+        response = client.get(reverse("guide_customers"), params)
+        assert response.status_code == 200
+        return {customer.pk for customer in response.context["customers"]}
+
+    people = buyers
+    assert found({"dormant_for": "90"}) == {people["b"].pk}
+    assert found({"bought_within": "30"}) == {people["a"].pk, people["c"].pk, people["e"].pk}
+    assert found({"revenue_min": "500", "channel": "pos"}) == {people["c"].pk}
+    # another guide's dormant customer is not theirs to see; bad input is named, not a 500
+    assert other.pk not in found({"dormant_for": "90"})
+    page = client.get(reverse("guide_customers"), {"bought_within": "abc", "q": "x"})
+    body = page.content.decode()
+    assert "这些条件无效" in body and 'value="x"' in body and 'name="own_tag"' not in body
