@@ -18,7 +18,8 @@ RUN mkdir -p build/npm static/vendor \
 RUN SCRM_DEVELOPMENT=1 python manage.py compilemessages --ignore=.venv -v 0 \
  && SCRM_DEVELOPMENT=1 python manage.py collectstatic --noinput -v 0
 
-RUN useradd --create-home scrm && chown -R scrm /app
+# /data/media is the shared volume (docker-compose.yml); a new volume takes this owner.
+RUN useradd --create-home scrm && mkdir -p /data/media && chown -R scrm /app /data/media
 USER scrm
 EXPOSE 8000
 CMD ["gunicorn", "scrm.wsgi", "-b", "0.0.0.0:8000", "-w", "4", "--access-logfile", "-"]
