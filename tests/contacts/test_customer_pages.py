@@ -302,3 +302,30 @@ def test_a_sub_order_names_the_checkout_it_was_split_from(client_for, operator, 
     page = client_for(operator).get(reverse("customer_detail", args=[customer.pk])).content.decode()
     row = page.split("DY-7-1")[1].split("</td>")[0]
     assert "拆自订单 DY-7" in row
+
+
+def test_the_customer_page_shows_every_order_a_page_at_a_time(
+    client_for, operator, guide_user, book, monkeypatch
+):
+    from datetime import UTC, datetime, timedelta
+
+    from contacts import views
+
+    monkeypatch.setattr(views, "ORDERS_PER_PAGE", 2)
+    customer = book["own"][0]
+    first = datetime(2025, 1, 1, 4, tzinfo=UTC)
+    numbers = [f"T-{n}" for n in range(5)]  # T-4 is the newest
+    for n, number in enumerate(numbers):
+        OrderFactory(customer=customer, channel_order_id=number, paid_at=first + timedelta(days=n))
+    OrderFactory(customer=book["own"][1], channel_order_id="NOT-HERS")
+    for user, name in ((operator, "customer_detail"), (guide_user, "guide_customer_detail")):
+        client, url = client_for(user), reverse(name, args=[customer.pk])
+        seen = []
+        for page in ("1", "2", "3"):
+            response = client.get(url, {"page": page})
+            seen += [order.channel_order_id for order in response.context["orders"]]
+            assert "共 5 笔" in response.content.decode()
+        assert seen == numbers[::-1]
+        last = client.get(url, {"page": "99"})  # past the end: the last page, not an error
+        assert [o.channel_order_id for o in last.context["orders"]] == ["T-0"]
+        assert 'id="orders-pager"' in last.content.decode()
