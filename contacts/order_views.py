@@ -160,6 +160,7 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
 
 
 PRODUCTS_PER_PAGE = 50
+HISTORY_PER_PAGE = 50  # merges, and bindings, on the merges page
 SUGGESTION_GROUPS_SHOWN = 100
 CONFIRMED_GROUPS_SHOWN = 20  # the latest confirmations, each with its undo
 
@@ -326,7 +327,7 @@ def customer_merge(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         absorb = Customer.objects.get(pk=int(request.POST.get("absorb", "0")))
         services.customer_merge(keep=keep, absorb=absorb, by=request.user)
-        messages.success(request, f"已把客户 #{absorb.pk} 合并到此客户。")
+        messages.success(request, _("已把客户 #%(pk)s 合并到此客户。") % {"pk": absorb.pk})
     except (Customer.DoesNotExist, ValueError) as error:
         messages.error(request, str(error) or _("找不到要合并的客户。"))
     return redirect("customer_detail", pk=keep.pk)
@@ -335,10 +336,26 @@ def customer_merge(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(Perm.VIEW_CONSOLE)
 def merge_list(request: HttpRequest) -> HttpResponse:
     """The merges of customers, and the orders guides bound, each with its undo."""
-    merges = CustomerMerge.objects.select_related("kept", "absorbed", "merged_by")[:100]
-    bindings = OrderBinding.objects.select_related("order", "customer", "guide", "undone_by")
+    merges = Paginator(
+        CustomerMerge.objects.select_related("kept", "absorbed", "merged_by").order_by(
+            "-merged_at", "-id"
+        ),
+        HISTORY_PER_PAGE,
+    ).get_page(request.GET.get("page"))
+    bindings = Paginator(
+        OrderBinding.objects.select_related("order", "customer", "guide", "undone_by"),
+        HISTORY_PER_PAGE,
+    ).get_page(request.GET.get("bindings_page"))
+    # Each list's pager keeps the other's page.
     return render(
-        request, "contacts/merge_list.html", {"merges": merges, "bindings": bindings[:100]}
+        request,
+        "contacts/merge_list.html",
+        {
+            "merges": merges,
+            "bindings": bindings,
+            "merges_query": urlencode({"bindings_page": bindings.number}),
+            "bindings_query": urlencode({"page": merges.number}),
+        },
     )
 
 

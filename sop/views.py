@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,6 +25,8 @@ from scrm.wecom.gateway import WeComError, WeComGateway
 from sop import services
 from sop.models import Touchpoint
 from sop.tasklist import task_list
+
+SIDEBAR_ORDERS = 20  # the newest in the sidebar; the customer page has every one
 
 SKIP_REASONS = [
     gettext_lazy("客户近期已沟通"),
@@ -85,16 +88,16 @@ def guide_sidebar(request: HttpRequest) -> HttpResponse:
         Customer.objects.visible_to(request.user), external_userid=external_userid
     )
     tasks = task_list(guide=guide, now=timezone.now(), customer_id=customer.pk)
-    orders = (
-        Order.objects.filter(customer=customer).prefetch_related("lines").order_by("-paid_at")[:50]
-    )
+    orders = Order.objects.filter(customer=customer)
+    latest = orders.prefetch_related("lines").order_by(F("paid_at").desc(nulls_last=True), "-id")
     return render(
         request,
         "sop/guide_sidebar.html",
         {
             "customer": customer,
             "tasks": tasks,
-            "orders": orders,
+            "orders": latest[:SIDEBAR_ORDERS],
+            "orders_total": orders.count(),
             "next": request.get_full_path(),
             **_card_words(),
         },

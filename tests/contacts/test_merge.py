@@ -588,3 +588,23 @@ def test_a_confirmation_waits_for_a_binding_without_holding_the_suggestion(opera
     suggestion.refresh_from_db()
     order.refresh_from_db()
     assert (suggestion.status, order.customer_id) == (MergeSuggestion.Status.CONFIRMED, customer.pk)
+
+
+def test_the_merges_page_pages_through_every_merge_keeping_the_other_lists_page(
+    client_for, operator, monkeypatch
+):
+    from contacts import order_views
+
+    monkeypatch.setattr(order_views, "HISTORY_PER_PAGE", 2)
+    made = []
+    for n in range(5):
+        keep, absorb = CustomerFactory(name=f"保留{n}"), CustomerFactory(name=f"并入{n}")
+        made.append(services.customer_merge(keep=keep, absorb=absorb).pk)
+    client, seen = client_for(operator), []
+    for page in (1, 2, 3):
+        response = client.get(reverse("merge_list"), {"page": page, "bindings_page": 1})
+        seen += [merge.pk for merge in response.context["merges"]]
+    assert seen == made[::-1]  # newest first, each once
+    html = response.content.decode()
+    pager = html.split('id="merges-pager"')[1].split("</p>")[0]
+    assert "bindings_page=1&amp;page=2" in pager

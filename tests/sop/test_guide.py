@@ -168,6 +168,36 @@ def test_sidebar_shows_the_chats_customer_and_binds_an_order(client_for, guide_u
     )
 
 
+def test_sidebar_shows_the_newest_orders_and_leads_to_all_of_them(
+    client_for, guide_user, tasks, monkeypatch
+):
+    from sop import views
+
+    monkeypatch.setattr(views, "SIDEBAR_ORDERS", 2)
+    customer = tasks["relationships"][0].customer
+    now = timezone.now()
+    for days, amount in ((3, "10.00"), (2, "20.00"), (1, "30.00")):
+        OrderFactory(customer=customer, paid_at=now - timedelta(days=days), amount=Decimal(amount))
+    OrderFactory(customer=customer, paid_at=None, status="cancelled", amount=Decimal("40.00"))
+    total = Order.objects.filter(customer=customer).count()  # the fixture's and these four
+    client = client_for(guide_user)
+    url = reverse("guide_sidebar") + f"?external_userid={customer.external_userid}"
+    page = client.get(url).content.decode()
+    orders = page.split("全部渠道")[1]
+    # the two newest paid ones, not the unpaid one sorting first; and a way to all
+    assert "¥30.00" in orders and "¥20.00" in orders and "¥10.00" not in orders
+    assert "¥40.00" not in orders
+    link = orders.split('id="sidebar-all-orders"')[1]
+    assert reverse("guide_customer_detail", args=[customer.pk]) in link
+    assert f"全部 {total} 笔" in link
+    OrderFactory(customer=tasks["relationships"][1].customer)
+    fewer = client.get(
+        reverse("guide_sidebar")
+        + f"?external_userid={tasks['relationships'][1].customer.external_userid}"
+    )
+    assert 'id="sidebar-all-orders"' not in fewer.content.decode()
+
+
 def _wecom(emulator_server, settings):
     emulator, served = emulator_server
     emulator.revoke_tokens()
