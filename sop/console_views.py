@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from contacts.models import Customer, Guide
 from scrm.roles import Perm, permission_required
+from scrm.spreadsheets import csv_row
 from sop import selectors, services
 from sop.forms import (
     ACTION_LABELS,
@@ -478,19 +479,21 @@ def touch_export(request: HttpRequest) -> StreamingHttpResponse:
         yield writer.writerow(touch_export_header())
         for pk, plan, position, customer_id, customer, guide, status, reason, due, end in rows:
             yield writer.writerow(
-                [
-                    pk,
-                    plan,
-                    position,
-                    customer_id,
-                    customer,
-                    guide,
-                    str(STATUS_LABELS.get(status, status)),
-                    reason_label(reason) if reason else "",
-                    reason,
-                    _local(due),
-                    _local(end),
-                ]
+                csv_row(
+                    [
+                        pk,
+                        plan,
+                        position,
+                        customer_id,
+                        customer,
+                        guide,
+                        str(STATUS_LABELS.get(status, status)),
+                        reason_label(reason) if reason else "",
+                        reason,
+                        _local(due),
+                        _local(end),
+                    ]
+                )
             )
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")

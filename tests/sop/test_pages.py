@@ -973,3 +973,20 @@ def test_pages_in_english(client_for, operator, sop_data):
     assert "Manual enrolment" in body
     editor = client.get(reverse("sop_plan_new")).content.decode()
     assert "Save plan" in editor and "Stop conditions" in editor
+
+
+def test_the_touch_export_keeps_a_formula_like_name_as_text(client_for, operator, sop_data):
+    """A WeCom nickname is anyone's to choose: one beginning with = must not run in Excel."""
+    import csv
+    import io
+
+    from contacts.models import Customer
+
+    name = '=HYPERLINK("http://example.com/x","点我")'
+    Customer.objects.filter(pk=sop_data["wang"].pk).update(name=name)
+    export = client_for(operator).get(
+        reverse("sop_touches_export"), {"status": "all", "customer": sop_data["wang"].pk}
+    )
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode("utf-8-sig"))))
+    names = {row[4] for row in rows[1:]}
+    assert names == {"'" + name}
