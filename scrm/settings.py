@@ -32,6 +32,9 @@ if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not (DEBUG or IS_DEVELOPMENT):
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# A guide who has left signs in no more (scrm.auth).
+AUTHENTICATION_BACKENDS = ["scrm.auth.Backend"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

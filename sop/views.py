@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from contacts.models import Customer, Guide, Order
 from contacts.services import order_bind_by_number
+from scrm.auth import BACKEND, has_left
 from scrm.roles import Perm, permission_required
 from scrm.wecom.gateway import WeComError, WeComGateway
 from sop import services
@@ -207,5 +208,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     )
     if guide is None or not guide.user.is_active:
         return HttpResponseBadRequest(_("这个企业微信成员还没有开通导购账号，请联系运营。"))
-    login(request, guide.user, backend="django.contrib.auth.backends.ModelBackend")
+    if has_left(guide.user):
+        return HttpResponseBadRequest(_("这个企业微信成员已不是在职导购，不能登录。"))
+    login(request, guide.user, backend=BACKEND)
     return redirect(expected["next"])

@@ -247,6 +247,21 @@ def test_oauth_for_a_member_without_a_guide_account_is_refused(
     assert "_auth_user_id" not in client.session
 
 
+def test_oauth_for_a_guide_who_has_left_is_refused(client, guide_user, emulator_server, settings):
+    _wecom(emulator_server, settings)
+    Guide.objects.filter(user=guide_user).update(is_active=False)  # the sync saw them go
+    start = client.get(reverse("guide_oauth"))
+    authorize = requests.get(
+        start["Location"].split("#")[0] + "&emulator_userid=guide0001",
+        allow_redirects=False,
+        timeout=5,
+    )
+    callback = urlsplit(authorize.headers["Location"])
+    response = client.get(callback.path + "?" + callback.query)
+    assert response.status_code == 400 and "已不是在职导购" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
 def test_open_tasks_come_a_page_at_a_time_with_the_counts_of_all(
     client_for, guide_user, tasks, monkeypatch
 ):
