@@ -41,7 +41,7 @@ from django.utils import timezone
 from contacts.facts import facts_mark_pending_selected
 from contacts.models import MAX_STORED_ERRORS, UNMATCHED_MASKED, UNMATCHED_NO_KEY, OrderImport
 from contacts.order_files import OrderLine, RowError
-from contacts.phones import phone_hash, phone_mask, phone_normalise
+from contacts.phones import phone_hash, phone_mask, phone_normalise, phones_masked
 from scrm.reasons import Reason, spec_of
 from scrm.statistics import analyze_if_grown
 
@@ -147,6 +147,14 @@ class _PhoneKeys:
         return keys
 
 
+def _phones_masked(reason):
+    if isinstance(reason, Reason):
+        return Reason(reason.template, **{n: _phones_masked(v) for n, v in reason.args.items()})
+    if isinstance(reason, list):
+        return [_phones_masked(value) for value in reason]
+    return phones_masked(reason) if isinstance(reason, str) else reason
+
+
 @dataclass
 class ImportReport:
     inserted: int = 0
@@ -169,15 +177,17 @@ class ImportReport:
             order = (error.channel, error.order_id)
             self.bad_orders.setdefault(order, set()).add((error.source, error.row))
         if len(self.errors) < MAX_STORED_ERRORS:
+            # Managers read the report: a phone a reason quotes from any column is masked.
+            reason = _phones_masked(error.reason)
             self.errors.append(
                 {
                     "row": error.row,
                     "column": error.column,
-                    "reason": error.reason,
+                    "reason": reason,
                     "file": error.source,
                     "order_id": error.order_id,
                     # to show the reason in the reader's language (`OrderImport.errors_by_row`)
-                    "reason_spec": spec_of(error.reason),
+                    "reason_spec": spec_of(reason),
                 }
             )
 

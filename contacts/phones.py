@@ -12,6 +12,9 @@ import re
 from django.conf import settings
 
 _DIGITS = re.compile(r"\D")
+# A mainland mobile written out in some text (with +86, 0086 or 86 before it, or not),
+# not part of a longer number.
+_MOBILE_IN_TEXT = re.compile(r"(?<!\d)((?:\+?86|0086)?[ -]?1[3-9]\d[ -]?)(\d{4})([ -]?\d{4})(?!\d)")
 
 
 def phone_normalise(raw: str) -> str | None:
@@ -50,3 +53,10 @@ def phone_cell_mask(text: str) -> str:
             c = c if seen <= 3 or seen > count - 4 else "*"
         out.append(c)
     return "".join(out)
+
+
+def phones_masked(text: str) -> str:
+    """`text` with every mobile number in it masked (订单号 13812345678 → 订单号 138****5678):
+    for what a file's row quotes from any column into an error report, since a row
+    shifted by a missing cell puts the phone under another column's name."""
+    return _MOBILE_IN_TEXT.sub(r"\1****\3", text)

@@ -906,3 +906,38 @@ def test_unmatched_orders_list_the_newest_payment_first_and_unpaid_last(client_f
     assert list(page.context["page"].object_list) == [newer, older, unpaid]
     body = page.content.decode()
     assert "抖音 (3)" in body and "已取消" in body
+
+
+@pytest.mark.django_db
+def test_a_phone_quoted_from_any_column_is_masked_in_the_error_report(
+    tmp_path, client_for, manager
+):
+    """A row missing its parent_order_id cell puts the phone under 付款时间: the reason
+    quotes it, and managers read the report, so it is masked there too."""
+    good = _csv("generic_orders.csv", "utf-8")[0]
+    phone = good["buyer_phone"]
+    columns = list(good)
+    shifted = [good[c] for c in columns if c != "parent_order_id"] + [""]
+    shifted[columns.index("paid_at")] = phone  # what reads as paid_at is the phone
+    spaced = {**good, "order_id": "Q-2", "quantity": f"+86 {phone[:3]} {phone[3:7]} {phone[7:]}"}
+    path = tmp_path / "shifted.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerow(shifted)
+        writer.writerow([spaced[c] for c in columns])
+    record, report = services.orders_import(paths=[path], channel="generic")
+    assert report.rejected == 2
+    masked = f"{phone[:3]}****{phone[7:]}"
+    reasons = " ".join(e["reason"] for e in report.errors)
+    assert f"付款时间无法识别：{masked}" in reasons
+    assert f"+86 {phone[:3]} **** {phone[7:]}" in reasons
+    client = client_for(manager)
+    shown = [
+        client.get(reverse("import_detail", args=[record.pk])).content.decode(),
+        client.get(reverse("import_errors", args=[record.pk])).content.decode("utf-8-sig"),
+        json.dumps(OrderImport.objects.get(pk=record.pk).errors, ensure_ascii=False),
+    ]
+    for text in shown:
+        assert masked in text
+        assert phone not in text.replace(" ", "")
