@@ -4,6 +4,10 @@ Checks PostgreSQL, Redis, at least one Celery worker answering a ping, and beat
 (a worker recorded the beat's heartbeat recently). Answers 200 when all are
 up and 503 with the failing part named otherwise. Costs about one second: the
 worker ping waits that long for replies.
+
+Anyone may ask (a load balancer, docker compose's healthcheck), but only console
+users see the details: the error texts name hosts and users, the replies name
+the worker hosts.
 """
 
 from datetime import timedelta
@@ -18,6 +22,7 @@ from django.views.decorators.http import require_GET
 
 from scrm.celery import app as celery_app
 from scrm.models import WorkerHeartbeat
+from scrm.roles import Perm
 
 BEAT_STALE_AFTER = timedelta(minutes=3)  # beat sends a heartbeat every minute
 
@@ -66,4 +71,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
         except Exception as error:  # noqa: BLE001 - a health check reports every failure
             results[name] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
     healthy = all(result["ok"] for result in results.values())
+    if not request.user.has_perm(Perm.VIEW_CONSOLE):
+        results = {name: {"ok": result["ok"]} for name, result in results.items()}
     return JsonResponse({"ok": healthy, **results}, status=200 if healthy else 503)

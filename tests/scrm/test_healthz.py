@@ -7,9 +7,9 @@ from scrm.tasks import heartbeat
 
 
 @pytest.mark.django_db(transaction=True)
-def test_all_green_with_worker_and_beat(client, celery_worker):
+def test_all_green_with_worker_and_beat(client_for, operator, celery_worker):
     heartbeat.delay().get(timeout=20)  # what beat sends every minute
-    response = client.get("/healthz")
+    response = client_for(operator).get("/healthz")
     body = response.json()
     assert response.status_code == 200, body
     assert body["ok"] is True
@@ -18,23 +18,33 @@ def test_all_green_with_worker_and_beat(client, celery_worker):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_redis_down_is_503(client, celery_worker):
+def test_redis_down_is_503(client, client_for, operator, celery_worker):
     WorkerHeartbeat.objects.create(hostname="w", beat_at=timezone.now())
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
-        response = client.get("/healthz")
+        anonymous = client.get("/healthz")
+        response = client_for(operator).get("/healthz")
     body = response.json()
     assert response.status_code == 503
     assert body["ok"] is False
     assert body["redis"]["ok"] is False and "ConnectionError" in body["redis"]["error"]
     assert body["database"]["ok"] is True
+    # anyone learns what is down, not the error's text or the workers' hosts
+    assert anonymous.status_code == 503
+    assert anonymous.json() == {
+        "ok": False,
+        "database": {"ok": True},
+        "redis": {"ok": False},
+        "workers": {"ok": True},
+        "beat": {"ok": True},
+    }
 
 
 @pytest.mark.django_db
-def test_no_worker_is_503(client):
+def test_no_worker_is_503(client_for, operator):
     WorkerHeartbeat.objects.create(hostname="w", beat_at=timezone.now())
     # A broker database no worker listens on.
     with override_settings(CELERY_BROKER_URL="redis://127.0.0.1:6379/13"):
-        response = client.get("/healthz")
+        response = client_for(operator).get("/healthz")
     body = response.json()
     assert response.status_code == 503
     assert body["workers"] == {"ok": False, "workers": []}
