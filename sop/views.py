@@ -125,8 +125,8 @@ def task_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             services.task_skip(touchpoint_id=pk, guide=guide, reason=reason)
             messages.info(request, _("已跳过"))
         elif action == "snooze":
-            hours = int(request.POST.get("hours", "1"))
-            if hours not in (1, 3):
+            hours = {"1": 1, "3": 3}.get(request.POST.get("hours", "1"))
+            if hours is None:
                 return HttpResponseBadRequest(_("只能推迟 1 或 3 小时"))
             services.task_snooze(
                 touchpoint_id=pk, guide=guide, until=timezone.now() + timedelta(hours=hours)
@@ -146,9 +146,10 @@ def task_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @permission_required(Perm.USE_GUIDE_APP)
 def sidebar_bind_order(request: HttpRequest) -> HttpResponse:
     guide = _guide(request)
-    customer = get_object_or_404(
-        Customer.objects.visible_to(request.user), pk=request.POST.get("customer", 0)
-    )
+    customer_id = request.POST.get("customer", "")
+    if not customer_id.isdigit():
+        return HttpResponseBadRequest(_("请求里没有客户。"))
+    customer = get_object_or_404(Customer.objects.visible_to(request.user), pk=int(customer_id))
     try:
         order = order_bind_by_number(
             guide=guide, customer=customer, channel_order_id=request.POST.get("order_id", "")

@@ -142,6 +142,61 @@ def test_another_guides_task_is_404_and_unchanged(client_for, guide_user, tasks)
     assert theirs.status == "task" and theirs.done_at is None
 
 
+@pytest.mark.parametrize(
+    ("action", "data"), [("skip", {"reason": "联系不上"}), ("snooze", {"hours": "1"})]
+)
+def test_another_guides_task_cannot_be_skipped_or_snoozed(
+    client_for, guide_user, tasks, action, data
+):
+    theirs = Touchpoint.objects.get(guide=tasks["theirs"])
+    response = client_for(guide_user).post(
+        reverse("guide_task_action", args=[theirs.pk, action]), data
+    )
+    assert response.status_code == 404
+    theirs.refresh_from_db()
+    assert (theirs.status, theirs.snoozed_until) == ("task", None)
+
+
+def test_a_made_up_snooze_or_customer_is_a_bad_request_not_an_error(client_for, guide_user, tasks):
+    client = client_for(guide_user)
+    mine = Touchpoint.objects.filter(guide=tasks["mine"]).first()
+    for hours in ("abc", "2", ""):
+        response = client.post(
+            reverse("guide_task_action", args=[mine.pk, "snooze"]), {"hours": hours}
+        )
+        assert response.status_code == 400, hours
+    for customer in ("abc", "", "1.5"):
+        response = client.post(
+            reverse("guide_sidebar_bind"), {"customer": customer, "order_id": "X1"}
+        )
+        assert response.status_code == 400, customer
+    mine.refresh_from_db()
+    assert mine.snoozed_until is None
+
+
+def test_the_sidebar_binds_to_no_customer_but_the_guides_own(client_for, guide_user, tasks):
+    stray = OrderFactory(customer=None, channel_order_id="JD5566")
+    theirs = tasks["relationships"][3].customer
+    response = client_for(guide_user).post(
+        reverse("guide_sidebar_bind"), {"customer": theirs.pk, "order_id": "JD5566"}
+    )
+    assert response.status_code == 404
+    stray.refresh_from_db()
+    assert stray.customer_id is None
+
+
+def test_an_action_goes_back_only_to_a_page_of_ours(client_for, guide_user, tasks):
+    mine = Touchpoint.objects.filter(guide=tasks["mine"]).first()
+    client = client_for(guide_user)
+    outside = client.post(
+        reverse("guide_task_action", args=[mine.pk, "done"]), {"next": "https://evil.example/x"}
+    )
+    assert outside["Location"] == reverse("guide_home")
+    start = client.get(reverse("guide_oauth"), {"next": "//evil.example/x"})
+    assert client.session["sop:oauth-state"]["next"] == reverse("guide_home")
+    assert start.status_code == 302
+
+
 def test_operators_have_no_task_list(client_for, operator):
     assert client_for(operator).get(reverse("guide_home")).status_code == 403
 
