@@ -23,6 +23,7 @@ from campaigns.models import (
     WelcomeSend,
 )
 from contacts.models import CustomerGroup, Guide, Store
+from scrm.web import ADDRESS_KEYS, is_web_address
 from sop.models import SopPlan
 from sop.scheduling import _today
 from tagging.models import Tag
@@ -132,6 +133,11 @@ def attachments_clean(raw) -> list[dict]:
         entry = {"type": item["type"]}
         for key in ATTACHMENT_KEYS:
             value = str(item.get(key) or "").strip()
+            if value and key in ADDRESS_KEYS and not is_web_address(value):
+                raise forms.ValidationError(
+                    _("第 %(n)s 个附件：地址要以 http:// 或 https:// 开头：%(value)s")
+                    % {"n": number, "value": value}
+                )
             if value:
                 entry[key] = value[:500]
         missing = [key for key in ATTACHMENT_NEEDS[entry["type"]] if key not in entry]

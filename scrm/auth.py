@@ -7,6 +7,7 @@ and its API tokens carry no permission, though the user row stays as it was (the
 access comes back by itself if WeCom lists them again).
 """
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
 BACKEND = "scrm.auth.Backend"
@@ -18,6 +19,11 @@ def has_left(user) -> bool:
 
 
 class Backend(ModelBackend):
+    def get_user(self, user_id):
+        """The session's user with their guide, if any, in one query (`has_left` reads it)."""
+        user = get_user_model()._default_manager.select_related("guide").filter(pk=user_id).first()
+        return user if user is not None and self.user_can_authenticate(user) else None
+
     def user_can_authenticate(self, user) -> bool:
         return super().user_can_authenticate(user) and not has_left(user)
 

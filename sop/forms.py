@@ -10,6 +10,7 @@ from django import forms
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from scrm.web import ADDRESS_KEYS, is_web_address
 from sop.models import ContactPolicy, SopPlan, SopStep, Touchpoint
 from tagging.models import Tag
 
@@ -139,6 +140,11 @@ def attachments_clean(items, number: int) -> list[dict]:
         entry = {"type": item["type"]}
         for key in ATTACHMENT_KEYS:
             value = str(item.get(key) or "").strip()
+            if value and key in ADDRESS_KEYS and not is_web_address(value):
+                raise forms.ValidationError(
+                    _("第 %(n)s 步：附件的地址要以 http:// 或 https:// 开头：%(value)s")
+                    % {"n": number, "value": value}
+                )
             if value:
                 entry[key] = value[:500]
         cleaned.append(entry)
