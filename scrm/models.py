@@ -32,6 +32,7 @@ class Access(models.Model):
             ("change_console", "可在运营后台修改数据"),
             ("use_guide_app", "可使用导购任务页（仅本人客户）"),
             ("change_report_recipients", "可修改报告接收人"),
+            ("connect_wecom", "可连接企业微信（查看和修改密钥）"),
         ]
 
     def __str__(self) -> str:

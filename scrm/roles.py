@@ -32,6 +32,7 @@ class Perm:
     CHANGE_CONSOLE = "scrm.change_console"
     USE_GUIDE_APP = "scrm.use_guide_app"
     CHANGE_REPORT_RECIPIENTS = "scrm.change_report_recipients"
+    CONNECT_WECOM = "scrm.connect_wecom"
 
 
 # The whole product's navigation, in the order operators know it.

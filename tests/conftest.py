@@ -62,8 +62,8 @@ def _default_language():
 @pytest.fixture
 def roles(db):
     """The role groups. Transactional tests truncate them; recreate from the migration."""
-    migration = importlib.import_module("scrm.migrations.0002_roles")
-    migration.create_roles(django_apps, None)
+    importlib.import_module("scrm.migrations.0002_roles").create_roles(django_apps, None)
+    importlib.import_module("scrm.migrations.0005_admins_connect_wecom").grant(django_apps, None)
     return {group.name: group for group in Group.objects.all()}
 
 

@@ -12,13 +12,13 @@ from urllib.parse import urlencode
 import requests
 import xmltodict
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from scrm.models import WeComSetup
+from scrm.roles import Perm, permission_required
 from scrm.wecom import credentials as creds
 from scrm.wecom.gateway import Credentials, WeComError, WeComGateway
 
@@ -57,11 +57,8 @@ class SetupForm(forms.Form):
         return key
 
 
+@permission_required(Perm.CONNECT_WECOM)
 def setup_page(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_authenticated:
-        return redirect(f"{reverse('login')}?next={request.path}")
-    if not request.user.is_superuser:
-        raise PermissionDenied
     saved = WeComSetup.objects.first()
     form = SetupForm(request.POST or None, saved=saved)
     results = None

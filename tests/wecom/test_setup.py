@@ -27,6 +27,17 @@ def test_only_admins_open_it_and_nothing_is_saved_by_others(client, operator, ma
     assert not WeComSetup.objects.exists()
 
 
+def test_a_member_of_the_admin_group_connects_the_corp_too(client, roles, emulator):
+    from django.contrib.auth.models import User
+
+    admin = User.objects.create_user(username="it-admin", password="x")
+    admin.groups.add(roles["admin"])  # not a superuser
+    client.force_login(admin)
+    assert client.get(reverse("wecom_setup")).status_code == 200
+    assert client.post(reverse("wecom_setup"), FORM).status_code == 302
+    assert credentials.current().contact_secret == FORM["contact_secret"]
+
+
 def test_secrets_are_stored_encrypted_and_shown_masked(client_for, admin_user, emulator):
     client = client_for(admin_user)
     assert client.post(reverse("wecom_setup"), FORM).status_code == 302
