@@ -91,5 +91,6 @@ def role_context(request: HttpRequest) -> dict:
         "current_role": role_of(user),
         "is_console_user": user.has_perm(Perm.VIEW_CONSOLE),
         "can_write": user.has_perm(Perm.CHANGE_CONSOLE),
+        "can_connect_wecom": user.has_perm(Perm.CONNECT_WECOM),
         "navigation": NAVIGATION,
     }

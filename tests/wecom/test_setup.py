@@ -22,6 +22,8 @@ FORM = {
 def test_only_admins_open_it_and_nothing_is_saved_by_others(client, operator, manager, guide_user):
     for user in (operator, manager, guide_user):
         client.force_login(user)
+        landing = client.get(reverse("home"), follow=True).content.decode()
+        assert 'id="nav-wecom-setup"' not in landing
         assert client.get(reverse("wecom_setup")).status_code == 403
         assert client.post(reverse("wecom_setup"), FORM).status_code == 403
     assert not WeComSetup.objects.exists()
@@ -33,6 +35,7 @@ def test_a_member_of_the_admin_group_connects_the_corp_too(client, roles, emulat
     admin = User.objects.create_user(username="it-admin", password="x")
     admin.groups.add(roles["admin"])  # not a superuser
     client.force_login(admin)
+    assert 'id="nav-wecom-setup"' in client.get(reverse("customers")).content.decode()
     assert client.get(reverse("wecom_setup")).status_code == 200
     assert client.post(reverse("wecom_setup"), FORM).status_code == 302
     assert credentials.current().contact_secret == FORM["contact_secret"]
