@@ -12,11 +12,12 @@ import random
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from contacts import services
-from contacts.models import CustomerIdentity, MergeSuggestion, Order, Store
+from contacts.models import Customer, CustomerIdentity, MergeSuggestion, Order, Store
 from contacts.order_generator import (
     CATALOGUE,
     DOUYIN_EXPORT_COLUMNS,
@@ -121,6 +122,29 @@ class Command(BaseCommand):
                 f" rejected, import #{record.pk}"
             )
         self._bind_one()
+        self._merge_one()
+
+    def _merge_one(self) -> None:
+        """An operator merges a buyer known only from orders into the member they turned
+        out to be (same name; the member said so in the chat): on the merges page, with
+        its undo, and on the member's page, with the buyer's identities and orders."""
+        members = Customer.objects.filter(is_member=True, orders__isnull=True)
+        buyer = (
+            Customer.objects.filter(
+                external_userid__isnull=True,
+                merged_into__isnull=True,
+                orders__isnull=False,
+                name__in=members.values("name"),
+            )
+            .order_by("pk")
+            .first()
+        )
+        if buyer is None:
+            return
+        member = members.filter(name=buyer.name).order_by("pk").first()
+        operator = get_user_model().objects.filter(username="operator").first()
+        services.customer_merge(keep=member, absorb=buyer, by=operator)
+        self.stdout.write(f"demo merge: order buyer #{buyer.pk} into member #{member.pk}")
 
     def _bind_one(self) -> None:
         """A guide binds the order of a customer of theirs that waits as a suggestion (the
