@@ -41,8 +41,9 @@ COUNT_CAP = 10_000  # counting stops here: "10,000+" stays instant at millions o
 # An export is built while the request waits: 50,000 rows took 8.6 s here (memory flat),
 # so the largest (about 17 s) stays inside gunicorn's 30 s timeout.
 EXPORT_CAP = 100_000
-EXPORT_CHUNK = 2000
-ORDERS_PER_PAGE = 50  # a customer's orders on their page  # customers summarised per three queries
+EXPORT_CHUNK = 2000  # customers summarised per three queries
+ORDERS_PER_PAGE = 50  # a customer's orders on their page
+MERGE_CANDIDATES = 20  # customers found to merge in, at most
 ORDERINGS = {
     "-joined_at": ("-joined_at", "-id"),
     "joined_at": ("joined_at", "id"),
@@ -277,7 +278,25 @@ def _customer_context(request: HttpRequest, customer: Customer) -> dict:
 @permission_required(Perm.VIEW_CONSOLE)
 def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=pk)
-    return render(request, "contacts/customer_detail.html", _customer_context(request, customer))
+    context = _customer_context(request, customer)
+    # Who to merge in: found as the list finds customers (name, phone, order number, …).
+    if merge_q := request.GET.get("merge_q", "").strip():
+        found = Q(pk__in=Customer.objects.search(merge_q).values("pk"))
+        if (number := merge_q.removeprefix("#")).isdigit() and len(number) < 16:
+            found |= Q(pk=int(number))  # the customer number the merges page shows
+        candidates = list(
+            Customer.objects.filter(found)
+            .filter(merged_into__isnull=True)
+            .exclude(pk=customer.pk)
+            .order_by("pk")[: MERGE_CANDIDATES + 1]
+        )
+        _summarise(candidates)
+        context.update(
+            merge_q=merge_q,
+            merge_candidates=candidates[:MERGE_CANDIDATES],
+            merge_more=len(candidates) > MERGE_CANDIDATES,
+        )
+    return render(request, "contacts/customer_detail.html", context)
 
 
 @permission_required(Perm.USE_GUIDE_APP)

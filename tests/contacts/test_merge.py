@@ -608,3 +608,42 @@ def test_the_merges_page_pages_through_every_merge_keeping_the_other_lists_page(
     html = response.content.decode()
     pager = html.split('id="merges-pager"')[1].split("</p>")[0]
     assert "bindings_page=1&amp;page=2" in pager
+
+
+def test_the_customer_page_finds_whom_to_merge_in_by_phone_name_or_number(
+    client_for, operator, manager
+):
+    from contacts.phones import phone_hash, phone_mask
+
+    keep = CustomerFactory(name="林小雨")
+    buyer = CustomerFactory(name="林小雨", external_userid=None)
+    CustomerIdentity.objects.create(
+        customer=buyer,
+        kind="phone_hash",
+        value=phone_hash("+8613800135601"),
+        display=phone_mask("+8613800135601"),
+    )
+    gone = CustomerFactory(name="林小雨")
+    services.customer_merge(keep=CustomerFactory(name="别人"), absorb=gone)
+    url = reverse("customer_detail", args=[keep.pk])
+    client = client_for(operator)
+
+    def found(text: str) -> list[int]:
+        response = client.get(url, {"merge_q": text})
+        return [candidate.pk for candidate in response.context["merge_candidates"]]
+
+    # not the customer themself, nor a record merged away already
+    assert found("林小雨") == [buyer.pk]
+    assert found("13800135601") == [buyer.pk]
+    assert found(f"#{buyer.pk}") == [buyer.pk] == found(str(buyer.pk))
+    assert found("没有这个人") == []
+    page = client.get(url, {"merge_q": "13800135601"}).content.decode()
+    assert "138****5601" in page and "13800135601" not in page.split('id="merge-candidates"')[1]
+    assert (
+        client.post(reverse("customer_merge", args=[keep.pk]), {"absorb": buyer.pk}).status_code
+        == 302
+    )
+    buyer.refresh_from_db()
+    assert buyer.merged_into_id == keep.pk
+    read_only = client_for(manager).get(url, {"merge_q": "林小雨"}).content.decode()
+    assert 'id="customer-merge"' not in read_only
