@@ -41,6 +41,7 @@ class PurchaseFilterForm(forms.Form):
         choices=[("", "")] + [(code, ORDER_CHANNEL_NAMES[code]) for code in ORDER_CHANNELS],
         label=_("购买渠道"),
     )
+    member_since = forms.DateField(required=False, label=_("入会不早于"))
 
     def __init__(self, data, *, tag_filter: TagFilter | None) -> None:
         super().__init__(data)
@@ -70,4 +71,6 @@ class PurchaseFilterForm(forms.Form):
             queryset = queryset.filter(facts__last_purchase_on__lte=today - timedelta(days=dormant))
         if channel := data.get("channel"):
             queryset = queryset.filter(facts__channels__contains=[channel])
+        if since := data.get("member_since"):
+            queryset = queryset.filter(joined_at__date__gte=since)
         return queryset

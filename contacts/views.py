@@ -11,7 +11,6 @@ from django.db.models import F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.dateparse import parse_date
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -106,8 +105,6 @@ def _filtered_customers(request: HttpRequest, queryset):
         queryset = queryset.in_store(int(store_id))
     if tag := params.get("tag"):
         queryset = queryset.with_corp_tag(tag)
-    if since := parse_date(params.get("member_since", "") or ""):
-        queryset = queryset.filter(joined_at__date__gte=since)
     status = params.get("status", "")
     if status == "member":
         queryset = queryset.filter(is_member=True)

@@ -68,7 +68,7 @@ def guide_home(request: HttpRequest) -> HttpResponse:
     """Today's tasks a page at a time, overdue flagged, snoozed, and done today."""
     guide = _guide(request)
     page = request.GET.get("page", "1")
-    if not page.isdigit() or int(page) < 1:
+    if not page.isdigit() or not 1 <= int(page) <= 100_000:
         return HttpResponseBadRequest(_("页码应是正整数"))
     tasks = task_list(guide=guide, now=timezone.now(), page=int(page))
     return render(

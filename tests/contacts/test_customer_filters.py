@@ -233,3 +233,30 @@ def test_a_guide_filters_their_own_customers_by_what_they_bought(
     page = client.get(reverse("guide_customers"), {"bought_within": "abc", "q": "x"})
     body = page.content.decode()
     assert "这些条件无效" in body and 'value="x"' in body and 'name="own_tag"' not in body
+
+
+def test_members_since_a_day_and_a_day_that_does_not_exist(
+    client_for, operator, guide_user, buyers
+):
+    day = datetime(2026, 3, 1, tzinfo=SHANGHAI)
+    joined = {"a": day - timedelta(minutes=1), "b": day, "c": day + timedelta(days=30)}
+    for key, at in joined.items():
+        Customer.objects.filter(pk=buyers[key].pk).update(joined_at=at)
+    Customer.objects.filter(pk__in=_ids(buyers, "de")).update(joined_at=None)
+    client = client_for(operator)
+    assert _found(client, {"member_since": "2026-03-01"}) == _ids(buyers, "bc")
+    # a date written right that no calendar has: named on the page, and ignored
+    response = client.get(reverse("customers"), {"member_since": "2026-13-45", "channel": "pos"})
+    assert response.status_code == 200
+    assert "入会不早于" in response.content.decode().split('role="alert"')[1]
+    assert {c.pk for c in response.context["customers"]} == _ids(buyers, "c")
+    guide_list = client_for(guide_user).get(
+        reverse("guide_customers"), {"member_since": "2026-03-01"}
+    )
+    assert {c.pk for c in guide_list.context["customers"]} == _ids(buyers, "bc")
+    assert (
+        client_for(guide_user)
+        .get(reverse("guide_customers"), {"member_since": "2026-13-45"})
+        .status_code
+        == 200
+    )

@@ -165,6 +165,8 @@ def test_a_made_up_snooze_or_customer_is_a_bad_request_not_an_error(client_for, 
             reverse("guide_task_action", args=[mine.pk, "snooze"]), {"hours": hours}
         )
         assert response.status_code == 400, hours
+    for page in ("0", "abc", "9" * 22):
+        assert client.get(reverse("guide_home"), {"page": page}).status_code == 400, page
     for customer in ("abc", "", "1.5"):
         response = client.post(
             reverse("guide_sidebar_bind"), {"customer": customer, "order_id": "X1"}
