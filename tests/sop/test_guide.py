@@ -288,18 +288,23 @@ def test_wecom_oauth_signs_the_guide_in_and_opens_the_sidebar(
     assert client.get(sidebar).status_code == 302  # to the login page
 
 
-def test_oauth_for_a_member_without_a_guide_account_is_refused(
-    client, db, emulator_server, settings
-):
-    _wecom(emulator_server, settings)
+def _signed_in_by_wecom_as(client, userid: str):
+    """The OAuth round trip for a WeCom member: our callback's response."""
     start = client.get(reverse("guide_oauth"))
     authorize = requests.get(
-        start["Location"].split("#")[0] + "&emulator_userid=guide0009",
+        start["Location"].split("#")[0] + f"&emulator_userid={userid}",
         allow_redirects=False,
         timeout=5,
     )
     callback = urlsplit(authorize.headers["Location"])
-    response = client.get(callback.path + "?" + callback.query)
+    return client.get(callback.path + "?" + callback.query)
+
+
+def test_oauth_for_a_member_without_a_guide_account_is_refused(
+    client, db, emulator_server, settings
+):
+    _wecom(emulator_server, settings)
+    response = _signed_in_by_wecom_as(client, "guide0009")
     assert response.status_code == 400 and "还没有开通导购账号" in response.content.decode()
     assert "_auth_user_id" not in client.session
 
@@ -307,14 +312,7 @@ def test_oauth_for_a_member_without_a_guide_account_is_refused(
 def test_oauth_for_a_guide_who_has_left_is_refused(client, guide_user, emulator_server, settings):
     _wecom(emulator_server, settings)
     Guide.objects.filter(user=guide_user).update(is_active=False)  # the sync saw them go
-    start = client.get(reverse("guide_oauth"))
-    authorize = requests.get(
-        start["Location"].split("#")[0] + "&emulator_userid=guide0001",
-        allow_redirects=False,
-        timeout=5,
-    )
-    callback = urlsplit(authorize.headers["Location"])
-    response = client.get(callback.path + "?" + callback.query)
+    response = _signed_in_by_wecom_as(client, "guide0001")
     assert response.status_code == 400 and "已不是在职导购" in response.content.decode()
     assert "_auth_user_id" not in client.session
 
