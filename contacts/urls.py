@@ -4,7 +4,7 @@ from contacts import order_views, views
 
 urlpatterns = [
     path("customers/", views.customer_list, name="customers"),
-    path("customers/export.xlsx", views.customer_export, name="customer_export"),
+    path("customers/export/", views.customer_export, name="customer_export"),
     path("customers/<int:pk>/", views.customer_detail, name="customer_detail"),
     path("guide/customers/", views.guide_customer_list, name="guide_customers"),
     path("guide/customers/<int:pk>/", views.guide_customer_detail, name="guide_customer_detail"),

@@ -5,16 +5,12 @@ import json
 from datetime import datetime
 from itertools import islice
 
-from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import F, Prefetch, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from openpyxl import Workbook
 
 from contacts import selectors, services
 from contacts.forms import PurchaseFilterForm
@@ -31,15 +27,12 @@ from contacts.models import (
     Store,
     SyncRun,
 )
-from scrm.models import CallbackEvent
+from scrm.exports import Table, export_asked
+from scrm.models import CallbackEvent, Export
 from scrm.roles import Perm, permission_required
-from scrm.spreadsheets import xlsx_response, xlsx_row
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000  # counting stops here: "10,000+" stays instant at millions of rows
-# An export is built while the request waits: 50,000 rows took 8.6 s here (memory flat),
-# so the largest (about 17 s) stays inside gunicorn's 30 s timeout.
-EXPORT_CAP = 100_000
 EXPORT_CHUNK = 2000  # customers summarised per three queries
 ORDERS_PER_PAGE = 50  # a customer's orders on their page
 MERGE_CANDIDATES = 20  # customers found to merge in, at most
@@ -89,8 +82,7 @@ def _ordered(queryset, ordering: tuple[str, str]):
     return queryset.order_by(expression, tie)
 
 
-def _filtered_customers(request: HttpRequest, queryset):
-    params = request.GET
+def _filtered_customers(params: QueryDict, queryset):
     if text := params.get("q", "").strip():
         queryset = queryset.search(text)
     # Guide and store come from the page's selects: anything else is a made-up URL (404,
@@ -113,19 +105,19 @@ def _filtered_customers(request: HttpRequest, queryset):
     return queryset
 
 
-def _console_customers(request: HttpRequest):
+def _console_customers(params: QueryDict):
     """The console list's customers (its page and its export): the filters it shares
     with the guide's list, then those by purchases and by our own tags."""
-    form = PurchaseFilterForm(request.GET, tag_filter=selectors.tag_filter())
-    return form.apply(_filtered_customers(request, Customer.objects.all())), form
+    form = PurchaseFilterForm(params, tag_filter=selectors.tag_filter())
+    return form.apply(_filtered_customers(params, Customer.objects.all())), form
 
 
-def _ordering(request: HttpRequest) -> tuple[str, str]:
-    return ORDERINGS.get(request.GET.get("sort", ""), ORDERINGS["-joined_at"])
+def _ordering(params: QueryDict) -> tuple[str, str]:
+    return ORDERINGS.get(params.get("sort", ""), ORDERINGS["-joined_at"])
 
 
 def _page(request: HttpRequest, queryset) -> dict:
-    ordering = _ordering(request)
+    ordering = _ordering(request.GET)
     counted = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
     queryset = _ordered(queryset, ordering)
     if cursor := request.GET.get("after"):
@@ -177,7 +169,7 @@ def _summarise(customers: list[Customer]) -> None:
 
 @permission_required(Perm.VIEW_CONSOLE)
 def customer_list(request: HttpRequest) -> HttpResponse:
-    queryset, form = _console_customers(request)
+    queryset, form = _console_customers(request.GET)
     context = _page(request, queryset)
     text = request.GET.get("q", "").strip()
     context.update(
@@ -194,57 +186,54 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     return render(request, "contacts/customer_list.html", context)
 
 
+@require_POST
 @permission_required(Perm.VIEW_CONSOLE)
 def customer_export(request: HttpRequest) -> HttpResponse:
-    """The list's customers, filtered and sorted as on the page, as XLSX: read and
-    summarised `EXPORT_CHUNK` at a time, written by openpyxl's write-only mode (rows
-    spool to a temporary file), so memory stays flat up to `EXPORT_CAP` rows."""
-    queryset = _console_customers(request)[0]
-    if queryset.order_by().values("pk")[: EXPORT_CAP + 1].count() > EXPORT_CAP:
-        messages.error(
-            request,
-            _("筛选出的客户超过 %(cap)s 位，无法导出，请缩小筛选范围。")
-            % {"cap": number_format(EXPORT_CAP, force_grouping=True)},
-        )
-        query = request.GET.copy()
-        query.pop("after", None)
-        return redirect(f"{reverse('customers')}?{query.urlencode()}")
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(title=_("客户"))
-    sheet.append(
-        [
-            _("姓名"),
-            _("手机号"),
-            _("跟进导购"),
-            _("私域会员"),
-            _("购买天数"),
-            _("订单数"),
-            _("净销售额（元）"),
-            _("最近购买"),
-        ]
-    )
+    """Queue an export of the list as the page shows it (its query string comes along),
+    to be downloaded from the exports page when a worker has written it."""
+    query = QueryDict(request.POST.get("query", ""))
+    title = _("筛选结果") if _has_filters(query) else _("全部客户")
+    return export_asked(request, kind=Export.Kind.CUSTOMERS, title=title)
+
+
+def _has_filters(query: QueryDict) -> bool:
+    return any(value for key, value in query.items() if key != "sort")
+
+
+def customer_export_table(query: QueryDict, object_id: int | None = None) -> Table:
+    """The list's customers, filtered and sorted as on the page, for an export (run by a
+    worker): read and summarised `EXPORT_CHUNK` at a time, so memory stays flat."""
+    queryset = _console_customers(query)[0]
     yes, no, comma = _("是"), _("否"), _("、")
-    rows = _ordered(queryset, _ordering(request)).iterator(chunk_size=EXPORT_CHUNK)
-    while chunk := list(islice(rows, EXPORT_CHUNK)):
-        _summarise(chunk)
-        for customer in chunk:
-            facts = customer.summary
-            sheet.append(
-                xlsx_row(
-                    sheet,
-                    [
-                        customer.name,
-                        customer.phone,  # the identity's masked display (no full number is kept)
-                        comma.join(customer.guide_names),
-                        yes if customer.is_member else no,
-                        facts.purchase_days if facts else 0,
-                        facts.orders if facts else 0,
-                        facts.net_revenue if facts else 0,
-                        facts.last_purchase_on if facts else None,
-                    ],
-                )
-            )
-    return xlsx_response(workbook, "customers.xlsx")
+
+    def rows():
+        customers = _ordered(queryset, _ordering(query)).iterator(chunk_size=EXPORT_CHUNK)
+        while chunk := list(islice(customers, EXPORT_CHUNK)):
+            _summarise(chunk)
+            for customer in chunk:
+                facts = customer.summary
+                yield [
+                    customer.name,
+                    customer.phone,  # the identity's masked display (no full number is kept)
+                    comma.join(customer.guide_names),
+                    yes if customer.is_member else no,
+                    facts.purchase_days if facts else 0,
+                    facts.orders if facts else 0,
+                    facts.net_revenue if facts else 0,
+                    facts.last_purchase_on if facts else None,
+                ]
+
+    header = [
+        *(_("姓名"), _("手机号"), _("跟进导购"), _("私域会员")),
+        *(_("购买天数"), _("订单数"), _("净销售额（元）"), _("最近购买")),
+    ]
+    return Table(
+        name="customers",
+        sheet=_("客户"),
+        header=header,
+        rows=rows(),
+        count=queryset.order_by().count,
+    )
 
 
 def _customer_context(request: HttpRequest, customer: Customer) -> dict:
@@ -301,7 +290,9 @@ def guide_customer_list(request: HttpRequest) -> HttpResponse:
     """A guide's own customers, with the console's filters by what they bought (which
     of mine bought lately, which have gone quiet), without tags and colleagues."""
     form = PurchaseFilterForm(request.GET, tag_filter=None)
-    queryset = form.apply(_filtered_customers(request, Customer.objects.visible_to(request.user)))
+    queryset = form.apply(
+        _filtered_customers(request.GET, Customer.objects.visible_to(request.user))
+    )
     context = _page(request, queryset)
     context.update(form=form, filters=request.GET)
     return render(request, "contacts/guide_customer_list.html", context)

@@ -1,4 +1,8 @@
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import models
+from django.urls import reverse
 from django.utils.translation import pgettext_lazy
 
 
@@ -91,3 +95,72 @@ class WeComSetup(models.Model):
 
     def __str__(self) -> str:
         return self.corp_id
+
+
+class Export(models.Model):
+    """A list exported as a file by a worker, for the person who asked (docs/EXPORTS.md)."""
+
+    RETENTION = timedelta(days=7)  # then the file and the row are deleted
+
+    class Kind(models.TextChoices):
+        CUSTOMERS = "customers", pgettext_lazy("Export.Kind", "客户列表")
+        TAG = "tag", pgettext_lazy("Export.Kind", "标签客户")
+
+    class Format(models.TextChoices):
+        XLSX = "xlsx", "Excel"
+        CSV = "csv", "CSV"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", pgettext_lazy("Export.Status", "排队中")
+        RUNNING = "running", pgettext_lazy("Export.Status", "导出中")
+        SUCCEEDED = "succeeded", pgettext_lazy("Export.Status", "完成")
+        FAILED = "failed", pgettext_lazy("Export.Status", "失败")
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exports"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    object_id = models.BigIntegerField(null=True, blank=True)  # the tag of a tag's export
+    title = models.CharField(max_length=200)  # what was exported, as the list names it
+    query = models.TextField(blank=True)  # the page's query string: its filters and sort
+    file_format = models.CharField(max_length=8, choices=Format.choices)
+    language = models.CharField(max_length=16)  # the header's, as the page was shown
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows = models.IntegerField(default=0)  # written so far
+    total = models.IntegerField(null=True, blank=True)
+    file = models.FileField(upload_to="exports/", blank=True)
+    size = models.BigIntegerField(default=0)
+    failure = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "导出"
+        verbose_name_plural = "导出"
+
+    def __str__(self) -> str:
+        return f"export #{self.pk} {self.kind} {self.status}"
+
+    @property
+    def expires_at(self):
+        return self.created_at + self.RETENTION
+
+    @property
+    def filename(self) -> str:
+        """customers-20261202.xlsx: the stored file's name without its export's number."""
+        return self.file.name.rsplit("/", 1)[-1].split("-", 1)[-1] if self.file else ""
+
+    @property
+    def list_url(self) -> str:
+        """The list exported, with the filters and sort it had."""
+        if self.kind == self.Kind.TAG:
+            path = reverse("tag_detail", args=[self.object_id])
+        else:
+            path = reverse("customers")
+        return f"{path}?{self.query}" if self.query else path
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)

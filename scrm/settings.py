@@ -215,6 +215,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.forget_rejected_rows",
         "schedule": crontab(minute=15),
     },
+    # Exports are kept a week (they list customers): deleted within the hour after.
+    "scrm-forget-exports": {
+        "task": "scrm.tasks.forget_exports",
+        "schedule": crontab(minute=45),
+    },
     "sop-dispatch": {"task": "sop.tasks.dispatch_due", "schedule": 60.0},
     "sop-enroll-tags": {"task": "sop.tasks.enroll_tags", "schedule": 60.0},
     # After the nightly retag, so date triggers see today's facts; steps due today wait

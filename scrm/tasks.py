@@ -57,3 +57,22 @@ def handle_fast_event(event_id: int) -> int:
     for handler in handlers:
         handler(event=event.payload, received_at=event.received_at, gateway=gateway)
     return len(handlers)
+
+
+@shared_task(name="scrm.tasks.run_export", acks_late=True)
+def run_export(export_id: int) -> dict:
+    """Write one export (`scrm.exports.export_run`: safe twice). On the analytics queue."""
+    from scrm.exports import export_run
+
+    export = export_run(export_id=export_id)
+    if export is None:
+        return {"skipped": "running elsewhere"}
+    return {"status": export.status, "rows": export.rows}
+
+
+@shared_task(name="scrm.tasks.forget_exports")
+def forget_exports() -> dict:
+    """Hourly: exports asked for more than a week ago, files and all."""
+    from scrm.exports import exports_forget
+
+    return {"deleted": exports_forget()}

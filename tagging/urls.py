@@ -12,16 +12,5 @@ urlpatterns = [
     path("tags/customers/<int:customer_id>/", views.customer_tags, name="customer_tags"),
     path("tags/<int:tag_id>/", views.tag_detail, name="tag_detail"),
     path("tags/<int:tag_id>/customers/", views.tag_customers_change, name="tag_customers_change"),
-    path(
-        "tags/<int:tag_id>/export.csv",
-        views.tag_export,
-        {"file_format": "csv"},
-        name="tag_export_csv",
-    ),
-    path(
-        "tags/<int:tag_id>/export.xlsx",
-        views.tag_export,
-        {"file_format": "xlsx"},
-        name="tag_export_xlsx",
-    ),
+    path("tags/<int:tag_id>/export/", views.tag_export, name="tag_export"),
 ]

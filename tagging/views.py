@@ -1,28 +1,27 @@
 """Pages: the tag list, the rule editor, a tag's customers (with exports and manual
 tagging), the system tag settings, and the customer-tags fragment of the 360° page."""
 
-import csv
 import json
-from datetime import date, datetime
+from datetime import datetime
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
-from openpyxl import Workbook
 
 from contacts.models import Customer, Guide, Product, Store
 from contacts.order_files import ORDER_CHANNEL_NAMES, ORDER_CHANNELS
+from scrm.exports import Table, export_asked
+from scrm.models import Export
 from scrm.roles import Perm, permission_required
-from scrm.spreadsheets import csv_row, xlsx_response, xlsx_row
 from tagging import selectors, services
 from tagging.forms import ManualTagForm, RuleForm, SystemTagSettingsForm
 from tagging.models import SystemTagSettings, Tag, TagGroup
@@ -318,80 +317,54 @@ def tag_detail(request: HttpRequest, tag_id: int) -> HttpResponse:
     )
 
 
-def _export_header() -> list[str]:
-    return [
-        _("客户ID"),
-        _("姓名"),
-        _("外部联系人ID"),
-        _("私域会员"),
-        _("入会时间"),
-        _("购买天数"),
-        _("净销售额（元）"),
-        _("最近购买"),
-        _("获得标签时间"),
-    ]
-
-
 def _local(value: datetime | None) -> datetime | None:
     # Excel has no time zones: write Shanghai wall-clock time.
     return timezone.localtime(value).replace(tzinfo=None) if value else None
 
 
-def _csv_text(value) -> str:
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
-    if isinstance(value, date):
-        return value.isoformat()
-    return "" if value is None else str(value)
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
+@require_POST
 @permission_required(Perm.VIEW_CONSOLE)
-def tag_export(request: HttpRequest, tag_id: int, file_format: str) -> HttpResponse:
-    """The filtered customers of the page, all of them, as CSV (streamed row by row) or
-    XLSX (openpyxl's write-only mode spools rows to a temporary file: memory stays flat
-    whatever the size of the tag)."""
-    tag = get_object_or_404(Tag, pk=tag_id)
-    filters = _filters(request.GET, tag)
-    rows = selectors.tag_customer_rows(tag=tag, filters=filters)
+def tag_export(request: HttpRequest, tag_id: int) -> HttpResponse:
+    """Queue an export of the tag's customers as the page shows them (its query string
+    comes along), to be downloaded from the exports page when a worker has written it."""
+    tag = get_object_or_404(Tag.objects.select_related("group"), pk=tag_id)
+    title = f"{tag.group.label} / {tag.label}"
+    return export_asked(request, kind=Export.Kind.TAG, title=title, object_id=tag.pk)
+
+
+def tag_export_table(query: QueryDict, object_id: int | None) -> Table:
+    """The tag page's customers, filtered as on the page, all of them, for an export (run
+    by a worker): streamed from the database in chunks."""
+    tag = get_object_or_404(Tag, pk=object_id)
+    filters = _filters(query, tag)
     yes, no = _("是"), _("否")
 
-    def cells(row):
-        pk, name, external, member, joined, days, revenue, last, tagged = row
-        return [
-            pk,
-            name,
-            external or "",
-            yes if member else no,
-            _local(joined),
-            days if days is not None else 0,
-            revenue,
-            last,
-            _local(tagged),
-        ]
+    def rows():
+        for row in selectors.tag_customer_rows(tag=tag, filters=filters):
+            pk, name, external, member, joined, days, revenue, last, tagged = row
+            yield [
+                pk,
+                name,
+                external or "",
+                yes if member else no,
+                _local(joined),
+                days if days is not None else 0,
+                revenue,
+                last,
+                _local(tagged),
+            ]
 
-    if file_format == "csv":
-        writer = csv.writer(_Echo())
-
-        def lines():
-            yield "\ufeff"  # so Excel opens it as UTF-8
-            yield writer.writerow(_export_header())
-            for row in rows:
-                yield writer.writerow(csv_row([_csv_text(value) for value in cells(row)]))
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="tag-{tag.pk}.csv"'
-        return response
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(title=f"tag-{tag.pk}")
-    sheet.append(_export_header())
-    for row in rows:
-        sheet.append(xlsx_row(sheet, cells(row)))
-    return xlsx_response(workbook, f"tag-{tag.pk}.xlsx")
+    header = [
+        *(_("客户ID"), _("姓名"), _("外部联系人ID"), _("私域会员"), _("入会时间")),
+        *(_("购买天数"), _("净销售额（元）"), _("最近购买"), _("获得标签时间")),
+    ]
+    return Table(
+        name=f"tag-{tag.pk}",
+        sheet=f"tag-{tag.pk}",
+        header=header,
+        rows=rows(),
+        count=selectors.tag_customers(tag=tag, filters=filters).order_by().count,
+    )
 
 
 @require_POST

@@ -39,3 +39,22 @@ def another_waits_for_a_lock() -> bool:
             " AND pid <> pg_backend_pid() AND datname = current_database()"
         )
         return bool(cursor.fetchone()[0])
+
+
+def exported(client, url: str, query: dict | None = None, file_format: str = "xlsx"):
+    """Ask for an export as the page's button does, write it as the worker would (here,
+    in the test's transaction) and download it: the download's response."""
+    from urllib.parse import urlencode
+
+    from django.urls import reverse
+
+    from scrm.exports import export_run
+    from scrm.models import Export
+
+    newest = Export.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    asked = {"query": urlencode(query or {}, doseq=True), "format": file_format}
+    response = client.post(url, asked)
+    assert response.status_code == 302 and response["Location"] == reverse("exports")
+    export = Export.objects.get(pk__gt=newest)
+    export_run(export_id=export.pk)
+    return client.get(reverse("export_download", args=[export.pk]))

@@ -1,6 +1,7 @@
-"""The console customer list's XLSX export: the filtered rows, masked phones, who may
-download it, and the row cap."""
+"""The console customer list's export (written by a worker, tests/scrm/test_exports.py):
+the filtered rows, masked phones, and who may ask for it."""
 
+import csv
 import io
 import zipfile
 from datetime import UTC, date, datetime
@@ -14,7 +15,9 @@ from contacts import views
 from contacts.facts import facts_refresh
 from contacts.models import Customer, CustomerIdentity, Guide
 from contacts.phones import phone_hash, phone_mask, phone_normalise
+from scrm.models import Export
 from tests.contacts.factories import OrderFactory, RelationshipFactory
+from tests.helpers import exported
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +94,7 @@ def _normalised(row: tuple) -> tuple:
 
 
 def test_operator_exports_every_listed_customer_newest_member_first(client_for, operator, book):
-    rows = _rows(client_for(operator).get(reverse("customer_export")))
+    rows = _rows(exported(client_for(operator), reverse("customer_export")))
     assert rows[0] == HEADER
     assert [_normalised(row) for row in rows[1:]] == [
         ("林一", "138****5601", "张晓、陈静", "是", 2, 2, Decimal("399.50"), date(2026, 3, 9)),
@@ -102,28 +105,38 @@ def test_operator_exports_every_listed_customer_newest_member_first(client_for, 
 
 def test_the_export_keeps_the_pages_filters_and_sort(client_for, operator, book):
     client = client_for(operator)
-    by_channel = _rows(client.get(reverse("customer_export"), {"channel": "pos"}))
+    by_channel = _rows(exported(client, reverse("customer_export"), {"channel": "pos"}))
     assert [row[0] for row in by_channel[1:]] == ["林一"]
     bought = _rows(
-        client.get(reverse("customer_export"), {"revenue_min": "1", "sort": "joined_at"})
+        exported(client, reverse("customer_export"), {"revenue_min": "1", "sort": "joined_at"})
     )
     assert [row[0] for row in bought[1:]] == ["林二", "林一"]
     guide = Guide.objects.get(wecom_userid="guide0002")
-    followed = _rows(client.get(reverse("customer_export"), {"guide": guide.pk}))
+    followed = _rows(exported(client, reverse("customer_export"), {"guide": guide.pk}))
     assert [row[0] for row in followed[1:]] == ["林一"]
-    nobody = _rows(client.get(reverse("customer_export"), {"channel": "miniapp"}))
+    nobody = _rows(exported(client, reverse("customer_export"), {"channel": "miniapp"}))
     assert nobody == [HEADER]
 
 
-def test_the_list_links_its_export_with_its_filters(client_for, operator, book):
+def test_the_list_asks_for_its_export_with_its_filters(client_for, operator, book):
     page = client_for(operator).get(reverse("customers"), {"channel": "pos", "revenue_min": "1"})
-    assert f'href="{reverse("customer_export")}?channel=pos&amp;revenue_min=1"' in (
-        page.content.decode()
-    )
+    html = page.content.decode()
+    assert f'action="{reverse("customer_export")}"' in html
+    assert 'name="query" value="channel=pos&amp;revenue_min=1"' in html
+
+
+def test_csv_holds_the_same_rows(client_for, operator, book):
+    response = exported(client_for(operator), reverse("customer_export"), file_format="csv")
+    assert response["Content-Type"].startswith("text/csv")
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert tuple(rows[0]) == HEADER
+    assert rows[1] == ["林一", "138****5601", "张晓、陈静", "是", "2", "2", "399.50", "2026-03-09"]
+    assert [row[0] for row in rows[2:]] == ["林二", "王三"]
 
 
 def test_the_full_phone_is_nowhere_in_the_file(client_for, operator, book):
-    response = client_for(operator).get(reverse("customer_export"))
+    response = exported(client_for(operator), reverse("customer_export"))
     body = b"".join(response.streaming_content)
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         text = "".join(archive.read(name).decode() for name in archive.namelist())
@@ -135,7 +148,7 @@ def test_rows_read_in_chunks_are_each_written_once_with_their_own_summary(
     client_for, operator, book, monkeypatch
 ):
     monkeypatch.setattr(views, "EXPORT_CHUNK", 2)  # three customers: two chunks
-    rows = _rows(client_for(operator).get(reverse("customer_export")))
+    rows = _rows(exported(client_for(operator), reverse("customer_export")))
     assert [(row[0], row[2], row[4]) for row in rows[1:]] == [
         ("林一", "张晓、陈静", 2),
         ("林二", "张晓", 1),
@@ -143,27 +156,24 @@ def test_rows_read_in_chunks_are_each_written_once_with_their_own_summary(
     ]
 
 
-def test_past_the_cap_nothing_is_exported_and_the_list_says_why(
-    client_for, operator, book, monkeypatch
-):
-    monkeypatch.setattr(views, "EXPORT_CAP", 2)
-    client = client_for(operator)
-    response = client.get(reverse("customer_export"), {"revenue_max": "1000", "after": "abc"})
-    assert response.status_code == 302
-    assert response["Location"] == reverse("customers") + "?revenue_max=1000"
-    page = client.get(response["Location"]).content.decode()
-    assert "筛选出的客户超过 2 位，无法导出，请缩小筛选范围。" in page
-    within = client.get(reverse("customer_export"), {"channel": "pos"})
-    assert [row[0] for row in _rows(within)[1:]] == ["林一"]  # one row: under the cap
-
-
 def test_console_roles_only(client, client_for, manager, guide_user, book):
-    assert _rows(client_for(manager).get(reverse("customer_export")))[0] == HEADER
+    assert _rows(exported(client_for(manager), reverse("customer_export")))[0] == HEADER
     client.logout()
-    assert client_for(guide_user).get(reverse("customer_export")).status_code == 403
+    asked = {"query": "", "format": "xlsx"}
+    assert client_for(guide_user).post(reverse("customer_export"), asked).status_code == 403
     client.logout()
-    anonymous = client.get(reverse("customer_export"))
+    anonymous = client.post(reverse("customer_export"), asked)
     assert anonymous.status_code == 302 and anonymous["Location"].startswith(reverse("login"))
+    assert client_for(manager).get(reverse("customer_export")).status_code == 405
+
+
+def test_an_unknown_format_or_a_made_up_filter_queues_nothing(client_for, operator, book):
+    client = client_for(operator)
+    url = reverse("customer_export")
+    assert client.post(url, {"query": "", "format": "pdf"}).status_code == 400
+    assert client.post(url, {"query": "guide=999999", "format": "csv"}).status_code == 404
+    assert client.post(url, {"query": "guide=abc", "format": "csv"}).status_code == 404
+    assert not Export.objects.exists()
 
 
 def test_a_name_that_looks_like_a_formula_is_exported_as_text(client_for, operator, book):
@@ -171,8 +181,8 @@ def test_a_name_that_looks_like_a_formula_is_exported_as_text(client_for, operat
     name = '=HYPERLINK("http://example.com/x","点我")'
     Customer.objects.filter(pk=book["second"].pk).update(name=name)
     client = client_for(operator)
-    body = b"".join(client.get(reverse("customer_export")).streaming_content)
+    body = b"".join(exported(client, reverse("customer_export")).streaming_content)
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert "<f>" not in archive.read("xl/worksheets/sheet1.xml").decode()
-    rows = _rows(client.get(reverse("customer_export")))
+    rows = _rows(exported(client, reverse("customer_export")))
     assert [row[0] for row in rows[1:]] == ["林一", name, "王三"]

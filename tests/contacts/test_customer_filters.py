@@ -3,6 +3,7 @@ each against customers whose orders say the answer, bad input, paging and its co
 
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -206,7 +207,8 @@ def test_filtered_list_query_count_does_not_grow_with_rows(client_for, operator,
 def test_a_made_up_guide_or_store_is_not_found(client_for, operator, guide_user, params):
     client = client_for(operator)
     assert client.get(reverse("customers"), params).status_code == 404
-    assert client.get(reverse("customer_export"), params).status_code == 404
+    asked = {"query": urlencode(params), "format": "xlsx"}
+    assert client.post(reverse("customer_export"), asked).status_code == 404
     assert client_for(guide_user).get(reverse("guide_customers"), params).status_code == 404
 
 

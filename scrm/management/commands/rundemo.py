@@ -35,6 +35,29 @@ def _wait_for_port(port: int, seconds: float = 60) -> None:
     raise RuntimeError(f"nothing answers on port {port} after {seconds:.0f} s")
 
 
+def _demo_export() -> None:
+    """The operator's export of a rule tag's customers, written already: 导出记录 has a file."""
+    from django.contrib.auth.models import User
+    from django.http import QueryDict
+    from django.utils import translation
+
+    from scrm.exports import export_request, export_run
+    from scrm.models import Export
+    from tagging.models import Tag
+
+    tag = Tag.objects.filter(source=Tag.Source.RULE).select_related("group").order_by("pk").first()
+    with translation.override("zh-hans"):
+        export = export_request(
+            user=User.objects.get(username="operator"),
+            kind=Export.Kind.TAG,
+            object_id=tag.pk,
+            query=QueryDict(""),
+            title=f"{tag.group.label} / {tag.label}",
+            file_format=Export.Format.XLSX,
+        )
+        export_run(export_id=export.pk)
+
+
 class Command(BaseCommand):
     help = "Run web (gunicorn), two Celery workers and beat until Ctrl-C."
 
@@ -79,6 +102,7 @@ class Command(BaseCommand):
             call_command("retag", "--full", "--inline")
             call_command("seed_demo_sop")
             call_command("seed_demo_campaigns")
+            _demo_export()
             call_command("weekly_report")
             from analytics.services import dashboards_refresh
 

@@ -1,0 +1,237 @@
+"""Exports of the lists, written by a worker for the person who asked (docs/EXPORTS.md).
+
+A page asks for one (`export_request`) with its query string; the worker turns
+the query back into rows with the kind's source (`EXPORT_SOURCES`: a function of
+the list's own app) and writes them to a temporary file, which is published under
+MEDIA_ROOT only once it is whole (`export_run`). Memory stays flat: sources yield
+rows read in chunks, openpyxl's write-only mode spools rows to disk.
+"""
+
+import csv
+import io
+import logging
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.contrib import messages
+from django.core.files import File
+from django.db import connection, transaction
+from django.http import Http404, HttpResponseBadRequest, QueryDict
+from django.shortcuts import redirect
+from django.utils import timezone, translation
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+from openpyxl import Workbook
+
+from scrm.models import Export
+from scrm.spreadsheets import csv_row, xlsx_row
+
+logger = logging.getLogger(__name__)
+
+# Each kind's rows: a function (query: QueryDict, object_id: int | None) -> Table, which
+# raises Http404 for what is not there (any more).
+EXPORT_SOURCES = {
+    Export.Kind.CUSTOMERS: "contacts.views.customer_export_table",
+    Export.Kind.TAG: "tagging.views.tag_export_table",
+}
+SHEET_ROWS = 1_048_575  # an Excel sheet's rows but the header; then the next sheet
+PROGRESS_ROWS = 2000  # rows written between two updates of `Export.rows`
+# pg_try_advisory_lock(EXPORT_LOCK, export id): held while a worker writes the export.
+EXPORT_LOCK = 7_301_004
+
+
+@dataclass
+class Table:
+    """What an export writes: the header, then one list of cells per row."""
+
+    name: str  # the file's name, before its date and suffix
+    sheet: str  # the Excel sheet's title
+    header: list[str]
+    rows: Iterable[list]  # read only when the export is written
+    count: Callable[[], int]  # how many rows there are, for the progress
+
+
+def export_request(
+    *, user, kind: str, query: QueryDict, title: str, file_format: str, object_id: int | None = None
+) -> Export:
+    """Queue an export of what the page shows. The source is built once here, so a
+    made-up filter is the page's 404 now rather than a failed export later."""
+    source(kind)(query, object_id)
+    query = query.copy()
+    query.pop("after", None)  # the page's place in the list: an export has all of it
+    export = Export.objects.create(
+        requested_by=user,
+        kind=kind,
+        object_id=object_id,
+        title=title[:200],
+        query=query.urlencode(),
+        file_format=file_format,
+        language=translation.get_language() or "zh-hans",
+    )
+    from scrm.tasks import run_export
+
+    transaction.on_commit(lambda: run_export.delay(export.pk))
+    return export
+
+
+def export_asked(request, *, kind: str, title: str, object_id: int | None = None):
+    """A page's export button (POST format, and query: the page's query string): the
+    export is queued and the asker sent to the exports page to follow it."""
+    file_format = request.POST.get("format", "")
+    if file_format not in Export.Format.values:
+        return HttpResponseBadRequest(_("未知的导出格式。"))
+    export_request(
+        user=request.user,
+        kind=kind,
+        query=QueryDict(request.POST.get("query", "")),
+        title=title,
+        file_format=file_format,
+        object_id=object_id,
+    )
+    messages.success(request, _("已开始导出，完成后可在此下载。"))
+    return redirect("exports")
+
+
+def source(kind: str) -> Callable[[QueryDict, int | None], Table]:
+    return import_string(EXPORT_SOURCES[kind])
+
+
+def export_run(*, export_id: int) -> Export | None:
+    """Write one export. Safe twice: it runs while it holds the export's lock, only
+    a queued export or a running one nobody holds (its worker was killed: it is
+    delivered again and starts the file over). None when another worker has it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [EXPORT_LOCK, export_id])
+        if not cursor.fetchone()[0]:
+            return None
+    try:
+        started = Export.objects.filter(
+            pk=export_id, status__in=[Export.Status.QUEUED, Export.Status.RUNNING]
+        ).update(status=Export.Status.RUNNING, started_at=timezone.now(), rows=0)
+        export = Export.objects.get(pk=export_id)
+        if started:
+            with translation.override(export.language):
+                _run(export)
+        return export
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [EXPORT_LOCK, export_id])
+
+
+def _run(export: Export) -> None:
+    try:
+        table = source(export.kind)(QueryDict(export.query), export.object_id)
+        Export.objects.filter(pk=export.pk).update(total=table.count())
+        with tempfile.TemporaryFile() as spool:
+            rows = _write(export, table, spool)
+            spool.seek(0)
+            name = f"{export.pk}-{table.name}-{timezone.localdate():%Y%m%d}.{export.file_format}"
+            export.file.save(name, File(spool), save=False)
+    except Http404:
+        _fail(export, _("要导出的内容已不存在（标签或筛选条件中的导购已删除），未生成文件。"))
+        return
+    except SoftTimeLimitExceeded:
+        minutes = settings.CELERY_TASK_SOFT_TIME_LIMIT // 60
+        _fail(
+            export,
+            _("导出超过 %(minutes)s 分钟仍未写完，已停止，未生成文件。请缩小筛选范围后再导出。")
+            % {"minutes": minutes},
+        )
+        return
+    except Exception:
+        logger.exception("export %s failed", export.pk)
+        _fail(export, _("导出时出错，未生成文件。请稍后重试；仍然失败请联系管理员。"))
+        return
+    export.status = Export.Status.SUCCEEDED
+    export.rows = export.total = rows  # the rows are read after they were counted
+    export.size = export.file.size
+    export.finished_at = timezone.now()
+    export.save(update_fields=["status", "rows", "total", "file", "size", "finished_at"])
+
+
+def _fail(export: Export, reason: str) -> None:
+    Export.objects.filter(pk=export.pk).update(
+        status=Export.Status.FAILED, failure=reason, finished_at=timezone.now()
+    )
+    export.refresh_from_db()
+
+
+def _write(export: Export, table: Table, spool) -> int:
+    """Write the table to `spool` as the export's format; returns the rows written."""
+    progress = _Progress(export)
+    if export.file_format == Export.Format.CSV:
+        return _write_csv(table, spool, progress)
+    return _write_xlsx(table, spool, progress)
+
+
+class _Progress:
+    """Called with the rows written so far after each row: every `PROGRESS_ROWS`, saved."""
+
+    def __init__(self, export: Export) -> None:
+        self.export_id = export.pk
+
+    def __call__(self, rows: int) -> None:
+        if rows % PROGRESS_ROWS == 0:
+            Export.objects.filter(pk=self.export_id).update(rows=rows)
+
+
+def _csv_text(value) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+def _write_csv(table: Table, spool, progress: Callable[[int], None]) -> int:
+    text = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")  # so Excel reads UTF-8
+    writer = csv.writer(text)
+    writer.writerow(table.header)
+    written = 0
+    for row in table.rows:
+        writer.writerow(csv_row([_csv_text(value) for value in row]))
+        written += 1
+        progress(written)
+    text.flush()
+    text.detach()
+    return written
+
+
+def _write_xlsx(
+    table: Table, spool, progress: Callable[[int], None], sheet_rows: int = SHEET_ROWS
+) -> int:
+    """Excel's sheets hold 1,048,576 rows: past them the rows go on in a next sheet
+    (客户 (2)), under the same header."""
+    workbook = Workbook(write_only=True)
+    sheet, left, sheets, written = None, 0, 0, 0
+    for row in table.rows:
+        if not left:
+            sheets += 1
+            title = table.sheet if sheets == 1 else f"{table.sheet} ({sheets})"
+            sheet = workbook.create_sheet(title=title[:31])
+            sheet.append(table.header)
+            left = sheet_rows
+        sheet.append(xlsx_row(sheet, row))
+        left -= 1
+        written += 1
+        progress(written)
+    if sheet is None:  # no rows: the header alone
+        workbook.create_sheet(title=table.sheet[:31]).append(table.header)
+    workbook.save(spool)
+    return written
+
+
+def exports_forget() -> int:
+    """Exports asked for more than `Export.RETENTION` ago: their files and rows."""
+    old = Export.objects.filter(created_at__lt=timezone.now() - Export.RETENTION)
+    count = 0
+    for export in old.iterator():
+        if export.file:
+            export.file.delete(save=False)
+        export.delete()
+        count += 1
+    return count

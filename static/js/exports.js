@@ -1,0 +1,19 @@
+// Follow the exports still queued or running: their status and rows as the worker
+// writes them (the server words it), and the page again once one has finished.
+(function () {
+  document.querySelectorAll("#exports tr[data-status-url]").forEach(function (row) {
+    function follow() {
+      fetch(row.dataset.statusUrl, { credentials: "same-origin" })
+        .then((response) => response.json())
+        .then((state) => {
+          if (state.status === "queued" || state.status === "running") {
+            row.querySelector("[data-role=status]").textContent = state.message;
+            setTimeout(follow, 1000);
+          } else {
+            window.location.reload();
+          }
+        });
+    }
+    follow();
+  });
+})();
