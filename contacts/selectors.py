@@ -10,11 +10,14 @@ from contacts.models import MergeSuggestion
 class TagFilter(Protocol):
     """Our own tags (the tagging app's), for the customer list to filter by: `choices`
     are (tag id, label) pairs, `carriers` the ids of the customers carrying one (a
-    `values("customer_id")` query, used as a subquery)."""
+    `values("customer_id")` query, used as a subquery); `manual_tags` the (tag id,
+    label) pairs of the tags the list may add to the customers it selects."""
 
     def choices(self) -> list[tuple[int, str]]: ...
 
     def carriers(self, tag_id: int) -> QuerySet: ...
+
+    def manual_tags(self) -> list[tuple[int, str]]: ...
 
 
 _tag_filter: TagFilter | None = None

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from contacts import selectors, services
 from contacts.forms import PurchaseFilterForm
+from contacts.listing import console_customers, filtered_customers
 from contacts.models import (
     CorpTag,
     Customer,
@@ -82,36 +83,6 @@ def _ordered(queryset, ordering: tuple[str, str]):
     return queryset.order_by(expression, tie)
 
 
-def _filtered_customers(params: QueryDict, queryset):
-    if text := params.get("q", "").strip():
-        queryset = queryset.search(text)
-    # Guide and store come from the page's selects: anything else is a made-up URL (404,
-    # as on the tag page), not a filter to explain.
-    if guide_id := params.get("guide"):
-        if not guide_id.isdigit():
-            raise Http404("bad guide")
-        queryset = queryset.followed_by(get_object_or_404(Guide, pk=int(guide_id)))
-    if store_id := params.get("store"):
-        if not store_id.isdigit():
-            raise Http404("bad store")
-        queryset = queryset.in_store(int(store_id))
-    if tag := params.get("tag"):
-        queryset = queryset.with_corp_tag(tag)
-    status = params.get("status", "")
-    if status == "member":
-        queryset = queryset.filter(is_member=True)
-    elif status == "churned":
-        queryset = queryset.churned()
-    return queryset
-
-
-def _console_customers(params: QueryDict):
-    """The console list's customers (its page and its export): the filters it shares
-    with the guide's list, then those by purchases and by our own tags."""
-    form = PurchaseFilterForm(params, tag_filter=selectors.tag_filter())
-    return form.apply(_filtered_customers(params, Customer.objects.all())), form
-
-
 def _ordering(params: QueryDict) -> tuple[str, str]:
     return ORDERINGS.get(params.get("sort", ""), ORDERINGS["-joined_at"])
 
@@ -169,7 +140,7 @@ def _summarise(customers: list[Customer]) -> None:
 
 @permission_required(Perm.VIEW_CONSOLE)
 def customer_list(request: HttpRequest) -> HttpResponse:
-    queryset, form = _console_customers(request.GET)
+    queryset, form = console_customers(request.GET)
     context = _page(request, queryset)
     text = request.GET.get("q", "").strip()
     context.update(
@@ -180,10 +151,17 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         guides=Guide.objects.active().only("id", "name", "wecom_userid"),
         stores=Store.objects.only("id", "name"),
         tags=CorpTag.objects.filter(is_deleted=False).select_related("group"),
+        # the tags an operator may add to every customer the filters select
+        manual_tags=_manual_tags() if request.user.has_perm(Perm.CHANGE_CONSOLE) else [],
         filters=request.GET,
         form=form,
     )
     return render(request, "contacts/customer_list.html", context)
+
+
+def _manual_tags() -> list[tuple[int, str]]:
+    tag_filter = selectors.tag_filter()
+    return tag_filter.manual_tags() if tag_filter else []
 
 
 @require_POST
@@ -203,7 +181,7 @@ def _has_filters(query: QueryDict) -> bool:
 def customer_export_table(query: QueryDict, object_id: int | None = None) -> Table:
     """The list's customers, filtered and sorted as on the page, for an export (run by a
     worker): read and summarised `EXPORT_CHUNK` at a time, so memory stays flat."""
-    queryset = _console_customers(query)[0]
+    queryset = console_customers(query)[0]
     yes, no, comma = _("是"), _("否"), _("、")
 
     def rows():
@@ -228,7 +206,6 @@ def customer_export_table(query: QueryDict, object_id: int | None = None) -> Tab
         *(_("购买天数"), _("订单数"), _("净销售额（元）"), _("最近购买")),
     ]
     return Table(
-        name="customers",
         sheet=_("客户"),
         header=header,
         rows=rows(),
@@ -291,7 +268,7 @@ def guide_customer_list(request: HttpRequest) -> HttpResponse:
     of mine bought lately, which have gone quiet), without tags and colleagues."""
     form = PurchaseFilterForm(request.GET, tag_filter=None)
     queryset = form.apply(
-        _filtered_customers(request.GET, Customer.objects.visible_to(request.user))
+        filtered_customers(request.GET, Customer.objects.visible_to(request.user))
     )
     context = _page(request, queryset)
     context.update(form=form, filters=request.GET)

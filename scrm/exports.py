@@ -48,7 +48,6 @@ EXPORT_LOCK = 7_301_004
 class Table:
     """What an export writes: the header, then one list of cells per row."""
 
-    name: str  # the file's name, before its date and suffix
     sheet: str  # the Excel sheet's title
     header: list[str]
     rows: Iterable[list]  # read only when the export is written
@@ -129,8 +128,7 @@ def _run(export: Export) -> None:
         with tempfile.TemporaryFile() as spool:
             rows = _write(export, table, spool)
             spool.seek(0)
-            name = f"{export.pk}-{table.name}-{timezone.localdate():%Y%m%d}.{export.file_format}"
-            export.file.save(name, File(spool), save=False)
+            export.file.save(f"{export.pk}-{export.filename}", File(spool), save=False)
     except Http404:
         _fail(export, _("要导出的内容已不存在（标签或筛选条件中的导购已删除），未生成文件。"))
         return

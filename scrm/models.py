@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import pgettext_lazy
 
 
@@ -149,8 +150,10 @@ class Export(models.Model):
 
     @property
     def filename(self) -> str:
-        """customers-20261202.xlsx: the stored file's name without its export's number."""
-        return self.file.name.rsplit("/", 1)[-1].split("-", 1)[-1] if self.file else ""
+        """customers-20261202.xlsx, tag-12-20261202.csv: the file's name for its reader."""
+        name = f"tag-{self.object_id}" if self.kind == self.Kind.TAG else "customers"
+        day = timezone.localtime(self.created_at)
+        return f"{name}-{day:%Y%m%d}.{self.file_format}"
 
     @property
     def list_url(self) -> str:

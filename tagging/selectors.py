@@ -101,7 +101,8 @@ def tag_customer_rows(*, tag: Tag, filters: CustomerFilter):
 
 class OwnTagFilter:
     """The console customer list's filter by our own tags (registered with contacts):
-    every tag but the mirrored WeCom corp tags, which that list filters by already."""
+    every tag but the mirrored WeCom corp tags, which that list filters by already;
+    and the manual tags it may add to the customers it selects."""
 
     def choices(self) -> list[tuple[int, str]]:
         tags = Tag.objects.exclude(source=Tag.Source.WECOM).select_related("group")
@@ -110,6 +111,13 @@ class OwnTagFilter:
     def carriers(self, tag_id: int):
         # A semi-join on customer_tag_unique (tag, customer): that tag's rows only.
         return CustomerTag.objects.filter(tag_id=tag_id).values("customer_id")
+
+    def manual_tags(self) -> list[tuple[int, str]]:
+        """The tags an operator sets by hand, for the list to add to the customers it
+        selects (`tagging.views.listed_customers_tag`)."""
+        tags = Tag.objects.filter(source=Tag.Source.MANUAL, group__system_key="")
+        tags = tags.select_related("group")
+        return [(tag.pk, f"{tag.group.label} / {tag.label}") for tag in tags]
 
 
 @dataclass

@@ -13,4 +13,5 @@ urlpatterns = [
     path("tags/<int:tag_id>/", views.tag_detail, name="tag_detail"),
     path("tags/<int:tag_id>/customers/", views.tag_customers_change, name="tag_customers_change"),
     path("tags/<int:tag_id>/export/", views.tag_export, name="tag_export"),
+    path("tags/listed-customers/", views.listed_customers_tag, name="listed_customers_tag"),
 ]

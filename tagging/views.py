@@ -13,10 +13,12 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from contacts.listing import console_customers
 from contacts.models import Customer, Guide, Product, Store
 from contacts.order_files import ORDER_CHANNEL_NAMES, ORDER_CHANNELS
 from scrm.exports import Table, export_asked
@@ -359,7 +361,6 @@ def tag_export_table(query: QueryDict, object_id: int | None) -> Table:
         *(_("购买天数"), _("净销售额（元）"), _("最近购买"), _("获得标签时间")),
     ]
     return Table(
-        name=f"tag-{tag.pk}",
         sheet=f"tag-{tag.pk}",
         header=header,
         rows=rows(),
@@ -402,6 +403,39 @@ def tag_customers_change(request: HttpRequest, tag_id: int) -> HttpResponse:
         messages.success(request, _("已从 %(n)s 位客户移除标签。") % {"n": changed})
     else:
         messages.success(request, _("已给 %(n)s 位客户加上标签。") % {"n": changed})
+    return redirect(back)
+
+
+def _count(number: int) -> str:
+    return number_format(number, force_grouping=True)
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def listed_customers_tag(request: HttpRequest) -> HttpResponse:
+    """Add a manual tag to every customer the console customer list's filters select
+    (POST tag, and query: the list's query string); back to the list as it was."""
+    query = QueryDict(request.POST.get("query", ""), mutable=True)
+    query.pop("after", None)
+    back = reverse("customers") + (f"?{query.urlencode()}" if query else "")
+    tag_id = request.POST.get("tag", "")
+    tag = Tag.objects.filter(pk=int(tag_id)).first() if tag_id.isdigit() else None
+    if tag is None:
+        messages.error(request, _("请选择要加上的标签。"))
+        return redirect(back)
+    ids = list(console_customers(query)[0].values_list("pk", flat=True))
+    if not ids:
+        messages.error(request, _("没有符合筛选条件的客户。"))
+        return redirect(back)
+    try:
+        changed = services.customer_tags_set(tag=tag, customer_ids=ids, add=True, by=request.user)
+    except ValueError as error:  # not a manual tag: the reason names who maintains it
+        messages.error(request, str(error))
+        return redirect(back)
+    done = _("已给 %(n)s 位客户加上标签「%(tag)s」。") % {"n": _count(changed), "tag": tag.label}
+    if changed < len(ids):
+        done += _("筛选出的其余 %(n)s 位已有此标签。") % {"n": _count(len(ids) - changed)}
+    messages.success(request, done)
     return redirect(back)
 
 

@@ -83,7 +83,7 @@ def test_an_export_is_its_requesters_alone(client_for, operator, manager, guide_
 
 def test_past_an_excel_sheets_rows_the_rows_go_on_in_the_next_sheet(tmp_path):
     rows = [[f"客户{n}", n] for n in range(7)]
-    table = Table(name="x", sheet="客户", header=["姓名", "编号"], rows=iter(rows), count=len)
+    table = Table(sheet="客户", header=["姓名", "编号"], rows=iter(rows), count=len)
     progress = []
     with open(tmp_path / "x.xlsx", "w+b") as spool:
         written = exports._write_xlsx(table, spool, progress.append, sheet_rows=3)
@@ -180,11 +180,11 @@ def _rows_then(error: BaseException):
 
 
 def _stopped_source(query, object_id):
-    return Table("x", "x", ["姓名"], _rows_then(SoftTimeLimitExceeded()), count=lambda: 2)
+    return Table("x", ["姓名"], _rows_then(SoftTimeLimitExceeded()), count=lambda: 2)
 
 
 def _broken_source(query, object_id):
-    return Table("x", "x", ["姓名"], _rows_then(ValueError("a bug of ours")), count=lambda: 2)
+    return Table("x", ["姓名"], _rows_then(ValueError("a bug of ours")), count=lambda: 2)
 
 
 @pytest.mark.parametrize(

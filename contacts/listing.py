@@ -1,0 +1,39 @@
+"""The customer lists' filters, from a query string: the console's list (its page, its
+export, and tagging the customers it selects) and the guide's list share them."""
+
+from django.http import Http404, QueryDict
+from django.shortcuts import get_object_or_404
+
+from contacts import selectors
+from contacts.forms import PurchaseFilterForm
+from contacts.models import Customer, Guide
+
+
+def filtered_customers(params: QueryDict, queryset):
+    if text := params.get("q", "").strip():
+        queryset = queryset.search(text)
+    # Guide and store come from the page's selects: anything else is a made-up URL (404,
+    # as on the tag page), not a filter to explain.
+    if guide_id := params.get("guide"):
+        if not guide_id.isdigit():
+            raise Http404("bad guide")
+        queryset = queryset.followed_by(get_object_or_404(Guide, pk=int(guide_id)))
+    if store_id := params.get("store"):
+        if not store_id.isdigit():
+            raise Http404("bad store")
+        queryset = queryset.in_store(int(store_id))
+    if tag := params.get("tag"):
+        queryset = queryset.with_corp_tag(tag)
+    status = params.get("status", "")
+    if status == "member":
+        queryset = queryset.filter(is_member=True)
+    elif status == "churned":
+        queryset = queryset.churned()
+    return queryset
+
+
+def console_customers(params: QueryDict):
+    """The console list's customers (its page and its export): the filters it shares
+    with the guide's list, then those by purchases and by our own tags."""
+    form = PurchaseFilterForm(params, tag_filter=selectors.tag_filter())
+    return form.apply(filtered_customers(params, Customer.objects.all())), form

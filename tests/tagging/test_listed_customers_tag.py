@@ -1,0 +1,76 @@
+"""A manual tag added from the console customer list to every customer its filters
+select, on the hand-counted customers of tests/tagging/conftest.py."""
+
+from urllib.parse import urlencode
+
+import pytest
+from django.urls import reverse
+
+from tagging.models import CustomerTag, CustomerTagEvent, Tag, TagGroup
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rule_tag(db) -> Tag:
+    group = TagGroup.objects.create(name="复购")
+    return Tag.objects.create(group=group, name="复购两天", source=Tag.Source.RULE)
+
+
+def _tagged(tag) -> set[str]:
+    return set(CustomerTag.objects.filter(tag=tag).values_list("customer__name", flat=True))
+
+
+def _post(client, tag, query: dict):
+    return client.post(
+        reverse("listed_customers_tag"), {"tag": tag.pk, "query": urlencode(query)}, follow=True
+    )
+
+
+def test_every_customer_the_filters_select_gets_the_tag(
+    client_for, operator, tag_people, manual_tag, enqueued
+):
+    client = client_for(operator)
+    # Net revenue of at least 300: A (350) and B (450), not C (80), D and E (none).
+    response = _post(client, manual_tag, {"revenue_min": "300", "sort": "name"})
+    assert response.redirect_chain[-1][0] == reverse("customers") + "?revenue_min=300&sort=name"
+    assert _tagged(manual_tag) == {"A", "B"}
+    events = CustomerTagEvent.objects.filter(tag=manual_tag)
+    assert {(e.customer.name, e.action, e.cause, e.by_id) for e in events} == {
+        ("A", "added", "manual", operator.pk),
+        ("B", "added", "manual", operator.pk),
+    }
+    assert "已给 2 位客户加上标签「VIP」。</div>" in response.content.decode()
+    # Tmall buyers: A (tagged already) and C. Only C is new.
+    response = _post(client, manual_tag, {"channel": "tmall"})
+    assert _tagged(manual_tag) == {"A", "B", "C"}
+    assert (
+        "已给 1 位客户加上标签「VIP」。筛选出的其余 1 位已有此标签。" in response.content.decode()
+    )
+
+
+def test_a_rule_tag_or_no_tag_changes_nothing(
+    client_for, operator, tag_people, manual_tag, rule_tag, enqueued
+):
+    client = client_for(operator)
+    response = _post(client, rule_tag, {})
+    assert "不能手动修改" in response.content.decode()
+    response = client.post(reverse("listed_customers_tag"), {"tag": "", "query": ""}, follow=True)
+    assert "请选择要加上的标签。" in response.content.decode()
+    response = _post(client, manual_tag, {"channel": "pos"})  # nobody bought in a store
+    assert "没有符合筛选条件的客户。" in response.content.decode()
+    assert not CustomerTag.objects.filter(tag__in=[manual_tag, rule_tag]).exists()
+
+
+def test_only_those_who_may_change_the_console_tag_from_the_list(
+    client_for, operator, manager, guide_user, tag_people, manual_tag, rule_tag, enqueued
+):
+    page = client_for(operator).get(reverse("customers")).content.decode()
+    assert 'id="listed-tag"' in page
+    assert f'<option value="{manual_tag.pk}">' in page
+    assert f'<option value="{rule_tag.pk}">' not in page  # rules keep their own tags
+    managing = client_for(manager)
+    assert 'id="listed-tag"' not in managing.get(reverse("customers")).content.decode()
+    assert _post(managing, manual_tag, {}).status_code == 403
+    assert _post(client_for(guide_user), manual_tag, {}).status_code == 403
+    assert not CustomerTag.objects.filter(tag=manual_tag).exists()
