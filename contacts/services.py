@@ -351,12 +351,19 @@ def order_import_progress(*, record: OrderImport) -> int:
 # -- one customer per person ----------------------------------------------------
 
 
-def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerge:
-    """Merge `absorb` into `keep`: identities, orders, relationships and group memberships move.
+# What makes a customer the WeCom contact they are: a merge into a customer who is none
+# moves it along, so that syncs, callbacks, messages and the sidebar find the one kept.
+WECOM_CONTACT_FIELDS = ("external_userid", "type", "gender", "avatar", "corp_name", "unionid")
 
-    What moved is recorded by id, so `customer_merge_undo` puts back exactly
-    that. A relationship with a guide `keep` already has stays where it is (two
-    rows for one guide and person cannot both be kept), and is reported.
+
+def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerge:
+    """Merge `absorb` into `keep`: identities, orders, relationships and group memberships
+    move, and the WeCom contact `absorb` is, when `keep` is none (`WECOM_CONTACT_FIELDS`).
+
+    What moved is recorded, so `customer_merge_undo` puts back exactly that. Two WeCom
+    contacts are not merged: WeCom keeps them apart (two WeChat accounts), and each of
+    our customers is one contact. A relationship with a guide `keep` already has stays
+    where it is (two rows for one guide and person cannot both be kept).
     """
     if keep.pk == absorb.pk:
         raise ValueError(_("不能把客户合并到自己。"))
@@ -367,6 +374,14 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
         )
         if absorb.merged_into_id or keep.merged_into_id:
             raise ValueError(_("已被合并的客户不能再合并。"))
+        if keep.external_userid and absorb.external_userid:
+            raise ValueError(
+                _(
+                    "「%(keep)s」和「%(absorb)s」是企业微信里的两位联系人（两个微信号），"
+                    "不能合并为一位客户。"
+                )
+                % {"keep": keep, "absorb": absorb}
+            )
         kept_guides = Relationship.objects.filter(customer=keep).values("guide_id")
         moved = {
             "identities": list(absorb.identities.values_list("pk", flat=True)),
@@ -384,7 +399,17 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
                 "is_member": keep.is_member,
                 "joined_at": keep.joined_at.isoformat() if keep.joined_at else None,
             },
+            # The WeCom contact that moved: absorb's fields, and keep's before the merge.
+            "contact": {
+                "absorbed": {name: getattr(absorb, name) for name in WECOM_CONTACT_FIELDS},
+                "kept": {name: getattr(keep, name) for name in WECOM_CONTACT_FIELDS},
+            }
+            if absorb.external_userid
+            else None,
         }
+        if moved["contact"]:  # one row holds an external_userid at a time: absorb's first
+            Customer.objects.filter(pk=absorb.pk).update(external_userid=None)
+            Customer.objects.filter(pk=keep.pk).update(**moved["contact"]["absorbed"])
         CustomerIdentity.objects.filter(pk__in=moved["identities"]).update(customer=keep)
         Order.objects.filter(pk__in=moved["orders"]).update(customer=keep)
         Relationship.objects.filter(pk__in=moved["relationships"]).update(customer=keep)
@@ -407,6 +432,9 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
         if merge.undone_at:
             raise ValueError(_("这次合并已经撤销过了。"))
         moved, absorbed = merge.moved, merge.absorbed
+        if contact := moved.get("contact"):  # keep had no external_userid: cleared first
+            Customer.objects.filter(pk=merge.kept_id).update(**contact["kept"])
+            Customer.objects.filter(pk=absorbed.pk).update(**contact["absorbed"])
         CustomerIdentity.objects.filter(pk__in=moved["identities"]).update(customer=absorbed)
         Order.objects.filter(pk__in=moved["orders"]).update(customer=absorbed)
         Relationship.objects.filter(pk__in=moved["relationships"]).update(customer=absorbed)

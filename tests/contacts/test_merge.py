@@ -381,7 +381,7 @@ def test_a_confirmation_is_undone_exactly(operator):
 
 
 def test_a_confirmation_whose_order_moved_since_is_not_undone(operator):
-    suggested, bound = CustomerFactory(), CustomerFactory()
+    suggested, bound = CustomerFactory(), CustomerFactory(external_userid=None)
     order = OrderFactory(customer=None, buyer_phone_masked="138****5601", channel_order_id="T8")
     suggestion = MergeSuggestion.objects.create(order=order, customer=suggested, reason="r")
     services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
@@ -598,7 +598,8 @@ def test_the_merges_page_pages_through_every_merge_keeping_the_other_lists_page(
     monkeypatch.setattr(order_views, "HISTORY_PER_PAGE", 2)
     made = []
     for n in range(5):
-        keep, absorb = CustomerFactory(name=f"保留{n}"), CustomerFactory(name=f"并入{n}")
+        keep = CustomerFactory(name=f"保留{n}", external_userid=None)
+        absorb = CustomerFactory(name=f"并入{n}")
         made.append(services.customer_merge(keep=keep, absorb=absorb).pk)
     client, seen = client_for(operator), []
     for page in (1, 2, 3):
@@ -624,7 +625,7 @@ def test_the_customer_page_finds_whom_to_merge_in_by_phone_name_or_number(
         display=phone_mask("+8613800135601"),
     )
     gone = CustomerFactory(name="林小雨")
-    services.customer_merge(keep=CustomerFactory(name="别人"), absorb=gone)
+    services.customer_merge(keep=CustomerFactory(name="别人", external_userid=None), absorb=gone)
     url = reverse("customer_detail", args=[keep.pk])
     client = client_for(operator)
 
@@ -647,3 +648,19 @@ def test_the_customer_page_finds_whom_to_merge_in_by_phone_name_or_number(
     assert buyer.merged_into_id == keep.pk
     read_only = client_for(manager).get(url, {"merge_q": "林小雨"}).content.decode()
     assert 'id="customer-merge"' not in read_only
+
+
+def test_two_wecom_contacts_are_shown_unmergeable_and_a_merge_is_refused(client_for, operator):
+    keep, other = CustomerFactory(name="林小雨"), CustomerFactory(name="林小雨")
+    client = client_for(operator)
+    url = reverse("customer_detail", args=[keep.pk])
+    page = client.get(url, {"merge_q": "林小雨"}).content.decode()
+    candidates = page.split('id="merge-candidates"')[1]
+    assert "两位都是企业微信联系人（两个微信号），不能合并" in candidates
+    assert f'name="absorb" value="{other.pk}"' not in candidates
+    response = client.post(reverse("customer_merge", args=[keep.pk]), {"absorb": other.pk})
+    assert "是企业微信里的两位联系人（两个微信号），不能合并为一位客户。" in (
+        client.get(response["Location"]).content.decode()
+    )
+    other.refresh_from_db()
+    assert other.merged_into_id is None and other.external_userid

@@ -21,7 +21,6 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.urls import reverse
 
-from contacts import services as contacts_services
 from contacts.models import Customer, Guide, OrderLine, Relationship, Store
 from scrm.wecom.emulator import Config, generate
 from scrm.wecom.gateway import WeComGateway
@@ -517,28 +516,3 @@ def test_a_send_claimed_by_another_worker_meanwhile_is_not_sent_again(
     assert results == [{"sent": 0, "failed": 0, "unknown": 0, "cancelled": 0}]
     assert emulator.stats().get(SEND, 0) == 0
     assert AutomaticSend.objects.get().status == AutomaticSend.Status.SENDING
-
-
-def test_undoing_a_merge_sends_the_duplicate_step_it_had_held_back(
-    emulator, gateway, monkeypatch, django_capture_on_commit_callbacks
-):
-    """Two records of one person, each with the same automatic step from the same guide:
-    the merge stops the absorbed one's as a duplicate, so its send is cancelled; the
-    undo reopens the task and queues its send again."""
-    kept, absorbed = _followed(emulator, 2)
-    ids = _dispatched(
-        _automatic_plan(), [kept, absorbed], monkeypatch, django_capture_on_commit_callbacks
-    )
-    merge = contacts_services.customer_merge(keep=kept, absorb=absorbed)
-    held = Touchpoint.objects.get(pk__in=ids, send__isnull=False, reason="merged_duplicate")
-    assert services.automatic_send(touchpoint_ids=ids, gateway=gateway)["cancelled"] == 1
-    assert emulator.stats()[SEND] == 1
-    queued = []
-    monkeypatch.setattr(send_automatic, "delay", queued.append)
-    with django_capture_on_commit_callbacks(execute=True):
-        contacts_services.customer_merge_undo(merge=merge)
-    held.refresh_from_db()
-    assert (held.status, held.customer_id) == (Touchpoint.Status.TASK, absorbed.pk)
-    assert queued == [[held.pk]]
-    assert services.automatic_send(touchpoint_ids=queued[0], gateway=gateway)["sent"] == 1
-    assert emulator.stats()[SEND] == 2

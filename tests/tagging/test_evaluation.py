@@ -103,7 +103,7 @@ def test_a_scoped_run_touches_only_its_customers(repeat_rule):
 
 
 def test_manual_tags_follow_a_merge_and_come_back_on_undo(operator):
-    kept, absorbed = CustomerFactory(), CustomerFactory()
+    kept, absorbed = CustomerFactory(), CustomerFactory(external_userid=None)
     group = TagGroup.objects.create(name="运营")
     vip, gift, both = (
         Tag.objects.create(group=group, name=name, source=Tag.Source.MANUAL)
