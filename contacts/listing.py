@@ -1,8 +1,11 @@
 """The customer lists' filters, from a query string: the console's list (its page, its
 export, and tagging the customers it selects) and the guide's list share them."""
 
-from django.http import Http404, QueryDict
-from django.shortcuts import get_object_or_404
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from contacts import selectors
 from contacts.forms import PurchaseFilterForm
@@ -37,3 +40,12 @@ def console_customers(params: QueryDict):
     with the guide's list, then those by purchases and by our own tags."""
     form = PurchaseFilterForm(params, tag_filter=selectors.tag_filter())
     return form.apply(filtered_customers(params, Customer.objects.all())), form
+
+
+def filters_refused(request: HttpRequest, query: QueryDict) -> HttpResponse | None:
+    """A filter the list ignores (named on the page) would make an export or a tagging
+    of the whole list: refused, back to the list, which says which filter to correct."""
+    if not console_customers(query)[1].errors:
+        return None
+    messages.error(request, _("筛选条件有误（见列表上方），请改正后再导出或加标签。"))
+    return redirect(f"{reverse('customers')}?{query.urlencode()}")

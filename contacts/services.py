@@ -11,6 +11,7 @@ from typing import Protocol
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg2.extras import execute_values
@@ -353,7 +354,9 @@ def order_import_progress(*, record: OrderImport) -> int:
 
 # What makes a customer the WeCom contact they are: a merge into a customer who is none
 # moves it along, so that syncs, callbacks, messages and the sidebar find the one kept.
-WECOM_CONTACT_FIELDS = ("external_userid", "type", "gender", "avatar", "corp_name", "unionid")
+WECOM_CONTACT_FIELDS = (
+    *("external_userid", "name", "type", "gender", "avatar", "corp_name", "unionid"),
+)
 
 
 def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerge:
@@ -390,6 +393,21 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
                 absorb.relationships.exclude(guide_id__in=kept_guides).values_list("pk", flat=True)
             ),
             "group_members": list(absorb.group_memberships.values_list("pk", flat=True)),
+            # The last order and identity stored before the merge: what the kept customer
+            # gets after it is told apart by id (`_linked_since_undo`).
+            "since": {
+                "order": Order.objects.aggregate(last=Max("pk"))["last"] or 0,
+                "identity": CustomerIdentity.objects.aggregate(last=Max("pk"))["last"] or 0,
+            },
+            # Pending suggestions for the one merged in are for the one kept now (unless
+            # the order has one for the kept customer already: that one is decided).
+            "suggestions": list(
+                MergeSuggestion.objects.filter(
+                    customer=absorb, status=MergeSuggestion.Status.PENDING
+                )
+                .exclude(order__merge_suggestions__customer=keep)
+                .values_list("pk", flat=True)
+            ),
             "absorbed": {
                 "is_member": absorb.is_member,
                 "joined_at": absorb.joined_at.isoformat() if absorb.joined_at else None,
@@ -399,10 +417,13 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
                 "is_member": keep.is_member,
                 "joined_at": keep.joined_at.isoformat() if keep.joined_at else None,
             },
-            # The WeCom contact that moved: absorb's fields, and keep's before the merge.
+            # The WeCom contact that moved: absorb's fields, keep's before the merge, and
+            # what keep had of WeCom's (what WeCom gives it since is the contact's).
             "contact": {
                 "absorbed": {name: getattr(absorb, name) for name in WECOM_CONTACT_FIELDS},
                 "kept": {name: getattr(keep, name) for name in WECOM_CONTACT_FIELDS},
+                "kept_relationships": list(keep.relationships.values_list("pk", flat=True)),
+                "kept_group_members": list(keep.group_memberships.values_list("pk", flat=True)),
             }
             if absorb.external_userid
             else None,
@@ -414,6 +435,7 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
         Order.objects.filter(pk__in=moved["orders"]).update(customer=keep)
         Relationship.objects.filter(pk__in=moved["relationships"]).update(customer=keep)
         CustomerGroupMember.objects.filter(pk__in=moved["group_members"]).update(customer=keep)
+        MergeSuggestion.objects.filter(pk__in=moved["suggestions"]).update(customer=keep)
         absorb.merged_into = keep
         absorb.is_member = False
         absorb.save(update_fields=["merged_into", "is_member", "updated_at"])
@@ -426,34 +448,106 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
 
 
 def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
-    """Put back exactly what the merge moved."""
+    """Put back what the merge moved, from the kept customer: rows that went elsewhere
+    since stay where they are. Refused while the kept customer is merged into another
+    (that merge is undone first: it took along what this one moved). Since the merge:
+    what WeCom gave the contact (relationships, groups) goes back with it, and so do
+    the orders and buyer keys linked through the identities that go back."""
     with transaction.atomic():
         merge = CustomerMerge.objects.select_for_update().get(pk=merge.pk)
         if merge.undone_at:
             raise ValueError(_("这次合并已经撤销过了。"))
-        moved, absorbed = merge.moved, merge.absorbed
-        if contact := moved.get("contact"):  # keep had no external_userid: cleared first
-            Customer.objects.filter(pk=merge.kept_id).update(**contact["kept"])
+        kept = Customer.objects.select_for_update().get(pk=merge.kept_id)
+        absorbed = Customer.objects.select_for_update().get(pk=merge.absorbed_id)
+        if kept.merged_into_id:
+            raise ValueError(
+                _("「%(kept)s」后来又合并到了 #%(into)s：请先撤销那次合并，再撤销这一次。")
+                % {"kept": kept, "into": kept.merged_into_id}
+            )
+        moved = merge.moved
+        contact = moved.get("contact")
+        if contact:  # keep had no external_userid: cleared first
+            Customer.objects.filter(pk=kept.pk).update(
+                **{name: contact["kept"][name] for name in WECOM_CONTACT_FIELDS}
+            )
             Customer.objects.filter(pk=absorbed.pk).update(**contact["absorbed"])
-        CustomerIdentity.objects.filter(pk__in=moved["identities"]).update(customer=absorbed)
-        Order.objects.filter(pk__in=moved["orders"]).update(customer=absorbed)
-        Relationship.objects.filter(pk__in=moved["relationships"]).update(customer=absorbed)
-        CustomerGroupMember.objects.filter(pk__in=moved["group_members"]).update(customer=absorbed)
-        Customer.objects.filter(pk=absorbed.pk).update(
-            merged_into=None,
-            is_member=moved["absorbed"]["is_member"],
-            joined_at=moved["absorbed"]["joined_at"],
+        back = {"customer": kept}
+        CustomerIdentity.objects.filter(pk__in=moved["identities"], **back).update(
+            customer=absorbed
         )
-        Customer.objects.filter(pk=merge.kept_id).update(
-            is_member=moved["kept"]["is_member"], joined_at=moved["kept"]["joined_at"]
-        )
+        Order.objects.filter(pk__in=moved["orders"], **back).update(customer=absorbed)
+        _linked_since_undo(merge, contact_moved=bool(contact))
+        relationships = Relationship.objects.filter(**back)
+        members = CustomerGroupMember.objects.filter(**back)
+        if contact:  # all WeCom gave keep but what it had: the contact's
+            relationships = relationships.exclude(pk__in=contact["kept_relationships"])
+            members = members.exclude(pk__in=contact["kept_group_members"])
+        else:  # keep's own contact: what WeCom gave it stays
+            relationships = relationships.filter(pk__in=moved["relationships"])
+            members = members.filter(pk__in=moved["group_members"])
+        relationships.update(customer=absorbed)
+        members.update(customer=absorbed)
+        MergeSuggestion.objects.filter(
+            pk__in=moved.get("suggestions", []), status=MergeSuggestion.Status.PENDING, **back
+        ).update(customer=absorbed)
+        Customer.objects.filter(pk=absorbed.pk).update(merged_into=None)
+        _membership_refresh(kept)
+        _membership_refresh(absorbed)
         merge.undone_at = timezone.now()
         merge.undone_by = by
         merge.save(update_fields=["undone_at", "undone_by"])
         for listener in _merge_listeners:
             listener.undone(merge)
-        facts_mark_pending([merge.kept_id, absorbed.pk])
+        facts_mark_pending([kept.pk, absorbed.pk])
         return merge
+
+
+# The buyer keys an order `o` carries, as identities (kind, value) match them.
+_ORDER_KEY_OF_IDENTITY = """(
+       (i.kind = 'phone_hash' AND i.value = o.buyer_phone_hash)
+    OR (i.kind = 'unionid' AND i.value = o.buyer_unionid)
+    OR (i.kind = 'buyer_id' AND o.buyer_id <> '' AND i.value = o.channel || ':' || o.buyer_id))"""
+
+
+def _linked_since_undo(merge: CustomerMerge, *, contact_moved: bool) -> None:
+    """What the kept customer got since the merge through the one merged in goes back to
+    them: orders linked through a buyer key that goes back now (the phone of the one
+    merged in, say), and the identities the kept customer got since that none of the
+    orders it keeps carries (those of the orders that go back; and, when the WeCom
+    contact goes back, what the sync learnt of it). One person's orders stay together."""
+    since = merge.moved.get("since")
+    if since is None:  # a merge recorded before merges kept this
+        return
+    params = {
+        "absorbed": merge.absorbed_id,
+        "kept": merge.kept_id,
+        "order": since["order"],
+        "identity": since["identity"],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE contacts_order o SET customer_id = %(absorbed)s
+            WHERE o.customer_id = %(kept)s AND o.id > %(order)s
+              AND EXISTS (SELECT FROM contacts_customeridentity i
+                          WHERE i.customer_id = %(absorbed)s AND {_ORDER_KEY_OF_IDENTITY})
+            RETURNING o.id
+            """,  # noqa: S608 - a fixed SQL fragment
+            params,
+        )
+        moved_orders = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            f"""
+            UPDATE contacts_customeridentity i SET customer_id = %(absorbed)s
+            WHERE i.customer_id = %(kept)s AND i.id > %(identity)s
+              AND NOT EXISTS (SELECT FROM contacts_order o
+                              WHERE o.customer_id = %(kept)s AND {_ORDER_KEY_OF_IDENTITY})
+              AND (%(contact)s OR EXISTS (
+                  SELECT FROM contacts_order o
+                  WHERE o.id = ANY(%(orders)s) AND {_ORDER_KEY_OF_IDENTITY}))
+            """,  # noqa: S608 - a fixed SQL fragment
+            params | {"contact": contact_moved, "orders": moved_orders},
+        )
 
 
 class MergeListener(Protocol):
@@ -511,6 +605,8 @@ def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: boo
             s.status != MergeSuggestion.Status.PENDING for s in locked
         ):
             raise ValueError(_("这条建议已经处理过了。"))
+        if confirm and any(s.customer.merged_into_id for s in locked):
+            raise ValueError(_("建议的客户已合并到另一位客户，请到那位客户的页面绑定订单。"))
         if len({s.order_id for s in locked}) < len(locked):
             raise ValueError(_("同一订单只能确认一条建议。"))
         taken = [
@@ -646,7 +742,9 @@ def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: 
     order's buyer phone is not one of the customer's (when both are known): the binding
     would give the customer the buyer's phone, and their later orders with it. Recorded
     (`OrderBinding`) for operators to review and undo."""
-    if not Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists():
+    if customer.merged_into_id or not (
+        Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists()
+    ):
         raise PermissionError(_("只能绑定到你自己跟进的客户。"))
     number = channel_order_id.strip()
     with transaction.atomic():

@@ -6,15 +6,16 @@ from datetime import datetime
 from itertools import islice
 
 from django.core.paginator import Paginator
-from django.db.models import F, Prefetch, Q
+from django.db.models import BooleanField, ExpressionWrapper, F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from contacts import selectors, services
 from contacts.forms import PurchaseFilterForm
-from contacts.listing import console_customers, filtered_customers
+from contacts.listing import console_customers, filtered_customers, filters_refused
 from contacts.models import (
     CorpTag,
     Customer,
@@ -170,12 +171,14 @@ def customer_export(request: HttpRequest) -> HttpResponse:
     """Queue an export of the list as the page shows it (its query string comes along),
     to be downloaded from the exports page when a worker has written it."""
     query = QueryDict(request.POST.get("query", ""))
-    title = _("筛选结果") if _has_filters(query) else _("全部客户")
-    return export_asked(request, kind=Export.Kind.CUSTOMERS, title=title)
+    if refused := filters_refused(request, query):
+        return refused
+    return export_asked(request, kind=Export.Kind.CUSTOMERS, title="")
 
 
-def _has_filters(query: QueryDict) -> bool:
-    return any(value for key, value in query.items() if key != "sort")
+def _local(value: datetime | None) -> datetime | None:
+    # Excel has no time zones: Shanghai wall-clock time.
+    return timezone.localtime(value).replace(tzinfo=None) if value else None
 
 
 def customer_export_table(query: QueryDict, object_id: int | None = None) -> Table:
@@ -191,10 +194,12 @@ def customer_export_table(query: QueryDict, object_id: int | None = None) -> Tab
             for customer in chunk:
                 facts = customer.summary
                 yield [
+                    customer.pk,
                     customer.name,
                     customer.phone,  # the identity's masked display (no full number is kept)
                     comma.join(customer.guide_names),
                     yes if customer.is_member else no,
+                    _local(customer.joined_at),
                     facts.purchase_days if facts else 0,
                     facts.orders if facts else 0,
                     facts.net_revenue if facts else 0,
@@ -202,7 +207,7 @@ def customer_export_table(query: QueryDict, object_id: int | None = None) -> Tab
                 ]
 
     header = [
-        *(_("姓名"), _("手机号"), _("跟进导购"), _("私域会员")),
+        *(_("客户ID"), _("姓名"), _("手机号"), _("跟进导购"), _("私域会员"), _("入会时间")),
         *(_("购买天数"), _("订单数"), _("净销售额（元）"), _("最近购买")),
     ]
     return Table(
@@ -247,11 +252,21 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         found = Q(pk__in=Customer.objects.search(merge_q).values("pk"))
         if (number := merge_q.removeprefix("#")).isdigit() and len(number) < 16:
             found |= Q(pk=int(number))  # the customer number the merges page shows
+        # Those who can be merged in first (two WeCom contacts cannot), then the exact name.
+        ordering = [F("same_name").desc(), "pk"]
+        if customer.external_userid:
+            ordering.insert(0, F("is_contact").asc())
         candidates = list(
             Customer.objects.filter(found)
             .filter(merged_into__isnull=True)
             .exclude(pk=customer.pk)
-            .order_by("pk")[: MERGE_CANDIDATES + 1]
+            .alias(
+                is_contact=ExpressionWrapper(
+                    Q(external_userid__isnull=False), output_field=BooleanField()
+                ),
+                same_name=ExpressionWrapper(Q(name=merge_q), output_field=BooleanField()),
+            )
+            .order_by(*ordering)[: MERGE_CANDIDATES + 1]
         )
         _summarise(candidates)
         context.update(

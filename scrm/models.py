@@ -2,9 +2,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import gettext, pgettext_lazy
 
 
 class WorkerHeartbeat(models.Model):
@@ -122,7 +123,8 @@ class Export(models.Model):
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     object_id = models.BigIntegerField(null=True, blank=True)  # the tag of a tag's export
-    title = models.CharField(max_length=200)  # what was exported, as the list names it
+    # A tag's name; empty for the customer list (`display_title` words it for the reader)
+    title = models.CharField(max_length=200)
     query = models.TextField(blank=True)  # the page's query string: its filters and sort
     file_format = models.CharField(max_length=8, choices=Format.choices)
     language = models.CharField(max_length=16)  # the header's, as the page was shown
@@ -154,6 +156,15 @@ class Export(models.Model):
         name = f"tag-{self.object_id}" if self.kind == self.Kind.TAG else "customers"
         day = timezone.localtime(self.created_at)
         return f"{name}-{day:%Y%m%d}.{self.file_format}"
+
+    @property
+    def display_title(self) -> str:
+        """What was exported, in the reader's language: a tag's name, or for the customer
+        list whether it was filtered."""
+        if self.title:
+            return self.title
+        filtered = any(v for k, v in QueryDict(self.query).items() if k != "sort")
+        return gettext("筛选结果") if filtered else gettext("全部客户")
 
     @property
     def list_url(self) -> str:

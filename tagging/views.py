@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from contacts.listing import console_customers
+from contacts.listing import console_customers, filters_refused
 from contacts.models import Customer, Guide, Product, Store
 from contacts.order_files import ORDER_CHANNEL_NAMES, ORDER_CHANNELS
 from scrm.exports import Table, export_asked
@@ -423,6 +423,8 @@ def listed_customers_tag(request: HttpRequest) -> HttpResponse:
     if tag is None:
         messages.error(request, _("请选择要加上的标签。"))
         return redirect(back)
+    if refused := filters_refused(request, query):
+        return refused
     ids = list(console_customers(query)[0].values_list("pk", flat=True))
     if not ids:
         messages.error(request, _("没有符合筛选条件的客户。"))
@@ -431,6 +433,13 @@ def listed_customers_tag(request: HttpRequest) -> HttpResponse:
         changed = services.customer_tags_set(tag=tag, customer_ids=ids, add=True, by=request.user)
     except ValueError as error:  # not a manual tag: the reason names who maintains it
         messages.error(request, str(error))
+        return redirect(back)
+    if not changed:
+        messages.info(
+            request,
+            _("筛选出的 %(n)s 位客户都已有标签「%(tag)s」，未做更改。")
+            % {"n": _count(len(ids)), "tag": tag.label},
+        )
         return redirect(back)
     done = _("已给 %(n)s 位客户加上标签「%(tag)s」。") % {"n": _count(changed), "tag": tag.label}
     if changed < len(ids):

@@ -8,6 +8,11 @@
         .then((state) => {
           if (state.status === "queued" || state.status === "running") {
             row.querySelector("[data-role=status]").textContent = state.message;
+            if (state.total !== null) {
+              const count = (n) => n.toLocaleString();
+              row.querySelector("[data-role=rows]").textContent =
+                count(state.rows) + " / " + count(state.total);
+            }
             setTimeout(follow, 1000);
           } else {
             window.location.reload();

@@ -6,6 +6,7 @@ import io
 import zipfile
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
@@ -22,9 +23,10 @@ from tests.helpers import exported
 pytestmark = pytest.mark.django_db
 
 HEADER = (
-    *("姓名", "手机号", "跟进导购", "私域会员"),
+    *("客户ID", "姓名", "手机号", "跟进导购", "私域会员", "入会时间"),
     *("购买天数", "订单数", "净销售额（元）", "最近购买"),
 )
+NAME = 1  # the name's column
 
 
 def _phone(customer: Customer, number: str) -> None:
@@ -78,9 +80,15 @@ def _rows(response) -> list[tuple]:
     ]
 
 
+def _wall(moment: datetime) -> datetime:
+    """Shanghai wall-clock time, as Excel (no zones) shows it."""
+    return moment.astimezone(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+
+
 def _normalised(row: tuple) -> tuple:
-    """Cells as Python compares them: money as Decimal, a day as a date."""
-    name, phone, guides, member, days, orders, revenue, last = row
+    """Cells as Python compares them: money as Decimal, a day as a date; the customer's
+    number and join time are checked on their own."""
+    _pk, name, phone, guides, member, _joined, days, orders, revenue, last = row
     return (
         name,
         phone,
@@ -101,19 +109,25 @@ def test_operator_exports_every_listed_customer_newest_member_first(client_for, 
         ("林二", None, "张晓", "是", 1, 1, Decimal("89"), date(2026, 2, 1)),
         ("王三", None, None, "否", 0, 0, Decimal("0"), None),  # an ended guide is not listed
     ]
+    # The customer's number, and when they joined in Shanghai time (Excel has no zones).
+    assert [(row[0], row[5]) for row in rows[1:]] == [
+        (book["first"].pk, _wall(datetime(2026, 1, 3, tzinfo=UTC))),
+        (book["second"].pk, _wall(datetime(2026, 1, 2, tzinfo=UTC))),
+        (book["third"].pk, _wall(datetime(2026, 1, 1, tzinfo=UTC))),
+    ]
 
 
 def test_the_export_keeps_the_pages_filters_and_sort(client_for, operator, book):
     client = client_for(operator)
     by_channel = _rows(exported(client, reverse("customer_export"), {"channel": "pos"}))
-    assert [row[0] for row in by_channel[1:]] == ["林一"]
+    assert [row[NAME] for row in by_channel[1:]] == ["林一"]
     bought = _rows(
         exported(client, reverse("customer_export"), {"revenue_min": "1", "sort": "joined_at"})
     )
-    assert [row[0] for row in bought[1:]] == ["林二", "林一"]
+    assert [row[NAME] for row in bought[1:]] == ["林二", "林一"]
     guide = Guide.objects.get(wecom_userid="guide0002")
     followed = _rows(exported(client, reverse("customer_export"), {"guide": guide.pk}))
-    assert [row[0] for row in followed[1:]] == ["林一"]
+    assert [row[NAME] for row in followed[1:]] == ["林一"]
     nobody = _rows(exported(client, reverse("customer_export"), {"channel": "miniapp"}))
     assert nobody == [HEADER]
 
@@ -131,8 +145,11 @@ def test_csv_holds_the_same_rows(client_for, operator, book):
     text = b"".join(response.streaming_content).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     assert tuple(rows[0]) == HEADER
-    assert rows[1] == ["林一", "138****5601", "张晓、陈静", "是", "2", "2", "399.50", "2026-03-09"]
-    assert [row[0] for row in rows[2:]] == ["林二", "王三"]
+    assert rows[1] == [
+        *(str(book["first"].pk), "林一", "138****5601", "张晓、陈静", "是", "2026-01-03 08:00"),
+        *("2", "2", "399.50", "2026-03-09"),
+    ]
+    assert [row[NAME] for row in rows[2:]] == ["林二", "王三"]
 
 
 def test_the_full_phone_is_nowhere_in_the_file(client_for, operator, book):
@@ -149,7 +166,7 @@ def test_rows_read_in_chunks_are_each_written_once_with_their_own_summary(
 ):
     monkeypatch.setattr(views, "EXPORT_CHUNK", 2)  # three customers: two chunks
     rows = _rows(exported(client_for(operator), reverse("customer_export")))
-    assert [(row[0], row[2], row[4]) for row in rows[1:]] == [
+    assert [(row[NAME], row[3], row[6]) for row in rows[1:]] == [
         ("林一", "张晓、陈静", 2),
         ("林二", "张晓", 1),
         ("王三", None, 0),
@@ -185,4 +202,28 @@ def test_a_name_that_looks_like_a_formula_is_exported_as_text(client_for, operat
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert "<f>" not in archive.read("xl/worksheets/sheet1.xml").decode()
     rows = _rows(exported(client, reverse("customer_export")))
-    assert [row[0] for row in rows[1:]] == ["林一", name, "王三"]
+    assert [row[NAME] for row in rows[1:]] == ["林一", name, "王三"]
+
+
+def test_a_filter_the_list_ignores_exports_nothing(client_for, operator, book):
+    """The list names the filter it ignores and shows the rest; an export of "the
+    filtered list" would be the whole list: refused until the filter is corrected."""
+    client = client_for(operator)
+    page = client.get(reverse("customers"), {"revenue_min": "abc"}).content.decode()
+    assert "这些条件无效，已忽略" in page and 'id="customer-export"' not in page
+    response = client.post(
+        reverse("customer_export"), {"query": "revenue_min=abc", "format": "xlsx"}
+    )
+    assert response["Location"] == reverse("customers") + "?revenue_min=abc"
+    assert "筛选条件有误" in client.get(response["Location"]).content.decode()
+    assert not Export.objects.exists()
+
+
+def test_an_export_is_named_in_the_readers_language(client_for, operator, book):
+    client = client_for(operator)
+    exported(client, reverse("customer_export"), {"channel": "pos"})
+    exported(client, reverse("customer_export"), {"sort": "name"})
+    english = client.get(reverse("exports"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    chinese = client.get(reverse("exports")).content.decode()
+    assert "Filtered list" in english and "All customers" in english
+    assert "筛选结果" in chinese and "全部客户" in chinese and "Filtered list" not in chinese

@@ -58,6 +58,8 @@ def pair(store):
     absorb = CustomerFactory(external_userid=None, is_member=False, joined_at=None)
     RelationshipFactory(customer=absorb, guide=guide_a)  # same guide: stays with absorb
     moved_relationship = RelationshipFactory(customer=absorb, guide=guide_b)
+    first = absorb.relationships.order_by("added_at").values_list("added_at", flat=True)[0]
+    Customer.objects.filter(pk=absorb.pk).update(is_member=True, joined_at=first)  # as synced
     CustomerIdentity.objects.create(
         customer=absorb, kind="phone_hash", value="h1", display="138****0001"
     )
@@ -624,8 +626,8 @@ def test_the_customer_page_finds_whom_to_merge_in_by_phone_name_or_number(
         value=phone_hash("+8613800135601"),
         display=phone_mask("+8613800135601"),
     )
-    gone = CustomerFactory(name="林小雨")
-    services.customer_merge(keep=CustomerFactory(name="别人", external_userid=None), absorb=gone)
+    gone = CustomerFactory(name="林小雨", external_userid=None)
+    services.customer_merge(keep=CustomerFactory(name="别人"), absorb=gone)
     url = reverse("customer_detail", args=[keep.pk])
     client = client_for(operator)
 
@@ -664,3 +666,17 @@ def test_two_wecom_contacts_are_shown_unmergeable_and_a_merge_is_refused(client_
     )
     other.refresh_from_db()
     assert other.merged_into_id is None and other.external_userid
+
+
+def test_those_who_can_be_merged_in_are_found_first_the_same_name_before_the_rest(
+    client_for, operator
+):
+    keep = CustomerFactory(name="林小雨")  # a WeCom contact
+    contact = CustomerFactory(name="林小雨")
+    longer = CustomerFactory(name="林小雨儿", external_userid=None)
+    same = CustomerFactory(name="林小雨", external_userid=None)
+    response = client_for(operator).get(
+        reverse("customer_detail", args=[keep.pk]), {"merge_q": "林小雨"}
+    )
+    found = [candidate.pk for candidate in response.context["merge_candidates"]]
+    assert found == [same.pk, longer.pk, contact.pk]

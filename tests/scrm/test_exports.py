@@ -57,7 +57,7 @@ def test_the_worker_writes_a_large_export_and_reports_its_progress(
     assert (state["rows"], state["total"]) == (count, count)
     sheets = _sheets(client.get(reverse("export_download", args=[export.pk])))
     assert list(sheets) == ["客户"]
-    names = [row[0] for row in sheets["客户"][1:]]
+    names = [row[1] for row in sheets["客户"][1:]]
     assert names == sorted(Customer.objects.values_list("name", flat=True))  # sorted by name
     listing = client.get(reverse("exports")).content.decode()
     assert reverse("export_download", args=[export.pk]) in listing
@@ -158,7 +158,7 @@ def test_the_header_is_in_the_language_the_page_was_in(client_for, operator):
     export_run(export_id=export.pk)
     sheets = _sheets(client.get(reverse("export_download", args=[export.pk])))
     (rows,) = sheets.values()
-    assert rows[0][:2] == ("Name", "Phone") and rows[1][0] == "林一"
+    assert rows[0][:3] == ("Customer ID", "Name", "Phone") and rows[1][1] == "林一"
 
 
 def test_exports_run_on_the_heavy_analytics_queue():

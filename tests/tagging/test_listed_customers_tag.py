@@ -74,3 +74,16 @@ def test_only_those_who_may_change_the_console_tag_from_the_list(
     assert _post(managing, manual_tag, {}).status_code == 403
     assert _post(client_for(guide_user), manual_tag, {}).status_code == 403
     assert not CustomerTag.objects.filter(tag=manual_tag).exists()
+
+
+def test_a_filter_the_list_ignores_tags_nobody_and_a_repeat_changes_nothing(
+    client_for, operator, tag_people, manual_tag, enqueued
+):
+    client = client_for(operator)
+    response = _post(client, manual_tag, {"revenue_min": "abc"})
+    assert "筛选条件有误" in response.content.decode()
+    assert not CustomerTag.objects.filter(tag=manual_tag).exists()
+    _post(client, manual_tag, {"revenue_min": "300"})
+    response = _post(client, manual_tag, {"revenue_min": "300"})
+    assert "筛选出的 2 位客户都已有标签「VIP」，未做更改。" in response.content.decode()
+    assert CustomerTagEvent.objects.filter(tag=manual_tag).count() == 2  # none for the repeat

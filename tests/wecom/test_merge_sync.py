@@ -69,3 +69,47 @@ def test_two_wecom_contacts_are_not_merged(emulator, operator):
     with pytest.raises(ValueError, match="两位联系人"):
         services.customer_merge(keep=first, absorb=second, by=operator)
     assert _contact_state() == before_state and _relationships() == before_relationships
+
+
+def test_what_wecom_gave_the_contact_while_merged_goes_back_with_it_on_undo(emulator, operator):
+    """Between the merge and its undo the person adds another guide, with a remark mobile,
+    and a sync stores it on the kept customer (the contact is theirs then)."""
+    _sync()
+    contact = Customer.objects.filter(relationships__is_active=True).order_by("pk").first()
+    external_userid = contact.external_userid
+    buyer = Customer.objects.create(name="订单买家")
+    merge = services.customer_merge(keep=buyer, absorb=contact, by=operator)
+    followed = {
+        userid
+        for userid, follows in emulator.data.follows.items()
+        if any(f["external_userid"] == external_userid for f in follows)
+    }
+    new_guide = next(userid for userid in emulator.data.follows if userid not in followed)
+    with emulator.lock:
+        emulator.data.follows[new_guide].append(
+            {
+                "external_userid": external_userid,
+                "userid": new_guide,
+                "remark": "",
+                "description": "",
+                "createtime": 1770000000,
+                "tag_id": [],
+                "oper_userid": external_userid,
+                "add_way": 1,
+                "remark_mobiles": ["13900001111"],
+            }
+        )
+        emulator.data.touch()
+    _sync()
+    assert _live(buyer) == followed | {new_guide}
+    assert buyer.identities.filter(display="139****1111").exists()
+
+    services.customer_merge_undo(merge=merge, by=operator)
+    buyer.refresh_from_db()
+    assert (buyer.name, buyer.external_userid, buyer.is_member) == ("订单买家", None, False)
+    assert not Relationship.objects.filter(customer=buyer).exists()
+    assert not buyer.identities.exists()
+    assert contact.identities.filter(display="139****1111").exists()
+    _sync()
+    assert not Relationship.objects.filter(customer=buyer).exists()  # no churn made up
+    assert _live(contact) == followed | {new_guide}
