@@ -81,9 +81,7 @@ class CustomerQuerySet(models.QuerySet):
         guide = getattr(user, "guide", None)
         if guide is None or not user.has_perm(Perm.USE_GUIDE_APP):
             return self.none()
-        # A record merged away is no one's to work on (a guide both records had may
-        # still follow it: the kept one is the person).
-        return self.filter(merged_into__isnull=True).followed_by(guide)
+        return self.followed_by(guide)
 
     def followed_by(self, guide: "Guide") -> "CustomerQuerySet":
         return self.filter(

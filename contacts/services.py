@@ -43,7 +43,12 @@ from contacts.order_files import (
     read_orders,
 )
 from contacts.order_files.sources import Table
-from contacts.order_import import ImportReport, order_import_finish, orders_load
+from contacts.order_import import (
+    ORDER_IMPORT_LOCK,
+    ImportReport,
+    order_import_finish,
+    orders_load,
+)
 from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
 from scrm.reasons import spec_of
 
@@ -359,6 +364,18 @@ WECOM_CONTACT_FIELDS = (
 )
 
 
+def _no_import_running() -> None:
+    """An import links orders to customers by the identities it reads under its lock
+    (`ORDER_IMPORT_LOCK`): a merge or an undo in between would leave its orders and the
+    buyer keys it claims on the wrong record. Merges share the lock; one waits for none."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock_shared(%s)", [ORDER_IMPORT_LOCK])
+        if not cursor.fetchone()[0]:
+            raise ValueError(
+                _("正在导入订单（导入会把订单归到客户名下），请稍候片刻再合并或撤销合并。")
+            )
+
+
 def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerge:
     """Merge `absorb` into `keep`: identities, orders, relationships and group memberships
     move, and the WeCom contact `absorb` is, when `keep` is none (`WECOM_CONTACT_FIELDS`).
@@ -371,6 +388,7 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
     if keep.pk == absorb.pk:
         raise ValueError(_("不能把客户合并到自己。"))
     with transaction.atomic():
+        _no_import_running()
         keep, absorb = (
             Customer.objects.select_for_update().get(pk=keep.pk),
             Customer.objects.select_for_update().get(pk=absorb.pk),
@@ -454,6 +472,7 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
     what WeCom gave the contact (relationships, groups) goes back with it, and so do
     the orders and buyer keys linked through the identities that go back."""
     with transaction.atomic():
+        _no_import_running()
         merge = CustomerMerge.objects.select_for_update().get(pk=merge.pk)
         if merge.undone_at:
             raise ValueError(_("这次合并已经撤销过了。"))
@@ -467,9 +486,7 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
         moved = merge.moved
         contact = moved.get("contact")
         if contact:  # keep had no external_userid: cleared first
-            Customer.objects.filter(pk=kept.pk).update(
-                **{name: contact["kept"][name] for name in WECOM_CONTACT_FIELDS}
-            )
+            Customer.objects.filter(pk=kept.pk).update(**contact["kept"])
             Customer.objects.filter(pk=absorbed.pk).update(**contact["absorbed"])
         back = {"customer": kept}
         CustomerIdentity.objects.filter(pk__in=moved["identities"], **back).update(
@@ -480,8 +497,8 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
         relationships = Relationship.objects.filter(**back)
         members = CustomerGroupMember.objects.filter(**back)
         if contact:  # all WeCom gave keep but what it had: the contact's
-            relationships = relationships.exclude(pk__in=contact["kept_relationships"])
-            members = members.exclude(pk__in=contact["kept_group_members"])
+            relationships = relationships.exclude(pk__in=contact.get("kept_relationships", []))
+            members = members.exclude(pk__in=contact.get("kept_group_members", []))
         else:  # keep's own contact: what WeCom gave it stays
             relationships = relationships.filter(pk__in=moved["relationships"])
             members = members.filter(pk__in=moved["group_members"])
@@ -511,10 +528,13 @@ _ORDER_KEY_OF_IDENTITY = """(
 
 def _linked_since_undo(merge: CustomerMerge, *, contact_moved: bool) -> None:
     """What the kept customer got since the merge through the one merged in goes back to
-    them: orders linked through a buyer key that goes back now (the phone of the one
-    merged in, say), and the identities the kept customer got since that none of the
-    orders it keeps carries (those of the orders that go back; and, when the WeCom
-    contact goes back, what the sync learnt of it). One person's orders stay together."""
+    them: orders stored since that carry a buyer key that goes back (the phone of the
+    one merged in, say) and none the kept customer had before the merge; the identities
+    the kept customer got since that those orders carry; and, when the WeCom contact
+    goes back, those it got since that none of its orders carries (what the sync learnt
+    of the contact). Repeated while orders move: an order linked through a buyer id that
+    an order going back gave the kept customer follows it. One person's orders stay
+    together."""
     since = merge.moved.get("since")
     if since is None:  # a merge recorded before merges kept this
         return
@@ -523,31 +543,39 @@ def _linked_since_undo(merge: CustomerMerge, *, contact_moved: bool) -> None:
         "kept": merge.kept_id,
         "order": since["order"],
         "identity": since["identity"],
+        "contact": contact_moved,
     }
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            UPDATE contacts_order o SET customer_id = %(absorbed)s
-            WHERE o.customer_id = %(kept)s AND o.id > %(order)s
-              AND EXISTS (SELECT FROM contacts_customeridentity i
-                          WHERE i.customer_id = %(absorbed)s AND {_ORDER_KEY_OF_IDENTITY})
-            RETURNING o.id
-            """,  # noqa: S608 - a fixed SQL fragment
-            params,
-        )
-        moved_orders = [row[0] for row in cursor.fetchall()]
-        cursor.execute(
-            f"""
-            UPDATE contacts_customeridentity i SET customer_id = %(absorbed)s
-            WHERE i.customer_id = %(kept)s AND i.id > %(identity)s
-              AND NOT EXISTS (SELECT FROM contacts_order o
-                              WHERE o.customer_id = %(kept)s AND {_ORDER_KEY_OF_IDENTITY})
-              AND (%(contact)s OR EXISTS (
-                  SELECT FROM contacts_order o
-                  WHERE o.id = ANY(%(orders)s) AND {_ORDER_KEY_OF_IDENTITY}))
-            """,  # noqa: S608 - a fixed SQL fragment
-            params | {"contact": contact_moved, "orders": moved_orders},
-        )
+        while True:
+            cursor.execute(
+                f"""
+                UPDATE contacts_order o SET customer_id = %(absorbed)s
+                WHERE o.customer_id = %(kept)s AND o.id > %(order)s
+                  AND EXISTS (SELECT FROM contacts_customeridentity i
+                              WHERE i.customer_id = %(absorbed)s AND {_ORDER_KEY_OF_IDENTITY})
+                  AND NOT EXISTS (SELECT FROM contacts_customeridentity i
+                                  WHERE i.customer_id = %(kept)s AND i.id <= %(identity)s
+                                    AND {_ORDER_KEY_OF_IDENTITY})
+                RETURNING o.id
+                """,  # noqa: S608 - a fixed SQL fragment
+                params,
+            )
+            orders = [row[0] for row in cursor.fetchall()]
+            cursor.execute(
+                f"""
+                UPDATE contacts_customeridentity i SET customer_id = %(absorbed)s
+                WHERE i.customer_id = %(kept)s AND i.id > %(identity)s
+                  AND (EXISTS (SELECT FROM contacts_order o
+                               WHERE o.id = ANY(%(orders)s) AND {_ORDER_KEY_OF_IDENTITY})
+                       OR %(contact)s AND NOT EXISTS (
+                           SELECT FROM contacts_order o
+                           WHERE o.customer_id = %(kept)s AND {_ORDER_KEY_OF_IDENTITY}))
+                """,  # noqa: S608 - a fixed SQL fragment
+                params | {"orders": orders},
+            )
+            params["contact"] = False  # what the sync learnt goes back once
+            if not orders:
+                return
 
 
 class MergeListener(Protocol):
@@ -742,10 +770,13 @@ def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: 
     order's buyer phone is not one of the customer's (when both are known): the binding
     would give the customer the buyer's phone, and their later orders with it. Recorded
     (`OrderBinding`) for operators to review and undo."""
-    if customer.merged_into_id or not (
-        Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists()
-    ):
+    if not Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists():
         raise PermissionError(_("只能绑定到你自己跟进的客户。"))
+    if customer.merged_into_id:  # a guide both records had may still follow this one
+        raise PermissionError(
+            _("这位客户已合并到 #%(pk)s，请在合并后的客户名下绑定。")
+            % {"pk": customer.merged_into_id}
+        )
     number = channel_order_id.strip()
     with transaction.atomic():
         orders = list(Order.objects.select_for_update().filter(channel_order_id=number)[:2])

@@ -85,17 +85,16 @@ def test_a_suggestion_for_a_customer_merged_away_is_not_confirmed(operator):
     assert order.customer_id is None
 
 
-def test_a_guide_neither_sees_nor_binds_to_a_customer_merged_away(operator, store):
+def test_a_guide_does_not_bind_to_a_customer_merged_away(operator, store):
     """A guide both records had still follows the merged-away one (two rows for one guide
     and person cannot both be kept)."""
     guide = GuideFactory(store=store, user=get_user_model().objects.create(username="g"))
-    guide.user.groups.add(*operator.groups.none())
     keep = RelationshipFactory(guide=guide).customer
     absorb = RelationshipFactory(guide=guide, customer__external_userid=None).customer
     services.customer_merge(keep=keep, absorb=absorb, by=operator)
     OrderFactory(customer=None, channel_order_id="T777", buyer_id="tb777")
     absorb.refresh_from_db()
-    with pytest.raises(PermissionError):
+    with pytest.raises(PermissionError, match=f"已合并到 #{keep.pk}"):
         services.order_bind_by_number(guide=guide, customer=absorb, channel_order_id="T777")
     assert Order.objects.get(channel_order_id="T777").customer_id is None
 
@@ -160,3 +159,67 @@ def test_membership_after_an_undo_is_what_the_relationships_say(operator):
     keep.refresh_from_db()
     assert not absorb.is_member and not keep.is_member
     assert absorb.joined_at == relationship.added_at
+
+
+def test_an_order_the_kept_customer_had_a_key_for_stays_with_them(operator):
+    """Its unionid was the kept customer's before the merge: the import would have linked
+    it to them without the merge, as unionids are matched first."""
+    phone = "13812345602"
+    keep = CustomerFactory(name="王芳")
+    CustomerIdentity.objects.create(customer=keep, kind="unionid", value="UKEEP")
+    absorb = CustomerFactory(external_userid=None, is_member=False, name="王芳")
+    e164 = phone_normalise(phone)
+    CustomerIdentity.objects.create(
+        customer=absorb, kind="phone_hash", value=phone_hash(e164), display=phone_mask(e164)
+    )
+    merge = services.customer_merge(keep=keep, absorb=absorb, by=operator)
+    services.orders_push(rows=[_row("POS-BOTH", phone) | {"buyer_unionid": "UKEEP"}])
+    services.customer_merge_undo(merge=merge, by=operator)
+    assert Order.objects.get(channel_order_id="POS-BOTH").customer_id == keep.pk
+
+
+def test_an_order_linked_through_a_buyer_id_an_order_going_back_gave_follows_it(operator):
+    phone = "13812345603"
+    e164 = phone_normalise(phone)
+    keep = CustomerFactory(name="王芳")
+    absorb = CustomerFactory(external_userid=None, is_member=False, name="王芳")
+    CustomerIdentity.objects.create(
+        customer=absorb, kind="phone_hash", value=phone_hash(e164), display=phone_mask(e164)
+    )
+    merge = services.customer_merge(keep=keep, absorb=absorb, by=operator)
+    services.orders_push(rows=[_row("POS-A", phone, buyer_id="x")])  # phone and buyer id x
+    services.orders_push(rows=[_row("POS-B", "", buyer_id="x")])  # buyer id x alone
+    services.customer_merge_undo(merge=merge, by=operator)
+    theirs = Order.objects.filter(customer=absorb).values_list("channel_order_id", flat=True)
+    assert set(theirs) == {"POS-A", "POS-B"}
+    assert not keep.identities.exists()
+
+
+@pytest.mark.django_db(transaction=True)  # each merge commits, and lets go of the lock
+def test_a_merge_or_an_undo_waits_for_no_import(operator):
+    """An import links orders to customers under its lock; a merge in between would leave
+    them on the wrong record. Here another connection holds the lock as an import does."""
+    import psycopg2
+    from django.db import connection
+
+    from contacts.order_import import ORDER_IMPORT_LOCK
+
+    keep, absorb = CustomerFactory(), _buyer("B", "tmall:b")
+    merge = services.customer_merge(keep=keep, absorb=absorb, by=operator)
+    settings = connection.settings_dict
+    other = psycopg2.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"]
+    )
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [ORDER_IMPORT_LOCK])
+            assert cursor.fetchone()[0]
+        with pytest.raises(ValueError, match="正在导入订单"):
+            services.customer_merge_undo(merge=merge, by=operator)
+        with pytest.raises(ValueError, match="正在导入订单"):
+            services.customer_merge(keep=keep, absorb=_buyer("C", "tmall:c"), by=operator)
+    finally:
+        other.close()
+    services.customer_merge_undo(merge=merge, by=operator)  # the import is done
+    absorb.refresh_from_db()
+    assert absorb.merged_into_id is None
