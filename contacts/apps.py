@@ -6,8 +6,12 @@ class ContactsConfig(AppConfig):
     verbose_name = "客户"
 
     def ready(self) -> None:
-        from contacts import services
+        from contacts import services, views
+        from scrm.exports import register_export_source
+        from scrm.models import Export
         from scrm.wecom.events import register
+
+        register_export_source(Export.Kind.CUSTOMERS, views.customer_export_table)
 
         contact = "change_external_contact"
         for change in (

@@ -18,11 +18,11 @@ def filtered_customers(params: QueryDict, queryset):
     # Guide and store come from the page's selects: anything else is a made-up URL (404,
     # as on the tag page), not a filter to explain.
     if guide_id := params.get("guide"):
-        if not guide_id.isdigit():
+        if not guide_id.isdecimal():
             raise Http404("bad guide")
         queryset = queryset.followed_by(get_object_or_404(Guide, pk=int(guide_id)))
     if store_id := params.get("store"):
-        if not store_id.isdigit():
+        if not store_id.isdecimal():
             raise Http404("bad store")
         queryset = queryset.in_store(int(store_id))
     if tag := params.get("tag"):

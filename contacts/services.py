@@ -485,9 +485,11 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
             )
         moved = merge.moved
         contact = moved.get("contact")
-        if contact:  # keep had no external_userid: cleared first
+        if contact:  # keep had no external_userid: cleared first. The contact goes back as
+            # it is now (the sync may have renamed it since), keep as it was.
+            now = {name: getattr(kept, name) for name in contact["absorbed"]}
             Customer.objects.filter(pk=kept.pk).update(**contact["kept"])
-            Customer.objects.filter(pk=absorbed.pk).update(**contact["absorbed"])
+            Customer.objects.filter(pk=absorbed.pk).update(**now)
         back = {"customer": kept}
         CustomerIdentity.objects.filter(pk__in=moved["identities"], **back).update(
             customer=absorbed
@@ -496,9 +498,17 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
         _linked_since_undo(merge, contact_moved=bool(contact))
         relationships = Relationship.objects.filter(**back)
         members = CustomerGroupMember.objects.filter(**back)
-        if contact:  # all WeCom gave keep but what it had: the contact's
-            relationships = relationships.exclude(pk__in=contact.get("kept_relationships", []))
-            members = members.exclude(pk__in=contact.get("kept_group_members", []))
+        if contact:  # all WeCom gave keep but what it had, or later merges brought: the contact's
+            later = CustomerMerge.objects.filter(kept=kept, undone_at__isnull=True, pk__gt=merge.pk)
+            later = [m.moved for m in later]
+            relationships = relationships.exclude(
+                pk__in=contact.get("kept_relationships", [])
+                + [pk for moved_later in later for pk in moved_later["relationships"]]
+            )
+            members = members.exclude(
+                pk__in=contact.get("kept_group_members", [])
+                + [pk for moved_later in later for pk in moved_later["group_members"]]
+            )
         else:  # keep's own contact: what WeCom gave it stays
             relationships = relationships.filter(pk__in=moved["relationships"])
             members = members.filter(pk__in=moved["group_members"])

@@ -9,7 +9,6 @@ from django.core.paginator import Paginator
 from django.db.models import BooleanField, ExpressionWrapper, F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -32,6 +31,7 @@ from contacts.models import (
 from scrm.exports import Table, export_asked
 from scrm.models import CallbackEvent, Export
 from scrm.roles import Perm, permission_required
+from scrm.spreadsheets import wall_clock
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000  # counting stops here: "10,000+" stays instant at millions of rows
@@ -176,11 +176,6 @@ def customer_export(request: HttpRequest) -> HttpResponse:
     return export_asked(request, kind=Export.Kind.CUSTOMERS, title="")
 
 
-def _local(value: datetime | None) -> datetime | None:
-    # Excel has no time zones: Shanghai wall-clock time.
-    return timezone.localtime(value).replace(tzinfo=None) if value else None
-
-
 def customer_export_table(query: QueryDict, object_id: int | None = None) -> Table:
     """The list's customers, filtered and sorted as on the page, for an export (run by a
     worker): read and summarised `EXPORT_CHUNK` at a time, so memory stays flat."""
@@ -199,7 +194,7 @@ def customer_export_table(query: QueryDict, object_id: int | None = None) -> Tab
                     customer.phone,  # the identity's masked display (no full number is kept)
                     comma.join(customer.guide_names),
                     yes if customer.is_member else no,
-                    _local(customer.joined_at),
+                    wall_clock(customer.joined_at),
                     facts.purchase_days if facts else 0,
                     facts.orders if facts else 0,
                     facts.net_revenue if facts else 0,
@@ -250,7 +245,7 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # Who to merge in: found as the list finds customers (name, phone, order number, …).
     if merge_q := request.GET.get("merge_q", "").strip():
         found = Q(pk__in=Customer.objects.search(merge_q).values("pk"))
-        if (number := merge_q.removeprefix("#")).isdigit() and len(number) < 16:
+        if (number := merge_q.removeprefix("#")).isdecimal() and len(number) < 16:
             found |= Q(pk=int(number))  # the customer number the merges page shows
         # Those who can be merged in first (two WeCom contacts cannot), then the exact name.
         ordering = [F("same_name").desc(), "pk"]

@@ -1,8 +1,8 @@
 """Exports of the lists, written by a worker for the person who asked (docs/EXPORTS.md).
 
 A page asks for one (`export_request`) with its query string; the worker turns
-the query back into rows with the kind's source (`EXPORT_SOURCES`: a function of
-the list's own app) and writes them to a temporary file, which is published under
+the query back into rows with the kind's source (a function of the list's own app,
+`register_export_source`) and writes them to a temporary file, which is published under
 MEDIA_ROOT only once it is whole (`export_run`). Memory stays flat: sources yield
 rows read in chunks, openpyxl's write-only mode spools rows to disk.
 """
@@ -13,17 +13,18 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib import messages
 from django.core.files import File
 from django.db import connection, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.http import Http404, HttpResponseBadRequest, QueryDict
 from django.shortcuts import redirect
 from django.utils import timezone, translation
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from openpyxl import Workbook
 
@@ -33,11 +34,9 @@ from scrm.spreadsheets import csv_row, xlsx_row
 logger = logging.getLogger(__name__)
 
 # Each kind's rows: a function (query: QueryDict, object_id: int | None) -> Table, which
-# raises Http404 for what is not there (any more).
-EXPORT_SOURCES = {
-    Export.Kind.CUSTOMERS: "contacts.views.customer_export_table",
-    Export.Kind.TAG: "tagging.views.tag_export_table",
-}
+# raises Http404 for what is not there (any more). The lists' apps register theirs in
+# `AppConfig.ready()` (`register_export_source`).
+_sources: dict[str, Callable[[QueryDict, int | None], "Table"]] = {}
 SHEET_ROWS = 1_048_575  # an Excel sheet's rows but the header; then the next sheet
 PROGRESS_ROWS = 2000  # rows written between two updates of `Export.rows`
 # pg_try_advisory_lock(EXPORT_LOCK, export id): held while a worker writes the export.
@@ -95,8 +94,12 @@ def export_asked(request, *, kind: str, title: str, object_id: int | None = None
     return redirect("exports")
 
 
+def register_export_source(kind: str, source: Callable[[QueryDict, int | None], Table]) -> None:
+    _sources[kind] = source
+
+
 def source(kind: str) -> Callable[[QueryDict, int | None], Table]:
-    return import_string(EXPORT_SOURCES[kind])
+    return _sources[kind]
 
 
 def export_run(*, export_id: int) -> Export | None:
@@ -111,8 +114,8 @@ def export_run(*, export_id: int) -> Export | None:
         started = Export.objects.filter(
             pk=export_id, status__in=[Export.Status.QUEUED, Export.Status.RUNNING]
         ).update(status=Export.Status.RUNNING, started_at=timezone.now(), rows=0)
-        export = Export.objects.get(pk=export_id)
-        if started:
+        export = Export.objects.filter(pk=export_id).first()  # None: its requester was deleted
+        if started and export is not None:
             with translation.override(export.language):
                 _run(export)
         return export
@@ -144,11 +147,18 @@ def _run(export: Export) -> None:
         logger.exception("export %s failed", export.pk)
         _fail(export, _("导出时出错，未生成文件。请稍后重试；仍然失败请联系管理员。"))
         return
-    export.status = Export.Status.SUCCEEDED
-    export.rows = export.total = rows  # the rows are read after they were counted
-    export.size = export.file.size
-    export.finished_at = timezone.now()
-    export.save(update_fields=["status", "rows", "total", "file", "size", "finished_at"])
+    finished = Export.objects.filter(pk=export.pk).update(
+        status=Export.Status.SUCCEEDED,
+        rows=rows,
+        total=rows,  # the rows are read after they were counted
+        file=export.file.name,
+        size=export.file.size,
+        finished_at=timezone.now(),
+    )
+    if not finished:  # its requester's account was deleted meanwhile, and the row with it
+        export.file.delete(save=False)
+        return
+    export.refresh_from_db()
 
 
 def _fail(export: Export, reason: str) -> None:
@@ -177,7 +187,7 @@ class _Progress:
             Export.objects.filter(pk=self.export_id).update(rows=rows)
 
 
-def _csv_text(value) -> str:
+def _csv_cell(value) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, date):
@@ -191,7 +201,7 @@ def _write_csv(table: Table, spool, progress: Callable[[int], None]) -> int:
     writer.writerow(table.header)
     written = 0
     for row in table.rows:
-        writer.writerow(csv_row([_csv_text(value) for value in row]))
+        writer.writerow(csv_row([_csv_cell(value) for value in row]))
         written += 1
         progress(written)
     text.flush()
@@ -223,13 +233,28 @@ def _write_xlsx(
     return written
 
 
+# An export still queued or running this long after it was asked for never will finish:
+# its worker was killed past the time limit, and the task is not delivered again.
+STALE_AFTER = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
+
+
 def exports_forget() -> int:
-    """Exports asked for more than `Export.RETENTION` ago: their files and rows."""
-    old = Export.objects.filter(created_at__lt=timezone.now() - Export.RETENTION)
-    count = 0
-    for export in old.iterator():
-        if export.file:
-            export.file.delete(save=False)
-        export.delete()
-        count += 1
-    return count
+    """Exports asked for more than `Export.RETENTION` ago, files and all (`_file_deleted`);
+    and those that will never finish are failed, with the reason."""
+    now = timezone.now()
+    stale = Export.objects.filter(
+        status__in=[Export.Status.QUEUED, Export.Status.RUNNING], created_at__lt=now - STALE_AFTER
+    )
+    for export in stale:
+        with translation.override(export.language):
+            _fail(export, _("导出被中断，未生成文件，请重新导出。"))
+    deleted, _kinds = Export.objects.filter(created_at__lt=now - Export.RETENTION).delete()
+    return deleted
+
+
+@receiver(post_delete, sender=Export)
+def _file_deleted(sender, instance: Export, **kwargs) -> None:
+    """An export's file goes with its row, whoever deletes it (the week's end, or its
+    requester's account being deleted)."""
+    if instance.file:
+        instance.file.delete(save=False)

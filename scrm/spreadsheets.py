@@ -6,9 +6,9 @@ customer's nickname or a group's name is anyone's to choose: a name such as
 export's rows go through `xlsx_row` or `csv_row`.
 """
 
-import tempfile
+from datetime import datetime
 
-from django.http import FileResponse
+from django.utils import timezone
 from openpyxl.cell import WriteOnlyCell
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -48,11 +48,6 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def xlsx_response(workbook, filename: str) -> FileResponse:
-    """A workbook as a download, saved to a temporary file (a write-only workbook's rows
-    are spooled already: memory stays flat). FileResponse closes the file when sent,
-    which deletes it."""
-    spool = tempfile.TemporaryFile()
-    workbook.save(spool)
-    spool.seek(0)
-    return FileResponse(spool, as_attachment=True, filename=filename, content_type=XLSX_TYPE)
+def wall_clock(value: datetime | None) -> datetime | None:
+    """A moment as an export writes it: Shanghai wall-clock time (Excel has no zones)."""
+    return timezone.localtime(value).replace(tzinfo=None) if value else None

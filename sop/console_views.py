@@ -82,7 +82,7 @@ def _trigger_summary(plan: SopPlan, tag_names: dict[int, str]) -> str:
         return f"{label}（state={params['state']}）"
     if plan.trigger == SopPlan.Trigger.TAG_ADDED and params.get("tag"):
         tag = str(params["tag"])
-        name = tag_names.get(int(tag)) if tag.isdigit() else None
+        name = tag_names.get(int(tag)) if tag.isdecimal() else None
         return f"{label}（{name or '#' + tag}）"
     if plan.trigger == SopPlan.Trigger.DAYS_SINCE_PURCHASE and params.get("days"):
         return label.replace("N", str(params["days"]))
@@ -94,7 +94,7 @@ def _tag_names(plans: list[SopPlan]) -> dict[int, str]:
         int(plan.trigger_params["tag"])
         for plan in plans
         if plan.trigger == SopPlan.Trigger.TAG_ADDED
-        and str((plan.trigger_params or {}).get("tag", "")).isdigit()
+        and str((plan.trigger_params or {}).get("tag", "")).isdecimal()
     }
     if not ids:
         return {}
@@ -221,7 +221,7 @@ def _sample_customer(body: dict) -> tuple[Customer | None, list[Customer], str |
     or the first of the audience who has a guide. Returns (customer, candidates, error)."""
     picked = body.get("customer")
     if picked not in (None, ""):
-        customer = Customer.objects.filter(pk=picked if str(picked).isdigit() else 0).first()
+        customer = Customer.objects.filter(pk=picked if str(picked).isdecimal() else 0).first()
         return customer, [], None if customer else _("找不到这位客户。")
     if text := str(body.get("q") or "").strip():
         candidates = list(
@@ -377,7 +377,7 @@ def _int_param(params, name: str) -> int | None:
     value = params.get(name, "")
     if not value:
         return None
-    if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit
+    if not (value.isascii() and value.isdecimal()):
         raise Http404(f"bad {name}")
     return int(value)
 

@@ -366,7 +366,7 @@ class EnrollForm(forms.Form):
 
     def clean_customer_ids(self) -> list[int]:
         parts = [part for part in ID_SEPARATORS.split(self.cleaned_data["customer_ids"]) if part]
-        bad = [part for part in parts if not part.isdigit()]
+        bad = [part for part in parts if not part.isdecimal()]
         if bad:
             raise forms.ValidationError(
                 _("客户 ID 只能是数字：%(bad)s") % {"bad": "、".join(bad[:5])}

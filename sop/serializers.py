@@ -113,7 +113,7 @@ class PlanWriteSerializer(serializers.Serializer):
             params["state"] = str(value["state"] or "")[:64]
         if value.get("tag") not in (None, ""):
             tag = value["tag"]
-            if not str(tag).isdigit() or not Tag.objects.filter(pk=int(tag)).exists():
+            if not str(tag).isdecimal() or not Tag.objects.filter(pk=int(tag)).exists():
                 raise serializers.ValidationError(_("找不到标签：%(tag)s") % {"tag": tag})
             params["tag"] = int(tag)
         if value.get("days") not in (None, ""):

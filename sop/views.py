@@ -68,7 +68,7 @@ def guide_home(request: HttpRequest) -> HttpResponse:
     """Today's tasks a page at a time, overdue flagged, snoozed, and done today."""
     guide = _guide(request)
     page = request.GET.get("page", "1")
-    if not page.isdigit() or not 1 <= int(page) <= 100_000:
+    if not page.isdecimal() or not 1 <= int(page) <= 100_000:
         return HttpResponseBadRequest(_("页码应是正整数"))
     tasks = task_list(guide=guide, now=timezone.now(), page=int(page))
     return render(
@@ -147,7 +147,7 @@ def task_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 def sidebar_bind_order(request: HttpRequest) -> HttpResponse:
     guide = _guide(request)
     customer_id = request.POST.get("customer", "")
-    if not customer_id.isdigit():
+    if not customer_id.isdecimal():
         return HttpResponseBadRequest(_("请求里没有客户。"))
     customer = get_object_or_404(Customer.objects.visible_to(request.user), pk=int(customer_id))
     try:

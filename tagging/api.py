@@ -170,7 +170,7 @@ class CustomerTagsView(GenericAPIView):
         )
 
     def _change(self, customer: Customer, tag_id, *, add: bool) -> Response:
-        tag = Tag.objects.filter(pk=tag_id).first() if str(tag_id).isdigit() else None
+        tag = Tag.objects.filter(pk=tag_id).first() if str(tag_id).isdecimal() else None
         if tag is None:
             return Response({"tag": ["找不到这个标签。"]}, status=status.HTTP_400_BAD_REQUEST)
         try:

@@ -9,8 +9,11 @@ class TaggingConfig(AppConfig):
         from contacts.facts import register_facts_listener
         from contacts.selectors import register_tag_filter
         from contacts.services import register_merge_listener
-        from tagging import selectors, services
+        from scrm.exports import register_export_source
+        from scrm.models import Export
+        from tagging import selectors, services, views
 
         register_facts_listener(services.customers_mark_for_retag)
         register_merge_listener(services.MergeTags())
         register_tag_filter(selectors.OwnTagFilter())
+        register_export_source(Export.Kind.TAG, views.tag_export_table)

@@ -2,7 +2,6 @@
 tagging), the system tag settings, and the customer-tags fragment of the 360° page."""
 
 import json
-from datetime import datetime
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -12,7 +11,6 @@ from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -24,6 +22,7 @@ from contacts.order_files import ORDER_CHANNEL_NAMES, ORDER_CHANNELS
 from scrm.exports import Table, export_asked
 from scrm.models import Export
 from scrm.roles import Perm, permission_required
+from scrm.spreadsheets import wall_clock
 from tagging import selectors, services
 from tagging.forms import ManualTagForm, RuleForm, SystemTagSettingsForm
 from tagging.models import SystemTagSettings, Tag, TagGroup
@@ -270,7 +269,7 @@ def rule_edit(request: HttpRequest, tag_id: int | None = None) -> HttpResponse:
 def _filters(params, tag: Tag) -> selectors.CustomerFilter:
     guide = None
     if guide_id := params.get("guide", ""):
-        if not guide_id.isdigit():
+        if not guide_id.isdecimal():
             raise Http404("bad guide")
         guide = get_object_or_404(Guide, pk=int(guide_id))
     member = {"yes": True, "no": False}.get(params.get("member", ""))
@@ -293,7 +292,7 @@ def tag_detail(request: HttpRequest, tag_id: int) -> HttpResponse:
     queryset = selectors.tag_customers(tag=tag, filters=filters)
     counted = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
     if after := request.GET.get("after", ""):
-        if not after.isdigit():
+        if not after.isdecimal():
             raise Http404("bad page cursor")
         queryset = queryset.filter(pk__lt=int(after))
     rows = list(queryset[: PAGE_SIZE + 1])
@@ -317,11 +316,6 @@ def tag_detail(request: HttpRequest, tag_id: int) -> HttpResponse:
             "guides": Guide.objects.active().only("id", "name", "wecom_userid"),
         },
     )
-
-
-def _local(value: datetime | None) -> datetime | None:
-    # Excel has no time zones: write Shanghai wall-clock time.
-    return timezone.localtime(value).replace(tzinfo=None) if value else None
 
 
 @require_POST
@@ -349,11 +343,11 @@ def tag_export_table(query: QueryDict, object_id: int | None) -> Table:
                 name,
                 external or "",
                 yes if member else no,
-                _local(joined),
+                wall_clock(joined),
                 days if days is not None else 0,
                 revenue,
                 last,
-                _local(tagged),
+                wall_clock(tagged),
             ]
 
     header = [
@@ -385,7 +379,7 @@ def tag_customers_change(request: HttpRequest, tag_id: int) -> HttpResponse:
             )
         )
     elif action in ("add", "remove"):
-        ids = [int(v) for v in request.POST.getlist("customer") if v.isdigit()]
+        ids = [int(v) for v in request.POST.getlist("customer") if v.isdecimal()]
     else:
         messages.error(request, _("未知的操作。"))
         return redirect(back)
@@ -419,7 +413,7 @@ def listed_customers_tag(request: HttpRequest) -> HttpResponse:
     query.pop("after", None)
     back = reverse("customers") + (f"?{query.urlencode()}" if query else "")
     tag_id = request.POST.get("tag", "")
-    tag = Tag.objects.filter(pk=int(tag_id)).first() if tag_id.isdigit() else None
+    tag = Tag.objects.filter(pk=int(tag_id)).first() if tag_id.isdecimal() else None
     if tag is None:
         messages.error(request, _("请选择要加上的标签。"))
         return redirect(back)
@@ -441,9 +435,17 @@ def listed_customers_tag(request: HttpRequest) -> HttpResponse:
             % {"n": _count(len(ids)), "tag": tag.label},
         )
         return redirect(back)
-    done = _("已给 %(n)s 位客户加上标签「%(tag)s」。") % {"n": _count(changed), "tag": tag.label}
-    if changed < len(ids):
-        done += _("筛选出的其余 %(n)s 位已有此标签。") % {"n": _count(len(ids) - changed)}
+    if changed == len(ids):
+        done = _("已给 %(n)s 位客户加上标签「%(tag)s」。") % {
+            "n": _count(changed),
+            "tag": tag.label,
+        }
+    else:
+        done = _("已给 %(n)s 位客户加上标签「%(tag)s」；筛选出的其余 %(rest)s 位已有此标签。") % {
+            "n": _count(changed),
+            "tag": tag.label,
+            "rest": _count(len(ids) - changed),
+        }
     messages.success(request, done)
     return redirect(back)
 
@@ -505,7 +507,7 @@ def customer_tags(request: HttpRequest, customer_id: int) -> HttpResponse:
     if request.method == "POST":
         _require(request, Perm.CHANGE_CONSOLE)
         tag_id = request.POST.get("tag", "")
-        tag = get_object_or_404(Tag, pk=int(tag_id)) if tag_id.isdigit() else None
+        tag = get_object_or_404(Tag, pk=int(tag_id)) if tag_id.isdecimal() else None
         if tag is None:
             error = _("请选择标签。")
         else:

@@ -64,7 +64,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     if request.method != "POST":
         return HttpResponse(status=405)
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > TIMESTAMP_WINDOW:
+    if not timestamp.isdecimal() or abs(time.time() - int(timestamp)) > TIMESTAMP_WINDOW:
         logger.warning("wecom callback: timestamp outside the window")
         return HttpResponse("stale timestamp", status=403)
     try:

@@ -17,7 +17,8 @@
           } else {
             window.location.reload();
           }
-        });
+        })
+        .catch(() => {}); // signed out, or the server is away: the page stays as it is
     }
     follow();
   });

@@ -4,6 +4,7 @@ Found by a review that probed each case; each test failed before its fix."""
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from contacts import services
 from contacts.models import Customer, CustomerIdentity, MergeSuggestion, Order, Relationship
@@ -218,8 +219,32 @@ def test_a_merge_or_an_undo_waits_for_no_import(operator):
             services.customer_merge_undo(merge=merge, by=operator)
         with pytest.raises(ValueError, match="正在导入订单"):
             services.customer_merge(keep=keep, absorb=_buyer("C", "tmall:c"), by=operator)
+        with other.cursor() as cursor:  # the import is done
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [ORDER_IMPORT_LOCK])
     finally:
         other.close()
-    services.customer_merge_undo(merge=merge, by=operator)  # the import is done
+    services.customer_merge_undo(merge=merge, by=operator)
     absorb.refresh_from_db()
     assert absorb.merged_into_id is None
+
+
+def test_undoing_a_merge_leaves_what_a_later_merge_brought(operator):
+    """A <- B (B's WeCom contact moves to A), then A <- C (C brings a relationship): undoing
+    the first gives B back its own, and C's stays with A until that merge is undone."""
+    a = _buyer("A", "tmall:a")
+    b = RelationshipFactory(customer=CustomerFactory(name="B")).customer
+    c = CustomerFactory(external_userid=None, name="C")
+    brought = RelationshipFactory(customer=c)
+    first = services.customer_merge(keep=a, absorb=b, by=operator)
+    services.customer_merge(keep=a, absorb=c, by=operator)
+    services.customer_merge_undo(merge=first, by=operator)
+    brought.refresh_from_db()
+    assert brought.customer_id == a.pk
+    assert set(Relationship.objects.filter(customer=b).values_list("pk", flat=True)) == set(
+        first.moved["relationships"]
+    )
+
+
+@pytest.mark.parametrize("params", [{"guide": "²"}, {"store": "²"}])
+def test_a_digit_int_cannot_read_is_not_found(client_for, operator, params):
+    assert client_for(operator).get(reverse("customers"), params).status_code == 404

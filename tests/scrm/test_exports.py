@@ -197,7 +197,7 @@ def _broken_source(query, object_id):
 def test_an_export_stopped_midway_publishes_no_file_and_says_why(
     client_for, operator, monkeypatch, caplog, source, reason
 ):
-    monkeypatch.setitem(exports.EXPORT_SOURCES, Export.Kind.CUSTOMERS, f"{__name__}.{source}")
+    monkeypatch.setitem(exports._sources, Export.Kind.CUSTOMERS, globals()[source])
     client = client_for(operator)
     export = _ask(client)
     export_run(export_id=export.pk)
@@ -206,3 +206,24 @@ def test_an_export_stopped_midway_publishes_no_file_and_says_why(
     assert reason in export.failure
     assert client.get(reverse("export_download", args=[export.pk])).status_code == 404
     assert ("a bug of ours" in caplog.text) == (source == "_broken_source")  # ours to fix
+
+
+def test_an_export_that_will_never_finish_is_failed_and_a_deleted_users_files_go(
+    client_for, operator, manager
+):
+    Customer.objects.create(name="林一")
+    stuck = _ask(client_for(operator))  # its worker was killed past the time limit
+    Export.objects.filter(pk=stuck.pk).update(
+        status=Export.Status.RUNNING,
+        created_at=timezone.now() - exports.STALE_AFTER - timedelta(minutes=1),
+    )
+    exports.exports_forget()
+    stuck.refresh_from_db()
+    assert stuck.status == Export.Status.FAILED and "导出被中断" in stuck.failure
+    theirs = _ask(client_for(manager))
+    export_run(export_id=theirs.pk)
+    theirs.refresh_from_db()
+    path = Path(theirs.file.path)
+    assert path.exists()
+    manager.delete()
+    assert not path.exists() and not Export.objects.filter(pk=theirs.pk).exists()

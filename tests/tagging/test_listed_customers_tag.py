@@ -45,7 +45,7 @@ def test_every_customer_the_filters_select_gets_the_tag(
     response = _post(client, manual_tag, {"channel": "tmall"})
     assert _tagged(manual_tag) == {"A", "B", "C"}
     assert (
-        "已给 1 位客户加上标签「VIP」。筛选出的其余 1 位已有此标签。" in response.content.decode()
+        "已给 1 位客户加上标签「VIP」；筛选出的其余 1 位已有此标签。" in response.content.decode()
     )
 
 
