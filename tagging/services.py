@@ -7,6 +7,7 @@ from datetime import datetime
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from tagging.evaluation import (
     RetagResult,
@@ -233,7 +234,10 @@ def schedule_full_retag() -> None:
 def customer_tags_set(*, tag: Tag, customer_ids: list[int], add: bool, by) -> int:
     """Add (or remove) a manual tag on customers, with history; returns how many changed."""
     if tag.source != Tag.Source.MANUAL or tag.group.system_key:
-        raise ValueError(f"「{tag.name}」由{tag.get_source_display()}维护，不能手动修改")
+        raise ValueError(
+            _("「%(tag)s」由%(source)s维护，不能手动修改。")
+            % {"tag": tag.label, "source": tag.get_source_display()}
+        )
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         if add:
