@@ -162,10 +162,11 @@ def _run(export: Export) -> None:
 
 
 def _fail(export: Export, reason: str) -> None:
+    export.status, export.failure = Export.Status.FAILED, reason
+    export.finished_at = timezone.now()
     Export.objects.filter(pk=export.pk).update(
-        status=Export.Status.FAILED, failure=reason, finished_at=timezone.now()
+        status=export.status, failure=export.failure, finished_at=export.finished_at
     )
-    export.refresh_from_db()
 
 
 def _write(export: Export, table: Table, spool) -> int:
