@@ -360,7 +360,13 @@ def order_import_progress(*, record: OrderImport) -> int:
 # What makes a customer the WeCom contact they are: a merge into a customer who is none
 # moves it along, so that syncs, callbacks, messages and the sidebar find the one kept.
 WECOM_CONTACT_FIELDS = (
-    *("external_userid", "name", "type", "gender", "avatar", "corp_name", "unionid"),
+    "external_userid",
+    "name",
+    "type",
+    "gender",
+    "avatar",
+    "corp_name",
+    "unionid",
 )
 
 

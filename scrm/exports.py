@@ -19,9 +19,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib import messages
 from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models.signals import post_delete
-from django.dispatch import receiver
 from django.http import Http404, HttpResponseBadRequest, QueryDict
 from django.shortcuts import redirect
 from django.utils import timezone, translation
@@ -240,8 +239,9 @@ STALE_AFTER = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
 
 
 def exports_forget() -> int:
-    """Exports asked for more than `Export.RETENTION` ago, files and all (`_file_deleted`);
-    and those that will never finish are failed, with the reason."""
+    """Exports asked for more than `Export.RETENTION` ago, files and all, and the files of
+    a deleted account's exports (the rows went with it); the exports that will never
+    finish are failed, with the reason."""
     now = timezone.now()
     stale = Export.objects.filter(
         status__in=[Export.Status.QUEUED, Export.Status.RUNNING], created_at__lt=now - STALE_AFTER
@@ -250,12 +250,11 @@ def exports_forget() -> int:
         with translation.override(export.language):
             _fail(export, _("导出被中断，未生成文件，请重新导出。"))
     deleted, _kinds = Export.objects.filter(created_at__lt=now - Export.RETENTION).delete()
+    # Then every file whose export is gone: those just deleted, and those of the exports
+    # of a deleted account. Files are named "<export id>-…" (`_run`).
+    if default_storage.exists(Export.FOLDER):
+        kept = {str(pk) for pk in Export.objects.values_list("pk", flat=True)}
+        for name in default_storage.listdir(Export.FOLDER)[1]:
+            if name.split("-", 1)[0] not in kept:
+                default_storage.delete(f"{Export.FOLDER}/{name}")
     return deleted
-
-
-@receiver(post_delete, sender=Export)
-def _file_deleted(sender, instance: Export, **kwargs) -> None:
-    """An export's file goes with its row, whoever deletes it (the week's end, or its
-    requester's account being deleted)."""
-    if instance.file:
-        instance.file.delete(save=False)

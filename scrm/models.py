@@ -103,6 +103,7 @@ class Export(models.Model):
     """A list exported as a file by a worker, for the person who asked (docs/EXPORTS.md)."""
 
     RETENTION = timedelta(days=7)  # then the file and the row are deleted
+    FOLDER = "exports"  # the files', under MEDIA_ROOT
 
     class Kind(models.TextChoices):
         CUSTOMERS = "customers", pgettext_lazy("Export.Kind", "客户列表")
@@ -131,7 +132,7 @@ class Export(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     rows = models.IntegerField(default=0)  # written so far
     total = models.IntegerField(null=True, blank=True)
-    file = models.FileField(upload_to="exports/", blank=True)
+    file = models.FileField(upload_to=f"{FOLDER}/", blank=True)
     size = models.BigIntegerField(default=0)
     failure = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -225,5 +225,8 @@ def test_an_export_that_will_never_finish_is_failed_and_a_deleted_users_files_go
     theirs.refresh_from_db()
     path = Path(theirs.file.path)
     assert path.exists()
+    mine = Export.objects.get(pk=stuck.pk)
     manager.delete()
-    assert not path.exists() and not Export.objects.filter(pk=theirs.pk).exists()
+    assert not Export.objects.filter(pk=theirs.pk).exists()
+    exports.exports_forget()  # the hourly clean-up: files no export holds any more
+    assert not path.exists() and Export.objects.filter(pk=mine.pk).exists()
