@@ -11,8 +11,16 @@ Asia/Shanghai. Every function returns plain data (ints, floats, Decimals, string
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from analytics.metrics import NO_FILTERS, PURCHASED, Filters, _bounds, _fetch
-from contacts.facts import CHECKOUT
+from analytics.metrics import (
+    NO_FILTERS,
+    PURCHASED,
+    WINDOW_END_DAY,
+    WINDOW_START_DAY,
+    Filters,
+    _bounds,
+    _fetch,
+)
+from contacts.facts import CHECKOUT, PURCHASE_DAY
 
 CENT = Decimal("0.01")
 DELETIONS = ("deleted_by_customer", "deleted_by_guide", "ended")
@@ -37,7 +45,7 @@ def _per(amount: Decimal, count: int) -> Decimal | None:
 # membership (a private-domain member now, as the metrics' `member` filter reads it).
 _MEMBER_SQL = f"""
 WITH bought AS (
-    SELECT o.customer_id, f.is_member, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day,
+    SELECT o.customer_id, f.is_member, {PURCHASE_DAY} AS day,
            o.amount - o.refund_amount AS net,
            {CHECKOUT} AS checkout
     FROM contacts_order o JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
@@ -46,7 +54,8 @@ WITH bought AS (
 ), buyers AS (
     SELECT customer_id, is_member, count(DISTINCT day) AS days,
            count(DISTINCT checkout) AS orders, sum(net) AS net
-    FROM bought GROUP BY customer_id, is_member
+    FROM bought WHERE day >= {WINDOW_START_DAY}  -- not a checkout begun before the window
+    GROUP BY customer_id, is_member
 )
 SELECT is_member, count(*), count(*) FILTER (WHERE days >= 2), sum(orders), sum(net)
 FROM buyers GROUP BY is_member
@@ -317,24 +326,25 @@ def repurchase_split(
     key, join = SPLITS[by]
     condition, params = filters.sql()
     if by not in BUYER_SPLITS or filters.channels or filters.category:
-        days = f"""SELECT {key} AS key, o.customer_id,
-                          (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
-                   FROM contacts_order o
+        # Each order's purchase day first, once, not once per line of it (`category`).
+        days = f"""WITH bought AS MATERIALIZED (
+                       SELECT o.id, o.channel, o.customer_id, {PURCHASE_DAY} AS day
+                       FROM contacts_order o
+                       WHERE {PURCHASED} AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s)
+                   SELECT {key} AS key, o.customer_id, o.day FROM bought o
                    JOIN contacts_customerfacts f ON f.customer_id = o.customer_id {join}
-                   WHERE {PURCHASED} AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s
-                     AND {condition}"""  # noqa: S608
+                   WHERE {condition}"""  # noqa: S608
     else:  # a key of the buyer's: their purchase days will do (see metrics._days_sql)
         days = f"""SELECT {key} AS key, p.customer_id, p.day
                    FROM contacts_customerpurchaseday p
                    JOIN contacts_customerfacts f ON f.customer_id = p.customer_id {join}
-                   WHERE p.day >= (%(w_start)s AT TIME ZONE 'Asia/Shanghai')::date
-                     AND p.day < (%(w_end)s AT TIME ZONE 'Asia/Shanghai')::date
-                     AND {condition}"""  # noqa: S608
+                   WHERE p.day < {WINDOW_END_DAY} AND {condition}"""  # noqa: S608
     rows = _fetch(
         # Assembled from the fixed fragments above and Filters.sql(); values are parameters.
         f"""
         SELECT key, count(*), count(*) FILTER (WHERE n >= 2) FROM (
             SELECT key, customer_id, count(DISTINCT day) AS n FROM ({days}) d
+            WHERE day >= {WINDOW_START_DAY}  -- not a checkout begun before the window
             GROUP BY key, customer_id
         ) b GROUP BY key ORDER BY 2 DESC, 1
         """,  # noqa: S608

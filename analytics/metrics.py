@@ -6,7 +6,8 @@ numbers. Shared pieces:
 
 - A purchase day is a distinct (customer, Asia/Shanghai day) with a paid or
   partially refunded order (fully refunded and cancelled orders are none);
-  split orders of one checkout on one day are one purchase day.
+  the sub-orders of one checkout are one purchase day, the day its first was
+  paid, even when the others were paid after midnight (`facts.PURCHASE_DAY`).
 - A window of two dates includes both whole days in Asia/Shanghai: paid_at
   from the start day's 00:00 to the end day's 24:00 (`order_paid_idx`).
 - Filters narrow the orders that count: `channels` (the order's channel),
@@ -22,8 +23,13 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 from django.utils import timezone
 
+from contacts.facts import PURCHASE_DAY
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PURCHASED = "o.status IN ('paid', 'partially_refunded') AND o.paid_at IS NOT NULL"
+# The window's first day and the day after its last, as dates (`_bounds`).
+WINDOW_START_DAY = "(%(w_start)s AT TIME ZONE 'Asia/Shanghai')::date"
+WINDOW_END_DAY = "(%(w_end)s AT TIME ZONE 'Asia/Shanghai')::date"
 PERIODS = ("month", "week")
 
 
@@ -82,10 +88,7 @@ def _days_sql(filters: Filters, windowed: bool = True) -> tuple[str, dict]:
     read from the orders."""
     condition, params = filters.sql()
     if not (filters.channels or filters.category):
-        window = (
-            "AND p.day >= (%(w_start)s AT TIME ZONE 'Asia/Shanghai')::date"
-            " AND p.day < (%(w_end)s AT TIME ZONE 'Asia/Shanghai')::date"
-        )
+        window = f"AND p.day >= {WINDOW_START_DAY} AND p.day < {WINDOW_END_DAY}"
         return (
             f"""SELECT p.customer_id, p.day
                 FROM contacts_customerpurchaseday p
@@ -94,10 +97,13 @@ def _days_sql(filters: Filters, windowed: bool = True) -> tuple[str, dict]:
             params,
         )
     window = "AND o.paid_at >= %(w_start)s AND o.paid_at < %(w_end)s" if windowed else ""
+    began = f"WHERE day >= {WINDOW_START_DAY}" if windowed else ""
     return (
-        f"""SELECT DISTINCT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
-            FROM contacts_order o JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
-            WHERE {PURCHASED} {window} AND {condition}""",
+        f"""SELECT DISTINCT customer_id, day FROM (
+                SELECT o.customer_id, {PURCHASE_DAY} AS day
+                FROM contacts_order o
+                JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
+                WHERE {PURCHASED} {window} AND {condition}) bought {began}""",
         params,
     )
 
@@ -390,8 +396,7 @@ def intervals(*, start: date, end: date) -> list[dict]:
     rows = _fetch(
         f"""
         WITH days AS (
-            SELECT DISTINCT o.customer_id, l.category,
-                   (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day
+            SELECT DISTINCT o.customer_id, l.category, {PURCHASE_DAY} AS day
             FROM contacts_order o JOIN contacts_orderline l ON l.order_id = o.id
             WHERE {PURCHASED} AND o.paid_at < %(w_end)s AND o.customer_id IS NOT NULL
               AND (l.refund_amount < l.line_amount OR l.line_amount = 0)
@@ -411,7 +416,7 @@ def intervals(*, start: date, end: date) -> list[dict]:
                count(*) FILTER (WHERE gap <= 30), count(*) FILTER (WHERE gap BETWEEN 31 AND 60),
                count(*) FILTER (WHERE gap BETWEEN 61 AND 90),
                count(*) FILTER (WHERE gap BETWEEN 91 AND 180), count(*) FILTER (WHERE gap > 180)
-        FROM gaps WHERE gap IS NOT NULL AND day >= (%(w_start)s AT TIME ZONE 'Asia/Shanghai')::date
+        FROM gaps WHERE gap IS NOT NULL AND day >= {WINDOW_START_DAY}
         GROUP BY category ORDER BY category = '全部' DESC, count(*) DESC, category
         """,
         _bounds(start, end),
@@ -437,7 +442,7 @@ def historical_ltv(
     (channel, category), as in `_days_sql`."""
     condition, params = filters.sql()
     if filters.channels or filters.category:
-        spend = f"""SELECT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day,
+        spend = f"""SELECT o.customer_id, {PURCHASE_DAY} AS day,
                            o.amount - o.refund_amount AS net
                     FROM contacts_order o
                     JOIN contacts_customerfacts f ON f.customer_id = o.customer_id

@@ -35,6 +35,18 @@ LINE_KEPT = "(l.refund_amount < l.line_amount OR l.line_amount = 0)"
 # An order counted as orders are (订单数, 客单价): a checkout. The sub-orders a channel
 # splits one checkout into (Douyin's 子订单, `parent_order_id`) are one order.
 CHECKOUT = "o.channel || ':' || coalesce(nullif(o.parent_order_id, ''), o.channel_order_id)"
+# The day a purchased order `o` counts on (DESIGN.md, "Purchase day"): its Shanghai day
+# or, for a sub-order, the day its checkout's first purchased sub-order was paid, so sub-
+# orders paid either side of midnight are one purchase day, not a repurchase. Queries
+# over a window read its orders by paid_at (order_paid_idx) and drop those whose checkout
+# began before it; a sub-order paid after the window's end, of a checkout begun within
+# it, is not read (its checkout counts there, its own amount and lines do not).
+PURCHASE_DAY = """((CASE WHEN o.parent_order_id = '' THEN o.paid_at ELSE coalesce((
+    SELECT min(sibling.paid_at) FROM contacts_order sibling
+    WHERE sibling.customer_id = o.customer_id AND sibling.channel = o.channel
+      AND sibling.parent_order_id = o.parent_order_id
+      AND sibling.status IN ('paid', 'partially_refunded')), o.paid_at) END)
+    AT TIME ZONE 'Asia/Shanghai')::date"""
 
 # The columns of CustomerFacts the refresh computes, in the order of _FACTS_SELECT.
 FACT_COLUMNS = [
@@ -228,7 +240,7 @@ def _refresh(customer_ids: list[int] | None) -> FactsRefresh:
             keys=["day"],
             values=["orders", "net_revenue"],
             select=f"""
-                SELECT o.customer_id, (o.paid_at AT TIME ZONE 'Asia/Shanghai')::date AS day,
+                SELECT o.customer_id, {PURCHASE_DAY} AS day,
                        count(DISTINCT {CHECKOUT}) AS orders,
                        sum(o.amount - o.refund_amount) AS net_revenue
                 FROM contacts_order o JOIN facts_scope s ON s.id = o.customer_id

@@ -23,6 +23,7 @@ from contacts.models import (
     RelationshipEvent,
 )
 from sop.models import Enrollment, SopPlan, SopStep, Touchpoint
+from tests.analytics.purchases import purchase_days
 from tests.contacts.factories import (
     CustomerFactory,
     GuideFactory,
@@ -52,8 +53,8 @@ def _order(rng: random.Random, customer, paid_at: datetime, parent: str = "") ->
     if channel == "douyin" and not parent and rng.random() < 0.5:
         # A checkout split into sub-orders (子订单): one order for AOV, whatever they are.
         parent = f"P{rng.randrange(10**9)}"
-        for _ in range(rng.choice([1, 2])):
-            _order(rng, customer, paid_at, parent)
+        for _ in range(rng.choice([1, 2])):  # paid with it, or (from 23:00) after midnight
+            _order(rng, customer, paid_at + timedelta(minutes=rng.choice([0, 70])), parent)
     order = OrderFactory(
         customer=customer,
         paid_at=paid_at,
@@ -157,15 +158,16 @@ def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
 
 
 def _purchases(start: date, end: date):
-    """The window's purchased orders of customers with facts: (order, facts)."""
+    """The window's purchased orders of customers with facts, but those of a checkout
+    begun before the window: (order, its purchase day, facts)."""
     low, high = _bounds(start, end)
     facts = {f.customer_id: f for f in CustomerFacts.objects.all()}
-    for order in Order.objects.all():
-        if order.status not in PURCHASED or order.paid_at is None:
-            continue
+    purchased = purchase_days()
+    for order in Order.objects.filter(pk__in=purchased):
         if order.customer_id not in facts or not low <= order.paid_at < high:
             continue
-        yield order, facts[order.customer_id]
+        if purchased[order.pk] >= start:
+            yield order, purchased[order.pk], facts[order.customer_id]
 
 
 def _cents(value: Decimal) -> Decimal:
@@ -179,10 +181,10 @@ def test_member_comparison_matches_python(world, start, end):
     groups: dict[str, dict] = defaultdict(
         lambda: {"days": defaultdict(set), "orders": set(), "net": Decimal(0)}
     )
-    for order, facts in _purchases(start, end):
+    for order, day, facts in _purchases(start, end):
         for group in ("member" if facts.is_member else "non_member", "all"):
             cell = groups[group]
-            cell["days"][order.customer_id].add(order.paid_at.astimezone(SH).date())
+            cell["days"][order.customer_id].add(day)
             cell["orders"].add((order.channel, order.parent_order_id or order.channel_order_id))
             cell["net"] += order.amount - order.refund_amount
     rows = comparisons.member_comparison(start=start, end=end)
@@ -203,6 +205,8 @@ def test_member_comparison_matches_python(world, start, end):
     assert rows[0]["buyers"] > 5 and rows[1]["buyers"] > 5
     split = Order.objects.exclude(parent_order_id="").filter(status__in=PURCHASED)
     assert split.count() > len(set(split.values_list("parent_order_id", flat=True)))
+    purchased = purchase_days()
+    assert any(purchased[o.pk] != o.paid_at.astimezone(SH).date() for o in split)
 
 
 @pytest.mark.parametrize(("start", "end"), WINDOWS)

@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from analytics import metrics
+from analytics import comparisons, metrics
 from analytics.metrics import Filters
 from contacts.facts import facts_refresh
-from contacts.models import Customer, Order, OrderLine
+from contacts.models import Customer, CustomerFacts, Order, OrderLine
+from tests.analytics.purchases import purchase_days
 from tests.contacts.factories import (
     CustomerFactory,
     GuideFactory,
@@ -31,7 +32,15 @@ def at(day: str, hour: int = 12) -> datetime:
     return datetime.fromisoformat(day).replace(hour=hour, tzinfo=SH)
 
 
-def buy(customer, when: datetime, amount="100", status="paid", channel="tmall", category="文胸"):
+def buy(
+    customer,
+    when: datetime,
+    amount="100",
+    status="paid",
+    channel="tmall",
+    category="文胸",
+    parent="",
+):
     order = OrderFactory(
         customer=customer,
         paid_at=when,
@@ -39,6 +48,7 @@ def buy(customer, when: datetime, amount="100", status="paid", channel="tmall", 
         status=status,
         channel=channel,
         refund_amount=Decimal(amount) if status == "refunded" else Decimal(0),
+        parent_order_id=parent,
     )
     OrderLine.objects.create(
         order=order,
@@ -78,6 +88,56 @@ def test_repurchase_by_hand():
         b_end=date(2026, 3, 31),
     )
     assert (back["buyers"], back["returned"], back["rate"]) == (1, 1, 1.0)
+
+
+def test_a_checkout_split_either_side_of_midnight_is_one_purchase_day():
+    once, twice, late = (CustomerFactory() for _ in range(3))
+    # `once` bought one checkout, split by Douyin into sub-orders paid 23:50 and 00:10.
+    buy(once, at("2026-03-10", 23).replace(minute=50), channel="douyin", parent="P1")
+    buy(once, at("2026-03-11", 0).replace(minute=10), channel="douyin", parent="P1")
+    # `twice`: the same kind of checkout, and a second purchase eleven days later.
+    buy(twice, at("2026-03-10", 23).replace(minute=50), channel="douyin", parent="P2")
+    buy(twice, at("2026-03-11", 0).replace(minute=10), channel="douyin", parent="P2")
+    buy(twice, at("2026-03-21"), category="睡衣")
+    # `late`: the checkout's first sub-order was cancelled, so it counts on the 11th.
+    buy(late, at("2026-03-10", 23), channel="douyin", parent="P3", status="cancelled")
+    buy(late, at("2026-03-11", 1), channel="douyin", parent="P3")
+    facts_refresh()
+    facts = {f.customer_id: f for f in CustomerFacts.objects.all()}
+    assert (facts[once.pk].purchase_days, facts[once.pk].orders) == (1, 1)
+    assert facts[once.pk].net_revenue == Decimal("200")
+    assert facts[once.pk].first_purchase_on == facts[once.pk].last_purchase_on == date(2026, 3, 10)
+    assert (facts[twice.pk].purchase_days, facts[twice.pk].median_interval_days) == (2, 11)
+    assert facts[late.pk].first_purchase_on == date(2026, 3, 11)
+    march = {"start": date(2026, 3, 1), "end": date(2026, 3, 31)}
+    for filters in (Filters(), Filters(channels=("douyin", "tmall")), Filters(category="文胸")):
+        result = metrics.repurchase(**march, filters=filters)
+        assert (result["buyers"], result["repeat_buyers"]) == (3, 1 if not filters.category else 0)
+    # From the 11th on, only `late`'s checkout and `twice`'s later order began in the window.
+    for filters in (Filters(), Filters(channels=("douyin", "tmall"))):
+        result = metrics.repurchase(start=date(2026, 3, 11), end=date(2026, 3, 31), filters=filters)
+        assert (result["buyers"], result["repeat_buyers"]) == (2, 0)
+    (overall, *_) = metrics.intervals(**march)
+    assert (overall["category"], overall["intervals"], overall["median_days"]) == ("全部", 1, 11)
+    # Buyers, repeat buyers, orders (checkouts) and net revenue of everyone (non-members).
+    everyone = comparisons.member_comparison(**march)[2]
+    assert [everyone[key] for key in ("buyers", "repeat_buyers", "orders", "net_revenue")] == [
+        3,
+        1,
+        4,
+        Decimal("600.00"),
+    ]
+    later = comparisons.member_comparison(start=date(2026, 3, 11), end=date(2026, 3, 31))[2]
+    assert [later[key] for key in ("buyers", "repeat_buyers", "orders", "net_revenue")] == [
+        2,
+        0,
+        2,
+        Decimal("200.00"),
+    ]
+    by_channel = comparisons.repurchase_split(
+        start=date(2026, 3, 11), end=date(2026, 3, 31), by="channel"
+    )
+    assert {row["key"]: row["buyers"] for row in by_channel} == {"douyin": 1, "tmall": 1}
 
 
 def test_conversion_by_hand():
@@ -141,6 +201,18 @@ def shop():
                 channel=rng.choice(["tmall", "jd", "douyin", "youzan", "miniapp"]),
                 category=rng.choice(["文胸", "内裤", "睡衣"]),
             )
+        if rng.random() < 0.3:  # a Douyin checkout split into sub-orders, often over midnight
+            when = at("2025-01-01", 23) + timedelta(days=rng.randrange(600))
+            for minutes in sorted(rng.sample([0, 30, 70, 90], rng.choice([2, 3]))):
+                buy(
+                    customer,
+                    when + timedelta(minutes=minutes),
+                    amount=str(rng.choice([59, 89])),
+                    status=rng.choices(["paid", "refunded", "cancelled"], [80, 10, 10])[0],
+                    channel="douyin",
+                    category=rng.choice(["文胸", "内裤", "睡衣"]),
+                    parent=f"D{number}",
+                )
     # Partial refunds: refund a part.
     for order in Order.objects.filter(status="partially_refunded"):
         order.refund_amount = order.amount / 4
@@ -151,15 +223,20 @@ def shop():
 def _raw_days(channels=None, member=None) -> dict[int, set[date]]:
     days = defaultdict(set)
     members = dict(Customer.objects.values_list("pk", "is_member"))
-    for order in Order.objects.all():
-        if order.status not in PURCHASED or order.customer_id is None:
-            continue
+    purchased = purchase_days()
+    for order in Order.objects.filter(pk__in=purchased):
         if channels and order.channel not in channels:
             continue
         if member is not None and members[order.customer_id] != member:
             continue
-        days[order.customer_id].add(order.paid_at.astimezone(SH).date())
+        days[order.customer_id].add(purchased[order.pk])
     return days
+
+
+def test_the_shop_has_checkouts_split_over_midnight(shop):
+    split = Order.objects.exclude(parent_order_id="").filter(status__in=PURCHASED)
+    purchased = purchase_days()
+    assert any(purchased[o.pk] != o.paid_at.astimezone(SH).date() for o in split)
 
 
 @pytest.mark.parametrize(
@@ -296,10 +373,9 @@ def test_joined_cohorts_match_python(shop, end):
 @pytest.mark.parametrize("end", [date(2026, 8, 31), date(2026, 4, 17)])
 def test_historical_ltv_matches_python(shop, end):
     spend = defaultdict(list)
-    for order in Order.objects.filter(status__in=PURCHASED, customer__isnull=False):
-        spend[order.customer_id].append(
-            (order.paid_at.astimezone(SH).date(), order.amount - order.refund_amount)
-        )
+    purchased = purchase_days()
+    for order in Order.objects.filter(pk__in=purchased):
+        spend[order.customer_id].append((purchased[order.pk], order.amount - order.refund_amount))
     cohorts = defaultdict(list)
     for customer, rows in spend.items():
         if min(d for d, _ in rows) <= end:
@@ -322,11 +398,12 @@ def test_historical_ltv_matches_python(shop, end):
 def test_intervals_match_python(shop, window):
     end = date(2026, 12, 31)
     by_category = defaultdict(lambda: defaultdict(set))
-    for line in OrderLine.objects.select_related("order").filter(order__customer__isnull=False):
+    purchased = purchase_days()
+    for line in OrderLine.objects.select_related("order").filter(order__in=purchased):
         order = line.order
-        if order.status not in PURCHASED or line.refund_amount >= line.line_amount > 0:
+        if line.refund_amount >= line.line_amount > 0:
             continue
-        day = order.paid_at.astimezone(SH).date()
+        day = purchased[order.pk]
         by_category[line.category][order.customer_id].add(day)
         by_category["全部"][order.customer_id].add(day)
     if window == "everything":

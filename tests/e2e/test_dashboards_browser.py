@@ -15,6 +15,7 @@ from django.utils import translation
 from analytics import dashboards, weekly
 from analytics.tables import PAGES
 from contacts.models import CustomerFacts, Order
+from tests.analytics.purchases import purchase_days
 from tests.analytics.test_comparisons import world  # noqa: F401 - the seeded shop
 from tests.analytics.test_export import buyers  # noqa: F401 - BG/NBD buyers, for predictions
 from tests.conftest import PASSWORD
@@ -124,15 +125,18 @@ def _week_from_rows(week_start: date) -> dict:
     members = dict(CustomerFacts.objects.values_list("customer_id", "is_member"))
     days: dict[int, set[date]] = defaultdict(set)
     firsts: dict[int, date] = {}
-    net = Decimal(0)
+    net = Decimal(0)  # the brand's sales: every order paid in the week
+    purchased = purchase_days()  # the day each order counts on, as a purchase
     for order in Order.objects.filter(status__in=PURCHASED, paid_at__isnull=False):
-        day = order.paid_at.astimezone(SH).date()
-        if order.customer_id in members and day <= end:
+        if week_start <= order.paid_at.astimezone(SH).date() <= end:
+            net += order.amount - order.refund_amount
+        if order.customer_id not in members:
+            continue
+        day = purchased[order.pk]
+        if day <= end:
             firsts[order.customer_id] = min(day, firsts.get(order.customer_id, day))
         if week_start <= day <= end:
-            net += order.amount - order.refund_amount
-            if order.customer_id in members:
-                days[order.customer_id].add(day)
+            days[order.customer_id].add(day)
 
     def rate(customers) -> float | None:
         customers = list(customers)
