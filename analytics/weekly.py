@@ -26,7 +26,7 @@ from openpyxl.styles import Font, PatternFill
 from analytics import metrics
 from analytics.metrics import SHANGHAI, Filters
 from analytics.models import ReportDelivery, ReportRecipient, WeeklyReport
-from contacts.facts import CHECKOUT
+from contacts.facts import CHECKOUT, PURCHASE_DAY
 from contacts.models import Guide, Store
 from scrm.spreadsheets import xlsx_row
 
@@ -68,13 +68,15 @@ def _points(current, previous) -> float | None:
 
 
 def _totals(start: date, end: date) -> tuple[int, Decimal, Decimal, int]:
-    """Orders (checkouts: sub-orders of one are one), net revenue (of every order: the
-    brand's sales), the part of it of orders matched to no customer (which the
-    dashboards, about customers, leave out), and purchase days (Shanghai days) from
-    start to end."""
+    """Orders (checkouts: sub-orders of one are one, counted in the week it began),
+    net revenue (of every order paid in the week: the brand's sales), the part of it of
+    orders matched to no customer (which the dashboards, about customers, leave out),
+    and purchase days (Shanghai days) from start to end."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT count(DISTINCT {CHECKOUT}), coalesce(sum(o.amount - o.refund_amount), 0),
+            f"""SELECT count(DISTINCT {CHECKOUT}) FILTER (
+                           WHERE {PURCHASE_DAY} >= {metrics.WINDOW_START_DAY}),
+                       coalesce(sum(o.amount - o.refund_amount), 0),
                        coalesce(sum(o.amount - o.refund_amount)
                                 FILTER (WHERE o.customer_id IS NULL), 0)
                 FROM contacts_order o WHERE {metrics.PURCHASED}

@@ -3,7 +3,7 @@ delivered by e-mail and WeCom (the emulator), failures recorded and retried, pag
 
 import json
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from html import escape
 from io import BytesIO, StringIO
@@ -87,6 +87,26 @@ def test_the_weeks_numbers(orders):
     assert data["purchase_days_change"] == 1.0  # 2 → 4
     assert data["repurchase_rate_points"] == pytest.approx(1 / 3)  # 0 → 1/3
     assert len(data["sentences"]) == 3
+
+
+def test_a_checkout_split_over_the_weeks_midnight_is_the_earlier_weeks_order():
+    buyer = CustomerFactory()
+    sunday_night = datetime(2026, 11, 15, 23, 50, tzinfo=SH)  # W46's last minutes
+    for paid_at in (sunday_night, sunday_night + timedelta(minutes=20)):  # W47's first
+        OrderFactory(
+            customer=buyer,
+            paid_at=paid_at,
+            amount=Decimal("80"),
+            channel="douyin",
+            parent_order_id="DY-9",
+        )
+    facts_refresh()
+    earlier = weekly.report_data(week_start=WEEK - timedelta(days=7))
+    later = weekly.report_data(week_start=WEEK)
+    assert (earlier["buyers"], earlier["purchase_days"], earlier["orders"]) == (1, 1, 1)
+    assert (later["buyers"], later["purchase_days"], later["orders"]) == (0, 0, 0)
+    # Sales are the week's payments: 80 yuan each side of midnight.
+    assert earlier["net_revenue"] == later["net_revenue"] == 80.0
 
 
 def test_built_once_and_delivered_with_failures_recorded(orders, app):
