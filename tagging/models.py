@@ -1,5 +1,9 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import pgettext_lazy
 
 
@@ -224,3 +228,84 @@ class TagMergeMove(models.Model):
 
     def __str__(self) -> str:
         return f"merge {self.merge_id}"
+
+
+class BulkTagging(models.Model):
+    """A manual tag added by a worker to every customer a list's filters select, or such
+    an addition undone (docs/BULK_TAGGING.md)."""
+
+    class Source(models.TextChoices):
+        CUSTOMERS = "customers", pgettext_lazy("BulkTagging.Source", "客户列表")
+        TAG = "tag", pgettext_lazy("BulkTagging.Source", "标签页")
+        UNDO = "undo", pgettext_lazy("BulkTagging.Source", "撤销")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", pgettext_lazy("BulkTagging.Status", "排队中")
+        RUNNING = "running", pgettext_lazy("BulkTagging.Status", "进行中")
+        SUCCEEDED = "succeeded", pgettext_lazy("BulkTagging.Status", "完成")
+        FAILED = "failed", pgettext_lazy("BulkTagging.Status", "失败")
+
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="bulk_taggings")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    query = models.TextField(blank=True)  # the list's query string: its filters
+    # An undo names the tagging it undoes; a tagging is undone at most once.
+    undoes = models.OneToOneField(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="undone_by"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    language = models.CharField(max_length=16)  # a failure's words, as the page was shown
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total = models.IntegerField(null=True, blank=True)  # customers to go through
+    done = models.IntegerField(default=0)  # gone through so far
+    changed = models.IntegerField(default=0)  # of them: newly tagged (or untagged by an undo)
+    failure = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Also the `added_at` of every tag it adds and the `at` of its events: what an undo finds.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "批量打标签"
+        verbose_name_plural = "批量打标签"
+        indexes = [models.Index(fields=["tag", "-created_at"], name="bulk_tagging_tag_idx")]
+
+    def __str__(self) -> str:
+        return f"bulk tagging #{self.pk} {self.source} {self.status}"
+
+    # Still queued or running this long after it was asked for, it never will finish: its
+    # worker was killed past the time limit, and the task is not delivered again.
+    INTERRUPTED_AFTER = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or going on: its page follows it."""
+        running = self.status in (self.Status.QUEUED, self.Status.RUNNING)
+        return running and not self.is_interrupted
+
+    @property
+    def is_interrupted(self) -> bool:
+        """Its worker was killed: what it committed stays (and may be undone)."""
+        running = self.status in (self.Status.QUEUED, self.Status.RUNNING)
+        return running and self.created_at < timezone.now() - self.INTERRUPTED_AFTER
+
+    @property
+    def undoable(self) -> bool:
+        """Finished having added tags, and not undone yet (`bulk.bulk_tagging_undo`)."""
+        return (
+            self.source != self.Source.UNDO
+            and not self.is_active
+            and self.started_at is not None
+            and getattr(self, "undone_by", None) is None
+        )
+
+    @property
+    def list_url(self) -> str:
+        """The list whose filters chose the customers, filtered as it was."""
+        if self.source == self.Source.CUSTOMERS:
+            path = reverse("customers")
+        else:
+            path = reverse("tag_detail", args=[self.tag_id])
+        return f"{path}?{self.query}" if self.query else path

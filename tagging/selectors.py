@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.shortcuts import get_object_or_404
 
 from contacts.models import Customer, Guide
 from tagging.models import CustomerTag, CustomerTagEvent, Tag, TagGroup, TagRule
@@ -60,6 +62,23 @@ class CustomerFilter:
     guide: Guide | None = None
     is_member: bool | None = None
     everyone: bool = False
+
+
+def tag_page_filter(params, tag: Tag) -> CustomerFilter:
+    """The tag page's filters from its query string (the page, its export, its bulk
+    tagging); Http404 for a guide that is not there (any more)."""
+    guide = None
+    if guide_id := params.get("guide", ""):
+        if not guide_id.isdecimal():
+            raise Http404("bad guide")
+        guide = get_object_or_404(Guide, pk=int(guide_id))
+    member = {"yes": True, "no": False}.get(params.get("member", ""))
+    return CustomerFilter(
+        text=params.get("q", "").strip(),
+        guide=guide,
+        is_member=member,
+        everyone=params.get("show") == "all" and tag.source == Tag.Source.MANUAL,
+    )
 
 
 def tag_customers(*, tag: Tag, filters: CustomerFilter):

@@ -231,14 +231,22 @@ def schedule_full_retag() -> None:
 # -- manual tags ---------------------------------------------------------------------------
 
 
-def customer_tags_set(*, tag: Tag, customer_ids: list[int], add: bool, by) -> int:
-    """Add (or remove) a manual tag on customers, with history; returns how many changed."""
+def manual_tag_check(tag: Tag) -> None:
+    """Only a manual tag is changed by hand: ValueError naming who maintains any other."""
     if tag.source != Tag.Source.MANUAL or tag.group.system_key:
         raise ValueError(
             _("「%(tag)s」由%(source)s维护，不能手动修改。")
             % {"tag": tag.label, "source": tag.get_source_display()}
         )
-    now = timezone.now()
+
+
+def customer_tags_set(
+    *, tag: Tag, customer_ids: list[int], add: bool, by, at: datetime | None = None
+) -> int:
+    """Add (or remove) a manual tag on customers, with history dated `at` (now by
+    default); returns how many changed."""
+    manual_tag_check(tag)
+    now = at or timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         if add:
             cursor.execute(

@@ -57,3 +57,14 @@ def push_tags() -> dict:
     if TagPushPending.objects.filter(attempts__lt=MAX_ATTEMPTS).exists():
         services.schedule_push()
     return asdict(result) | {"rest": None}
+
+
+@shared_task(name="tagging.tasks.run_bulk_tagging", acks_late=True)
+def run_bulk_tagging(bulk_id: int) -> dict:
+    """One bulk tagging (`tagging.bulk.bulk_tagging_run`: safe twice)."""
+    from tagging.bulk import bulk_tagging_run
+
+    bulk = bulk_tagging_run(bulk_id=bulk_id)
+    if bulk is None:
+        return {"skipped": "running elsewhere"}
+    return {"status": bulk.status, "done": bulk.done}

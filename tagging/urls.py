@@ -14,4 +14,6 @@ urlpatterns = [
     path("tags/<int:tag_id>/customers/", views.tag_customers_change, name="tag_customers_change"),
     path("tags/<int:tag_id>/export/", views.tag_export, name="tag_export"),
     path("tags/listed-customers/", views.listed_customers_tag, name="listed_customers_tag"),
+    path("tags/bulk/<int:pk>/status", views.bulk_tagging_status, name="bulk_tagging_status"),
+    path("tags/bulk/<int:pk>/undo/", views.bulk_tagging_undo, name="bulk_tagging_undo"),
 ]

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.formats import number_format
@@ -16,20 +16,21 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from contacts.listing import console_customers, filters_refused
+from contacts.listing import filters_refused
 from contacts.models import Customer, Guide, Product, Store
 from contacts.order_files import ORDER_CHANNEL_NAMES, ORDER_CHANNELS
 from scrm.exports import Table, export_asked
 from scrm.models import Export
 from scrm.roles import Perm, permission_required
 from scrm.spreadsheets import wall_clock
-from tagging import selectors, services
+from tagging import bulk, selectors, services
 from tagging.forms import ManualTagForm, RuleForm, SystemTagSettingsForm
-from tagging.models import SystemTagSettings, Tag, TagGroup
+from tagging.models import BulkTagging, SystemTagSettings, Tag, TagGroup
 from tagging.rules import FACTS, RuleError
 from tagging.system import DEFAULTS, current_settings
 
 PAGE_SIZE = 50
+BULK_TAGGINGS_SHOWN = 10  # the newest, on the tag's page
 COUNT_CAP = 10_000  # counting stops here: "10,000+" stays instant on a tag of millions
 SUGGESTIONS = 200  # attribute values offered per kind in the rule editor
 
@@ -266,21 +267,6 @@ def rule_edit(request: HttpRequest, tag_id: int | None = None) -> HttpResponse:
 # -- a tag's customers ---------------------------------------------------------------------
 
 
-def _filters(params, tag: Tag) -> selectors.CustomerFilter:
-    guide = None
-    if guide_id := params.get("guide", ""):
-        if not guide_id.isdecimal():
-            raise Http404("bad guide")
-        guide = get_object_or_404(Guide, pk=int(guide_id))
-    member = {"yes": True, "no": False}.get(params.get("member", ""))
-    return selectors.CustomerFilter(
-        text=params.get("q", "").strip(),
-        guide=guide,
-        is_member=member,
-        everyone=params.get("show") == "all" and tag.source == Tag.Source.MANUAL,
-    )
-
-
 def _filter_query(params) -> str:
     return urlencode({k: params.get(k) for k in ("q", "guide", "member", "show") if params.get(k)})
 
@@ -288,7 +274,7 @@ def _filter_query(params) -> str:
 @permission_required(Perm.VIEW_CONSOLE)
 def tag_detail(request: HttpRequest, tag_id: int) -> HttpResponse:
     tag = get_object_or_404(Tag.objects.select_related("group"), pk=tag_id)
-    filters = _filters(request.GET, tag)
+    filters = selectors.tag_page_filter(request.GET, tag)
     queryset = selectors.tag_customers(tag=tag, filters=filters)
     counted = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
     if after := request.GET.get("after", ""):
@@ -314,6 +300,9 @@ def tag_detail(request: HttpRequest, tag_id: int) -> HttpResponse:
             "is_manual": tag.source == Tag.Source.MANUAL,
             "query": query,
             "guides": Guide.objects.active().only("id", "name", "wecom_userid"),
+            "bulk_taggings": tag.bulk_taggings.select_related(
+                "requested_by", "undoes", "undone_by"
+            )[:BULK_TAGGINGS_SHOWN],
         },
     )
 
@@ -332,7 +321,7 @@ def tag_export_table(query: QueryDict, object_id: int | None) -> Table:
     """The tag page's customers, filtered as on the page, all of them, for an export (run
     by a worker): streamed from the database in chunks."""
     tag = get_object_or_404(Tag, pk=object_id)
-    filters = _filters(query, tag)
+    filters = selectors.tag_page_filter(query, tag)
     yes, no = _("是"), _("否")
 
     def rows():
@@ -365,24 +354,19 @@ def tag_export_table(query: QueryDict, object_id: int | None) -> Table:
 @require_POST
 @permission_required(Perm.CHANGE_CONSOLE)
 def tag_customers_change(request: HttpRequest, tag_id: int) -> HttpResponse:
-    """Add or remove a manual tag on the ticked customers, or add it to every customer
-    the page's filters select."""
-    tag = get_object_or_404(Tag, pk=tag_id)
+    """Add or remove a manual tag on the ticked customers, or queue adding it to every
+    customer the page's filters select (a bulk tagging, followed on this page)."""
+    tag = get_object_or_404(Tag.objects.select_related("group"), pk=tag_id)
     action = request.POST.get("action")
     back = reverse("tag_detail", args=[tag.pk])
     if query := _filter_query(request.POST):
         back += f"?{query}"
     if action == "add_filtered":
-        ids = list(
-            selectors.tag_customers(tag=tag, filters=_filters(request.POST, tag)).values_list(
-                "pk", flat=True
-            )
-        )
-    elif action in ("add", "remove"):
-        ids = [int(v) for v in request.POST.getlist("customer") if v.isdecimal()]
-    else:
+        return _bulk_asked(request, tag, BulkTagging.Source.TAG, QueryDict(query), back)
+    if action not in ("add", "remove"):
         messages.error(request, _("未知的操作。"))
         return redirect(back)
+    ids = [int(v) for v in request.POST.getlist("customer") if v.isdecimal()]
     try:
         changed = services.customer_tags_set(
             tag=tag, customer_ids=ids, add=action != "remove", by=request.user
@@ -400,54 +384,90 @@ def tag_customers_change(request: HttpRequest, tag_id: int) -> HttpResponse:
     return redirect(back)
 
 
-def _count(number: int) -> str:
-    return number_format(number, force_grouping=True)
+def _bulk_asked(request, tag: Tag, source: str, query: QueryDict, back: str) -> HttpResponse:
+    """Queue a bulk tagging; to the tag's page, where it is followed."""
+    try:
+        bulk.bulk_tagging_request(user=request.user, tag=tag, source=source, query=query)
+    except ValueError as error:  # not a manual tag, or nobody selected: the reason says
+        messages.error(request, str(error))
+        return redirect(back)
+    messages.success(
+        request,
+        _("已开始在后台给筛选出的客户加上标签「%(tag)s」，进度见下方「批量加标签」。")
+        % {"tag": tag.label},
+    )
+    return redirect(reverse("tag_detail", args=[tag.pk]) + "#bulk")
 
 
 @require_POST
 @permission_required(Perm.CHANGE_CONSOLE)
 def listed_customers_tag(request: HttpRequest) -> HttpResponse:
-    """Add a manual tag to every customer the console customer list's filters select
-    (POST tag, and query: the list's query string); back to the list as it was."""
+    """Queue adding a manual tag to every customer the console customer list's filters
+    select (POST tag, and query: the list's query string); then to the tag's page."""
     query = QueryDict(request.POST.get("query", ""), mutable=True)
     query.pop("after", None)
     back = reverse("customers") + (f"?{query.urlencode()}" if query else "")
     tag_id = request.POST.get("tag", "")
-    tag = Tag.objects.filter(pk=int(tag_id)).first() if tag_id.isdecimal() else None
+    tag = (
+        Tag.objects.select_related("group").filter(pk=int(tag_id)).first()
+        if tag_id.isdecimal()
+        else None
+    )
     if tag is None:
         messages.error(request, _("请选择要加上的标签。"))
         return redirect(back)
     if refused := filters_refused(request, query):
         return refused
-    ids = list(console_customers(query)[0].values_list("pk", flat=True))
-    if not ids:
-        messages.error(request, _("没有符合筛选条件的客户。"))
-        return redirect(back)
+    return _bulk_asked(request, tag, BulkTagging.Source.CUSTOMERS, query, back)
+
+
+def _count(number: int) -> str:
+    return number_format(number, force_grouping=True)
+
+
+def _bulk_progress(tagging: BulkTagging) -> str:
+    """Where a bulk tagging is, in the reader's words."""
+    if tagging.is_interrupted:
+        return _("已中断：后台任务被终止，已加上的标签保留。可撤销，或重新加标签。")
+    if tagging.status == BulkTagging.Status.QUEUED:
+        return _("排队中：后台任务空闲后马上开始…")
+    if tagging.status == BulkTagging.Status.RUNNING:
+        if tagging.total is None:
+            return _("进行中：正在筛选客户…")
+        return _("进行中：已处理 %(done)s / %(total)s 位客户") % {
+            "done": _count(tagging.done),
+            "total": _count(tagging.total),
+        }
+    if tagging.status == BulkTagging.Status.FAILED:
+        return _("失败：%(reason)s") % {"reason": tagging.failure}
+    return tagging.get_status_display()
+
+
+@permission_required(Perm.VIEW_CONSOLE)
+def bulk_tagging_status(request: HttpRequest, pk: int) -> JsonResponse:
+    tagging = get_object_or_404(BulkTagging, pk=pk)
+    return JsonResponse(
+        {
+            "status": "interrupted" if tagging.is_interrupted else tagging.status,
+            "rows": tagging.done,
+            "total": tagging.total,
+            "message": _bulk_progress(tagging),
+        }
+    )
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def bulk_tagging_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queue the undo of a bulk tagging: its tags come off those who still carry them."""
+    tagging = get_object_or_404(BulkTagging.objects.select_related("tag"), pk=pk)
     try:
-        changed = services.customer_tags_set(tag=tag, customer_ids=ids, add=True, by=request.user)
-    except ValueError as error:  # not a manual tag: the reason names who maintains it
+        bulk.bulk_tagging_undo(user=request.user, bulk=tagging)
+    except ValueError as error:
         messages.error(request, str(error))
-        return redirect(back)
-    if not changed:
-        messages.info(
-            request,
-            _("筛选出的 %(n)s 位客户都已有标签「%(tag)s」，未做更改。")
-            % {"n": _count(len(ids)), "tag": tag.label},
-        )
-        return redirect(back)
-    if changed == len(ids):
-        done = _("已给 %(n)s 位客户加上标签「%(tag)s」。") % {
-            "n": _count(changed),
-            "tag": tag.label,
-        }
     else:
-        done = _("已给 %(n)s 位客户加上标签「%(tag)s」；筛选出的其余 %(rest)s 位已有此标签。") % {
-            "n": _count(changed),
-            "tag": tag.label,
-            "rest": _count(len(ids) - changed),
-        }
-    messages.success(request, done)
-    return redirect(back)
+        messages.success(request, _("已开始撤销，进度见下方「批量加标签」。"))
+    return redirect(reverse("tag_detail", args=[tagging.tag_id]) + "#bulk")
 
 
 # -- system tag settings -------------------------------------------------------------------

@@ -58,3 +58,21 @@ def exported(client, url: str, query: dict | None = None, file_format: str = "xl
     export = Export.objects.get(pk__gt=newest)
     export_run(export_id=export.pk)
     return client.get(reverse("export_download", args=[export.pk]))
+
+
+def bulk_tagged(client, url: str, data: dict):
+    """Ask for a bulk tagging as the page's button does and run it as the worker would
+    (here, in the test's transaction): the tagging, as it ended, and the tag's page."""
+    from django.urls import reverse
+
+    from tagging.bulk import bulk_tagging_run
+    from tagging.models import BulkTagging
+
+    newest = BulkTagging.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    response = client.post(url, data)
+    bulk = BulkTagging.objects.get(pk__gt=newest)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("tag_detail", args=[bulk.tag_id]) + "#bulk"
+    bulk_tagging_run(bulk_id=bulk.pk)
+    bulk.refresh_from_db()
+    return bulk, client.get(response["Location"]).content.decode()

@@ -6,7 +6,8 @@ from urllib.parse import urlencode
 import pytest
 from django.urls import reverse
 
-from tagging.models import CustomerTag, CustomerTagEvent, Tag, TagGroup
+from tagging.models import BulkTagging, CustomerTag, CustomerTagEvent, Tag, TagGroup
+from tests.helpers import bulk_tagged
 
 pytestmark = pytest.mark.django_db
 
@@ -27,26 +28,38 @@ def _post(client, tag, query: dict):
     )
 
 
+def _tagging(client, tag, query: dict):
+    data = {"tag": tag.pk, "query": urlencode(query)}
+    return bulk_tagged(client, reverse("listed_customers_tag"), data)
+
+
 def test_every_customer_the_filters_select_gets_the_tag(
     client_for, operator, tag_people, manual_tag, enqueued
 ):
     client = client_for(operator)
     # Net revenue of at least 300: A (350) and B (450), not C (80), D and E (none).
-    response = _post(client, manual_tag, {"revenue_min": "300", "sort": "name"})
-    assert response.redirect_chain[-1][0] == reverse("customers") + "?revenue_min=300&sort=name"
+    bulk, page = _tagging(client, manual_tag, {"revenue_min": "300", "sort": "name"})
     assert _tagged(manual_tag) == {"A", "B"}
     events = CustomerTagEvent.objects.filter(tag=manual_tag)
-    assert {(e.customer.name, e.action, e.cause, e.by_id) for e in events} == {
-        ("A", "added", "manual", operator.pk),
-        ("B", "added", "manual", operator.pk),
+    assert {(e.customer.name, e.action, e.cause, e.by_id, e.at) for e in events} == {
+        ("A", "added", "manual", operator.pk, bulk.started_at),
+        ("B", "added", "manual", operator.pk, bulk.started_at),
     }
-    assert "已给 2 位客户加上标签「VIP」。</div>" in response.content.decode()
-    # Tmall buyers: A (tagged already) and C. Only C is new.
-    response = _post(client, manual_tag, {"channel": "tmall"})
-    assert _tagged(manual_tag) == {"A", "B", "C"}
-    assert (
-        "已给 1 位客户加上标签「VIP」；筛选出的其余 1 位已有此标签。" in response.content.decode()
+    assert (bulk.source, bulk.status, bulk.total, bulk.done, bulk.changed) == (
+        "customers",
+        "succeeded",
+        2,
+        2,
+        2,
     )
+    assert bulk.requested_by == operator and bulk.finished_at is not None
+    assert "新加上 2 位" in page
+    assert f'href="{reverse("customers")}?revenue_min=300&amp;sort=name"' in page
+    # Tmall buyers: A (tagged already) and C. Only C is new.
+    bulk, page = _tagging(client, manual_tag, {"channel": "tmall"})
+    assert _tagged(manual_tag) == {"A", "B", "C"}
+    assert (bulk.total, bulk.changed) == (2, 1)
+    assert "新加上 1 位" in page
 
 
 def test_a_rule_tag_or_no_tag_changes_nothing(
@@ -60,6 +73,7 @@ def test_a_rule_tag_or_no_tag_changes_nothing(
     response = _post(client, manual_tag, {"channel": "pos"})  # nobody bought in a store
     assert "没有符合筛选条件的客户。" in response.content.decode()
     assert not CustomerTag.objects.filter(tag__in=[manual_tag, rule_tag]).exists()
+    assert not BulkTagging.objects.exists()
 
 
 def test_only_those_who_may_change_the_console_tag_from_the_list(
@@ -74,6 +88,7 @@ def test_only_those_who_may_change_the_console_tag_from_the_list(
     assert _post(managing, manual_tag, {}).status_code == 403
     assert _post(client_for(guide_user), manual_tag, {}).status_code == 403
     assert not CustomerTag.objects.filter(tag=manual_tag).exists()
+    assert not BulkTagging.objects.exists()
 
 
 def test_a_filter_the_list_ignores_tags_nobody_and_a_repeat_changes_nothing(
@@ -82,8 +97,9 @@ def test_a_filter_the_list_ignores_tags_nobody_and_a_repeat_changes_nothing(
     client = client_for(operator)
     response = _post(client, manual_tag, {"revenue_min": "abc"})
     assert "筛选条件有误" in response.content.decode()
-    assert not CustomerTag.objects.filter(tag=manual_tag).exists()
-    _post(client, manual_tag, {"revenue_min": "300"})
-    response = _post(client, manual_tag, {"revenue_min": "300"})
-    assert "筛选出的 2 位客户都已有标签「VIP」，未做更改。" in response.content.decode()
+    assert not BulkTagging.objects.exists()
+    _tagging(client, manual_tag, {"revenue_min": "300"})
+    bulk, page = _tagging(client, manual_tag, {"revenue_min": "300"})
+    assert (bulk.status, bulk.total, bulk.changed) == ("succeeded", 2, 0)
+    assert "新加上 0 位" in page
     assert CustomerTagEvent.objects.filter(tag=manual_tag).count() == 2  # none for the repeat

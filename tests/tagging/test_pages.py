@@ -12,6 +12,7 @@ from openpyxl import load_workbook
 from contacts.models import Customer, Guide
 from tagging.forms import SystemTagSettingsForm
 from tagging.models import (
+    BulkTagging,
     CustomerTag,
     CustomerTagEvent,
     SystemTagSettings,
@@ -23,7 +24,7 @@ from tagging.rules import FACTS
 from tagging.services import customer_tags_set, rule_save
 from tagging.system import DEFAULTS
 from tests.contacts.factories import CustomerFactory
-from tests.helpers import exported
+from tests.helpers import bulk_tagged, exported
 
 pytestmark = pytest.mark.django_db
 
@@ -519,17 +520,23 @@ def test_operator_adds_and_removes_a_manual_tag_on_a_selection(
 
 
 def test_add_to_all_filtered_adds_exactly_the_filtered(
-    client_for, operator, tag_people, manual_tag
+    client_for, operator, tag_people, manual_tag, enqueued
 ):
     client = client_for(operator)
-    response = client.post(
-        reverse("tag_customers_change", args=[manual_tag.pk]),
-        {"action": "add_filtered", "show": "all", "member": "yes"},
+    url = reverse("tag_customers_change", args=[manual_tag.pk])
+    bulk, page = bulk_tagged(
+        client, url, {"action": "add_filtered", "show": "all", "member": "yes"}
     )
-    assert response.status_code == 302
     names = set(CustomerTag.objects.values_list("customer__name", flat=True))
     assert names == {"A", "B", "D"}
     assert CustomerTagEvent.objects.count() == 3
+    assert (bulk.source, bulk.query, bulk.total, bulk.changed) == (
+        "tag",
+        "member=yes&show=all",
+        3,
+        3,
+    )
+    assert f'href="{reverse("tag_detail", args=[manual_tag.pk])}?member=yes&amp;show=all"' in page
 
 
 def test_rule_and_system_tags_cannot_be_changed_by_hand(client_for, operator, tag_people, rule_tag):
@@ -539,6 +546,7 @@ def test_rule_and_system_tags_cannot_be_changed_by_hand(client_for, operator, ta
     )
     assert response.status_code == 302
     assert CustomerTag.objects.count() == 0 and CustomerTagEvent.objects.count() == 0
+    assert not BulkTagging.objects.exists()
     page = client_for(operator).get(reverse("tag_detail", args=[rule_tag.pk]))
     assert "由规则维护，不能手动修改" in page.content.decode()
     assert 'name="customer"' not in page.content.decode()

@@ -1,7 +1,7 @@
-// Follow the exports still queued or running: their status and rows as the worker
-// writes them (the server words it), and the page again once one has finished.
+// Follow the jobs still queued or running (exports, bulk taggings): each row's status and
+// count as the worker goes (the server words it), and the page again once one has finished.
 (function () {
-  document.querySelectorAll("#exports tr[data-status-url]").forEach(function (row) {
+  document.querySelectorAll("tr[data-status-url]").forEach(function (row) {
     function follow() {
       fetch(row.dataset.statusUrl, { credentials: "same-origin" })
         .then((response) => response.json())
