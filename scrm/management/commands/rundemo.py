@@ -58,6 +58,27 @@ def _demo_export() -> None:
         export_run(export_id=export.pk)
 
 
+def _demo_bulk_tagging() -> None:
+    """The operator's bulk tagging from the customer list, done already: the manual tag's
+    page shows it with what it changed and its undo."""
+    from django.contrib.auth.models import User
+    from django.http import QueryDict
+    from django.utils import translation
+
+    from tagging.bulk import bulk_tagging_request, bulk_tagging_run
+    from tagging.models import BulkTagging, Tag
+
+    tag = Tag.objects.get(group__name="运营手动", name="重点维护")
+    with translation.override("zh-hans"):
+        bulk = bulk_tagging_request(
+            user=User.objects.get(username="operator"),
+            tag=tag,
+            source=BulkTagging.Source.CUSTOMERS,
+            query=QueryDict("revenue_min=3000"),
+        )
+        bulk_tagging_run(bulk_id=bulk.pk)
+
+
 class Command(BaseCommand):
     help = "Run web (gunicorn), two Celery workers and beat until Ctrl-C."
 
@@ -103,6 +124,7 @@ class Command(BaseCommand):
             call_command("seed_demo_sop")
             call_command("seed_demo_campaigns")
             _demo_export()
+            _demo_bulk_tagging()
             call_command("weekly_report")
             from analytics.services import dashboards_refresh
 
