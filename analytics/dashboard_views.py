@@ -14,11 +14,11 @@ from analytics.forms import BY_NAMES, MEMBER_NAMES, PERIOD_NAMES, DashboardFilte
 from analytics.tables import DEFINITIONS, PAGES, Content, Table
 from contacts.order_files import ORDER_CHANNEL_NAMES
 from scrm.roles import Perm, permission_required
-from scrm.spreadsheets import csv_row, xlsx_row
+from scrm.spreadsheets import MONEY_FORMAT, csv_row, xlsx_row
 
 XLSX_FORMATS = {
     "rate": "0.0%",
-    "money": "#,##0.00",
+    "money": MONEY_FORMAT,
     "int": "#,##0",
     "days": "0.0",
     "decimal": "0.0000",

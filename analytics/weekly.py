@@ -28,7 +28,7 @@ from analytics.metrics import SHANGHAI, Filters
 from analytics.models import ReportDelivery, ReportRecipient, WeeklyReport
 from contacts.facts import CHECKOUT, PURCHASE_DAY
 from contacts.models import Guide, Store
-from scrm.spreadsheets import xlsx_row
+from scrm.spreadsheets import MONEY_FORMAT, xlsx_row
 
 COHORT_MONTHS = 12
 
@@ -329,9 +329,14 @@ def report_xlsx(data: dict) -> bytes:
         ("SOP 完成", data["sop"]["done"]),
         ("SOP 过期", data["sop"]["expired"]),
     ]
+    formats = {"净销售额": MONEY_FORMAT, "净销售额（上周）": MONEY_FORMAT}
+    rates = ("复购率", "复购率（上周）", "回购率", "会员复购率", "非会员复购率")
+    formats |= dict.fromkeys(rates, "0.0%")
     for label, value in rows:
         summary.append([label, value])
         summary.cell(row=summary.max_row, column=1).font = bold
+        if label in formats:
+            summary.cell(row=summary.max_row, column=2).number_format = formats[label]
     for sentence in data["sentences"]:
         summary.append([sentence])
     for key, title in (("guides", "导购"), ("stores", "门店")):
@@ -341,9 +346,8 @@ def report_xlsx(data: dict) -> bytes:
         for label in ("top", "bottom"):
             for row in ranking[label]:
                 place = "排名" if not ranking["bottom"] else "前五" if label == "top" else "后五"
-                sheet.append(
-                    xlsx_row(sheet, [place, row["name"], row["buyers"], row["net_revenue"]])
-                )
+                cells = [place, row["name"], row["buyers"], row["net_revenue"]]
+                sheet.append(xlsx_row(sheet, cells, money=[3]))
     cohort = workbook.create_sheet("同期群")
     width = max((len(c["retention"]) for c in data["cohorts"]), default=0)
     cohort.append(["同期群", "人数", *[f"第{k}月" for k in range(width)]])

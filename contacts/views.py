@@ -210,6 +210,7 @@ def customer_export_table(query: QueryDict, object_id: int | None = None) -> Tab
         header=header,
         rows=rows(),
         count=queryset.order_by().count,
+        money=(8,),
     )
 
 

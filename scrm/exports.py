@@ -50,6 +50,7 @@ class Table:
     header: list[str]
     rows: Iterable[list]  # read only when the export is written
     count: Callable[[], int]  # how many rows there are, for the progress
+    money: tuple[int, ...] = ()  # the places of the columns that hold money (`xlsx_row`)
 
 
 def export_request(
@@ -223,7 +224,7 @@ def _write_xlsx(
             sheet = workbook.create_sheet(title=title[:31])
             sheet.append(table.header)
             left = sheet_rows
-        sheet.append(xlsx_row(sheet, row))
+        sheet.append(xlsx_row(sheet, row, table.money))
         left -= 1
         written += 1
         progress(written)

@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -153,8 +154,11 @@ class Export(models.Model):
 
     @property
     def filename(self) -> str:
-        """customers-20261202.xlsx, tag-12-20261202.csv: the file's name for its reader."""
-        name = f"tag-{self.object_id}" if self.kind == self.Kind.TAG else "customers"
+        """customers-20261202.xlsx, 高价值客户-20261202.csv (a tag's, by its name when
+        exported): the file's name for its reader, without what a file name cannot hold."""
+        name = "customers"
+        if self.kind == self.Kind.TAG:
+            name = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', "_", self.title).strip(" ._") or "tag"
         day = timezone.localtime(self.created_at)
         return f"{name}-{day:%Y%m%d}.{self.file_format}"
 

@@ -2,6 +2,7 @@
 tagging), the system tag settings, and the customer-tags fragment of the 360° page."""
 
 import json
+import re
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -344,10 +345,11 @@ def tag_export_table(query: QueryDict, object_id: int | None) -> Table:
         *(_("购买天数"), _("净销售额（元）"), _("最近购买"), _("获得标签时间")),
     ]
     return Table(
-        sheet=f"tag-{tag.pk}",
+        sheet=re.sub(r"[\[\]:*?/\\]", "_", tag.name) or "tag",  # what a sheet's title cannot hold
         header=header,
         rows=rows(),
         count=selectors.tag_customers(tag=tag, filters=filters).order_by().count,
+        money=(6,),
     )
 
 

@@ -166,6 +166,10 @@ def test_pages(orders, client_for, manager, guide_user):
     assert report.data["sentences"][0] in page  # Chinese, as made with the report
     response = client.get(reverse("report_xlsx", args=["2026-W47"]))
     assert response["Content-Type"].startswith("application/vnd.openxmlformats")
+    summary = openpyxl.load_workbook(BytesIO(response.content))["概览"]
+    formats = {row[0].value: row[1].number_format for row in summary.iter_rows() if len(row) > 1}
+    assert (formats["净销售额"], formats["复购率"]) == ("#,##0.00", "0.0%")
+    assert formats["购买人数"] == "General"
     # managers change the recipients, and nothing else
     client.post(
         reverse("report_recipient_save"),

@@ -117,6 +117,15 @@ def test_operator_exports_every_listed_customer_newest_member_first(client_for, 
     ]
 
 
+def test_money_is_a_number_in_excels_money_format(client_for, operator, book):
+    response = exported(client_for(operator), reverse("customer_export"))
+    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content))).active
+    assert sheet.cell(row=1, column=9).value == "净销售额（元）"
+    cells = [sheet.cell(row=row, column=9) for row in (2, 3, 4)]
+    assert [cell.value for cell in cells] == [399.5, 89, 0]
+    assert {cell.number_format for cell in cells} == {"#,##0.00"}
+
+
 def test_the_export_keeps_the_pages_filters_and_sort(client_for, operator, book):
     client = client_for(operator)
     by_channel = _rows(exported(client, reverse("customer_export"), {"channel": "pos"}))

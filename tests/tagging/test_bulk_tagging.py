@@ -199,6 +199,7 @@ def test_managers_follow_bulk_taggings_and_change_nothing(
     managing = client_for(manager)
     page = managing.get(reverse("tag_detail", args=[manual_tag.pk])).content.decode()
     assert 'id="bulk-taggings"' in page and "新加上 5 位" in page
+    assert "<td>运营小王</td>" in page  # who asked, by name
     assert reverse("bulk_tagging_undo", args=[tagging.pk]) not in page
     assert managing.post(reverse("bulk_tagging_undo", args=[tagging.pk])).status_code == 403
     guiding = client_for(guide_user)

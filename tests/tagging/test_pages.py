@@ -4,6 +4,7 @@ exports and manual tagging, the system tag settings, and the customer-tags fragm
 import csv
 import io
 import json
+from urllib.parse import unquote
 
 import pytest
 from django.urls import reverse
@@ -470,18 +471,24 @@ def test_xlsx_export_holds_exactly_the_filtered_customers(
     client_for, operator, tag_people, manual_tag
 ):
     _tag_b_c_e(operator, tag_people, manual_tag)
+    Tag.objects.filter(pk=manual_tag.pk).update(name="高价值/VIP")
     theirs = Guide.objects.get(wecom_userid="guide0002")
     response = exported(
         client_for(operator), reverse("tag_export", args=[manual_tag.pk]), {"guide": theirs.pk}
     )
     assert response.status_code == 200
-    workbook = load_workbook(io.BytesIO(b"".join(response.streaming_content)), read_only=True)
+    # named by the tag, without the / a file or sheet name cannot hold
+    assert "高价值_VIP-" in unquote(response["Content-Disposition"])
+    workbook = load_workbook(io.BytesIO(b"".join(response.streaming_content)))
+    assert workbook.sheetnames == ["高价值_VIP"]
     rows = list(workbook.active.iter_rows(values_only=True))
     assert rows[0][:2] == ("客户ID", "姓名")
     assert [(row[0], row[1], row[3], row[5]) for row in rows[1:]] == [
         (tag_people["B"].pk, "B", "是", 2)
     ]
     assert rows[1][8] is not None  # when B got the tag (Shanghai time, no zone in Excel)
+    revenue = workbook.active.cell(row=2, column=7)
+    assert (revenue.value, revenue.number_format) == (450, "#,##0.00")  # B: net revenue 450
 
 
 def test_a_name_that_looks_like_a_formula_is_exported_as_text(
