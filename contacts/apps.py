@@ -28,6 +28,10 @@ class ContactsConfig(AppConfig):
             handler=services.relationship_transfer_failed,
             order=10,
         )
+        for change in ("delete_user", "update_user"):
+            register(
+                event="change_contact", change_type=change, handler=services.guide_left, order=10
+            )
         register(
             event="change_external_chat", change_type="*", handler=services.group_refresh, order=10
         )

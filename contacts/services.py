@@ -49,8 +49,15 @@ from contacts.order_import import (
     order_import_finish,
     orders_load,
 )
-from contacts.wecom_sync import SyncProgress, WeComFullSync, WeComWriter
+from contacts.wecom_sync import (
+    CONTACTS_LOCK,
+    SyncProgress,
+    WeComFullSync,
+    WeComWriter,
+    contacts_lock_shared,
+)
 from scrm.reasons import spec_of
+from scrm.wecom.gateway import WeComError, WeComGateway
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +73,6 @@ def sync_run_execute(*, run_id: int, gateway=None) -> SyncRun:
     Safe to call twice: rows are upserted, the cursor is saved with the rows it
     covers, and an advisory lock keeps two executions from overlapping.
     """
-    from scrm.wecom.gateway import WeComGateway
-
     run = SyncRun.objects.get(pk=run_id)
     if run.status == SyncRun.Status.SUCCEEDED:
         return run
@@ -149,6 +154,8 @@ def relationship_end(*, event: dict, gateway=None) -> None:
     ended_by, kind = _ENDINGS[event["ChangeType"]]
     occurred_at = _occurred_at(event)
     with transaction.atomic():
+        with connection.cursor() as cursor:
+            contacts_lock_shared(cursor)
         relationship = (
             Relationship.objects.select_for_update()
             .filter(
@@ -175,6 +182,30 @@ def relationship_end(*, event: dict, gateway=None) -> None:
             relationships__is_active=True
         ).update(is_member=False)
         facts_mark_pending([relationship.customer_id])
+
+
+# user/get's status of a member who works here (2 disabled, 4 not activated, 5 quit)
+MEMBER_ACTIVE = 1
+USER_NOT_FOUND = 60111
+
+
+def guide_left(*, event: dict, gateway) -> None:
+    """An admin deleted a member (delete_user) or changed one (update_user) in WeCom's
+    contacts: a guide no longer there or no longer active loses access now, not at the
+    next sync (`scrm.auth`). update_user carries no status (WeCom sends UserID and
+    Department alone), so the member is read again. Becoming active again, and a new
+    userid (NewUserID), are the sync's to learn: it also knows whom they follow."""
+    userid = event["UserID"]
+    if event["ChangeType"] == "update_user":
+        if event.get("NewUserID"):
+            return
+        try:
+            if gateway.user_get(userid).get("status", MEMBER_ACTIVE) == MEMBER_ACTIVE:
+                return
+        except WeComError as error:
+            if error.errcode != USER_NOT_FOUND:
+                raise
+    Guide.objects.filter(wecom_userid=userid, is_active=True).update(is_active=False)
 
 
 def relationship_transfer_failed(*, event: dict, gateway=None) -> None:
@@ -382,6 +413,31 @@ def _no_import_running() -> None:
             )
 
 
+def _contact_writes_done() -> None:
+    """Wait for the syncs' and callbacks' writes under way, and keep new ones waiting
+    until this transaction ends (`CONTACTS_LOCK`)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CONTACTS_LOCK])
+
+
+def _relationships_move(relationships: list[int], to: Customer) -> None:
+    """The relationships go to `to`, and so do a running sync's marks of having seen them
+    (at its end the sync ends the live relationships it did not see)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE contacts_syncseen s SET customer_id = %(to)s
+            FROM contacts_relationship r
+            WHERE r.id = ANY(%(moved)s) AND s.customer_id = r.customer_id
+              AND s.guide_id = r.guide_id
+              AND NOT EXISTS (SELECT FROM contacts_syncseen t WHERE t.run_id = s.run_id
+                              AND t.customer_id = %(to)s AND t.guide_id = s.guide_id)
+            """,
+            {"to": to.pk, "moved": relationships},
+        )
+    Relationship.objects.filter(pk__in=relationships).update(customer=to)
+
+
 def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerge:
     """Merge `absorb` into `keep`: identities, orders, relationships and group memberships
     move, and the WeCom contact `absorb` is, when `keep` is none (`WECOM_CONTACT_FIELDS`).
@@ -395,6 +451,7 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
         raise ValueError(_("不能把客户合并到自己。"))
     with transaction.atomic():
         _no_import_running()
+        _contact_writes_done()
         keep, absorb = (
             Customer.objects.select_for_update().get(pk=keep.pk),
             Customer.objects.select_for_update().get(pk=absorb.pk),
@@ -457,7 +514,7 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
             Customer.objects.filter(pk=keep.pk).update(**moved["contact"]["absorbed"])
         CustomerIdentity.objects.filter(pk__in=moved["identities"]).update(customer=keep)
         Order.objects.filter(pk__in=moved["orders"]).update(customer=keep)
-        Relationship.objects.filter(pk__in=moved["relationships"]).update(customer=keep)
+        _relationships_move(moved["relationships"], to=keep)
         CustomerGroupMember.objects.filter(pk__in=moved["group_members"]).update(customer=keep)
         MergeSuggestion.objects.filter(pk__in=moved["suggestions"]).update(customer=keep)
         absorb.merged_into = keep
@@ -479,6 +536,7 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
     the orders and buyer keys linked through the identities that go back."""
     with transaction.atomic():
         _no_import_running()
+        _contact_writes_done()
         merge = CustomerMerge.objects.select_for_update().get(pk=merge.pk)
         if merge.undone_at:
             raise ValueError(_("这次合并已经撤销过了。"))
@@ -518,7 +576,7 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
         else:  # keep's own contact: what WeCom gave it stays
             relationships = relationships.filter(pk__in=moved["relationships"])
             members = members.filter(pk__in=moved["group_members"])
-        relationships.update(customer=absorbed)
+        _relationships_move(list(relationships.values_list("pk", flat=True)), to=absorbed)
         members.update(customer=absorbed)
         MergeSuggestion.objects.filter(
             pk__in=moved.get("suggestions", []), status=MergeSuggestion.Status.PENDING, **back

@@ -36,6 +36,12 @@ STAGES = ["guides", "tags", "customers", "groups", "finish"]
 # Session-level advisory lock: one sync executes at a time; it is released
 # when the executing connection dies, so a killed worker never blocks the next.
 SYNC_LOCK_KEY = 7_301_001
+# A merge or its undo moves a WeCom contact (its external_userid, relationships, group
+# memberships and a running sync's seen marks) from one customer to another; a write of
+# a sync or a callback finds customers by external_userid. Each such write transaction
+# holds this lock shared (`contacts_lock_shared`), a merge or an undo holds it alone:
+# neither sees the other half-done, and a merge waits for one write batch at most.
+CONTACTS_LOCK = 7_301_006
 # What a run writes, by the count that measures it: statistics renewed after a run that
 # changed many rows (`scrm.statistics`; the first table is the one measured).
 SYNCED_TABLES = {
@@ -43,6 +49,11 @@ SYNCED_TABLES = {
     "relationships": ("contacts_relationship", "contacts_relationshipevent"),
     "groups": ("contacts_customergroup", "contacts_customergroupmember"),
 }
+
+
+def contacts_lock_shared(cursor) -> None:
+    """For the rest of this transaction no merge moves a WeCom contact (`CONTACTS_LOCK`)."""
+    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [CONTACTS_LOCK])
 
 
 def _counts() -> dict:
@@ -261,6 +272,7 @@ class WeComWriter:
                 if e164:
                     phones[phone_hash(e164)] = (external_userid, phone_hash(e164), phone_mask(e164))
         with connection.cursor() as cursor:
+            contacts_lock_shared(cursor)
             self._upsert_customers(cursor, list(customers.values()))
             self._upsert_relationships(cursor, relations)
             self._record_identities(cursor, list(customers.values()), list(phones.values()))
@@ -409,6 +421,7 @@ class WeComWriter:
     def end_unseen_relationships(self) -> None:
         """Live relationships WeCom no longer lists were deleted while no callback reached us."""
         with connection.cursor() as cursor:
+            contacts_lock_shared(cursor)
             cursor.execute(
                 """
                 WITH ended AS (
@@ -487,6 +500,7 @@ class WeComWriter:
             for member in group.get("member_list", [])
         ]
         with connection.cursor() as cursor:
+            contacts_lock_shared(cursor)
             cursor.execute(
                 "DROP TABLE IF EXISTS stage_chat; CREATE TEMP TABLE stage_chat (chat_id text, name text, owner text, notice text,"
                 " created timestamptz, status smallint, member_version text, member_count int) ON COMMIT DROP;"

@@ -2,7 +2,8 @@
 
 A guide's account is theirs while WeCom says they work here: the sync marks the
 guide inactive (`Guide.is_active`) when their WeCom account is disabled, gone or
-loses customer contact. From then on the account signs nobody in, its sessions end
+loses customer contact, and WeCom's callback of a member deleted or disabled does
+at once (`contacts.services.guide_left`). From then on the account signs nobody in, its sessions end
 and its API tokens carry no permission, though the user row stays as it was (the
 access comes back by itself if WeCom lists them again).
 """

@@ -26,8 +26,9 @@ past the per-second limit, …). API calls raise no callbacks, as in WeCom.
 Simulated user actions (customers adding, deleting or scanning a contact way;
 guides editing remarks or tags, confirming a mass message; groups created,
 joined, left, dismissed; tags created, renamed, deleted in the admin console;
-a failed transfer) change the data and push a signed, encrypted callback to
-`callback_url`, as Python methods and as POST /_emulator/actions/<name>.
+a failed transfer; a member deleted or disabled by an admin) change the data
+and push a signed, encrypted callback to `callback_url`, as Python methods and
+as POST /_emulator/actions/<name>.
 """
 
 import base64
@@ -352,6 +353,28 @@ class WeComEmulator:
         return self.deliver(
             "change_external_contact", "del_external_contact", userid, external_userid
         )
+
+    def member_leaves(self, userid: str) -> int:
+        """An admin deletes the member (they left the company): change_contact
+        delete_user. They are gone from user/list and get_follow_user_list; their
+        customers wait for a successor, which is not emulated (get_unassigned_list)."""
+        with self.lock:
+            if self._user(userid) is None:
+                raise ValueError(f"unknown member: {userid}")
+            self.data.users = [user for user in self.data.users if user["userid"] != userid]
+            self.data.follows.pop(userid, None)
+            self.data.touch()
+        return self.deliver("change_contact", "delete_user", userid)
+
+    def member_disabled(self, userid: str) -> int:
+        """An admin disables the member (status 2): change_contact update_user, which
+        names the member alone."""
+        with self.lock:
+            user = self._user(userid)
+            if user is None:
+                raise ValueError(f"unknown member: {userid}")
+            user["status"] = 2
+        return self.deliver("change_contact", "update_user", userid)
 
     def guide_edits_remark(self, external_userid: str, userid: str, remark: str) -> int:
         """The guide edits the remark in the client: edit_external_contact."""
@@ -710,6 +733,8 @@ class WeComEmulator:
         if event == "change_external_contact":
             fields |= {"ChangeType": change_type, "UserID": userid}
             fields["ExternalUserID"] = external_userid
+        elif event == "change_contact":  # a member: UserID alone (path/96302)
+            fields |= {"ChangeType": change_type, "UserID": userid}
         else:
             fields |= {key: extra.pop(key) for key in ("ChatId", "Id", "TagType") if key in extra}
             fields["ChangeType"] = change_type
@@ -775,6 +800,8 @@ class WeComEmulator:
         "admin_renames_tag",
         "admin_deletes_tag",
         "transfer_fails",
+        "member_leaves",
+        "member_disabled",
     )
 
     def __call__(self, environ, start_response):

@@ -192,6 +192,9 @@ class WeComGateway:
         params = {"department_id": department_id, "fetch_child": 1}
         return self.call("get", "user/list", params=params)["userlist"]
 
+    def user_get(self, userid: str) -> dict:
+        return self.call("get", "user/get", params={"userid": userid})
+
     def follow_user_list(self) -> list[str]:
         return self.call("get", "externalcontact/get_follow_user_list")["follow_user"]
 

@@ -2,20 +2,32 @@
 customers, an import, a suggestion, a guide's binding, the person deleting the guide.
 Found by a review that probed each case; each test failed before its fix."""
 
+import threading
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.urls import reverse
 
 from contacts import services
-from contacts.models import Customer, CustomerIdentity, MergeSuggestion, Order, Relationship
+from contacts.models import (
+    Customer,
+    CustomerIdentity,
+    MergeSuggestion,
+    Order,
+    Relationship,
+    SyncRun,
+)
 from contacts.order_files.lines import GENERIC_COLUMNS
 from contacts.phones import phone_hash, phone_mask, phone_normalise
+from contacts.wecom_sync import SyncProgress, WeComWriter
 from tests.contacts.factories import (
     CustomerFactory,
     GuideFactory,
     OrderFactory,
     RelationshipFactory,
 )
+from tests.helpers import another_waits_for_a_lock, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -247,3 +259,67 @@ def test_undoing_a_merge_leaves_what_a_later_merge_brought(operator):
 @pytest.mark.parametrize("params", [{"guide": "²"}, {"store": "²"}])
 def test_a_digit_int_cannot_read_is_not_found(client_for, operator, params):
     assert client_for(operator).get(reverse("customers"), params).status_code == 404
+
+
+def _synced_item(customer: Customer, guide) -> dict:
+    """batch/get_by_user's item for the customer's WeCom contact followed by the guide."""
+    return {
+        "external_contact": {"external_userid": customer.external_userid, "name": customer.name},
+        "follow_info": {"userid": guide.wecom_userid, "createtime": 1770000000},
+    }
+
+
+@pytest.mark.django_db(transaction=True)  # the sync's write and the merge: two connections
+def test_a_merge_waits_for_a_sync_write_under_way(operator):
+    """A sync's write batch finds customers by external_userid, then writes their
+    relationships: a merge moving a contact in between would leave the new relationship
+    on the customer merged away. So a merge waits for the batch, whoever it writes."""
+    keep = _buyer("买家", "tmall:k")
+    absorb = RelationshipFactory(customer=CustomerFactory(name="联系人")).customer
+    someone = CustomerFactory(name="别人")
+    errors = []
+
+    def merge() -> None:
+        try:
+            services.customer_merge(keep=keep, absorb=absorb, by=operator)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=merge)
+    with transaction.atomic():  # a write batch of the sync, of another contact
+        WeComWriter(progress=SyncProgress(), source="sync").relations(
+            [_synced_item(someone, GuideFactory())]
+        )
+        worker.start()
+        wait_for(another_waits_for_a_lock, timeout=5, interval=0.05)
+        assert worker.is_alive()
+    worker.join()
+    assert not errors
+    absorb.refresh_from_db()
+    assert absorb.merged_into_id == keep.pk
+    assert not Relationship.objects.filter(customer=absorb).exists()
+
+
+def test_a_relationship_a_running_sync_saw_before_a_merge_is_not_ended_by_it(operator):
+    """The sync saw the contact's relationship, a merge moved it, the sync ends: what it
+    saw is live."""
+    keep = _buyer("买家", "tmall:k")
+    relationship = RelationshipFactory(customer=CustomerFactory(name="联系人"))
+    absorb = relationship.customer
+    run = SyncRun.objects.create()
+    writer = WeComWriter(progress=SyncProgress(), source="sync", run_id=run.pk)
+    writer.relations([_synced_item(absorb, relationship.guide)])
+    merge = services.customer_merge(keep=keep, absorb=absorb, by=operator)
+    writer.end_unseen_relationships()
+    relationship.refresh_from_db()
+    assert relationship.is_active and relationship.customer_id == keep.pk
+    # and the other way: the next run sees it on the kept customer, an undo moves it back
+    run = SyncRun.objects.create()
+    writer = WeComWriter(progress=SyncProgress(), source="sync", run_id=run.pk)
+    writer.relations([_synced_item(Customer.objects.get(pk=keep.pk), relationship.guide)])
+    services.customer_merge_undo(merge=merge, by=operator)
+    writer.end_unseen_relationships()
+    relationship.refresh_from_db()
+    assert relationship.is_active and relationship.customer_id == absorb.pk

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from contacts.models import Relationship, RelationshipEvent
+from contacts.models import Guide, Relationship, RelationshipEvent
 from scrm.models import CallbackEvent
 from tests.contacts.factories import GuideFactory, RelationshipFactory
 from tests.helpers import wait_for
@@ -157,3 +157,35 @@ def test_a_user_action_in_the_emulator_reaches_us_and_is_handled(
     fresh = Relationship.objects.get(customer__external_userid=new_customer)
     assert fresh.state == "pkg_card" and fresh.is_active
     assert fresh.events.filter(kind="added", source="callback").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_guide_deleted_or_disabled_in_wecom_is_signed_out_at_once(
+    emulator, live_server, celery_worker, client_for, guide_user, other_guide_user
+):
+    """Not at the next sync: change_contact delete_user, or update_user of a member now
+    disabled (WeCom names the member alone: they are read again). Another member's
+    update leaves them signed in."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("sync_wecom", "--inline", "--json", stdout=StringIO())
+    emulator.config.callback_url = f"{live_server.url}/wecom/callback/"
+    leaving, disabled = client_for(guide_user), client_for(other_guide_user)
+    for client in (leaving, disabled):
+        assert client.get(reverse("guide_customers")).status_code == 200
+
+    assert emulator.member_leaves("guide0001") == 200
+    assert emulator.member_disabled("guide0002") == 200
+    assert emulator.deliver("change_contact", "update_user", "guide0003") == 200  # a new name
+    events = CallbackEvent.objects.filter(event="change_contact")
+    wait_for(lambda: list(events.values_list("status", flat=True)) == ["handled"] * 3)
+    for client in (leaving, disabled):
+        signed_out = client.get(reverse("guide_customers"))
+        assert signed_out.status_code == 302 and signed_out["Location"].startswith(reverse("login"))
+    assert Guide.objects.get(wecom_userid="guide0003").is_active
+    assert set(Guide.objects.filter(is_active=False).values_list("wecom_userid", flat=True)) == {
+        "guide0001",
+        "guide0002",
+    }
