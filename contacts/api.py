@@ -1,3 +1,8 @@
+import hashlib
+import json
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
 from django.db.models import Prefetch
 from django.utils.translation import gettext as _
@@ -9,8 +14,18 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from contacts import services
-from contacts.models import Customer, Guide, Order, OrderImport, Relationship, Store, SyncRun
+from contacts.models import (
+    IDEMPOTENCY_KEY_MAX,
+    Customer,
+    Guide,
+    Order,
+    OrderImport,
+    Relationship,
+    Store,
+    SyncRun,
+)
 from contacts.serializers import (
+    BULK_LINES_MAX,
     BulkOrdersSerializer,
     CustomerDetailSerializer,
     CustomerSerializer,
@@ -116,24 +131,46 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["post"], permission_classes=[ConsolePermission])
     def bulk(self, request) -> Response:
-        """Push order lines in the generic format. With an `Idempotency-Key` header a retry
-        returns the first call's result and writes nothing. Errors carry `row`: the line's
+        """Push order lines in the generic format, at most 10,000 a call. With an
+        `Idempotency-Key` header (≤ 100 characters, each pusher's own) a retry returns the
+        first call's result and writes nothing; other orders under a key used already are
+        refused (422), not taken for a retry. Errors carry `row`: the line's
         1-based position in `orders`; their reasons are in Simplified Chinese, or in
         English with `Accept-Language: en`."""
+        try:
+            data = request.data
+        except RequestDataTooBig:
+            words = _("请求体超过 %(most)s MB：请分批推送（每批最多 %(lines)s 行）。")
+            most = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 2**20
+            return Response(
+                {"detail": words % {"most": most, "lines": f"{BULK_LINES_MAX:,}"}},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         key = request.headers.get("Idempotency-Key") or None
+        digest = ""
         if key:
-            previous = OrderImport.objects.filter(idempotency_key=key).first()
-            if previous is not None:
-                return Response(_import_result(previous), headers={"Idempotent-Replayed": "true"})
-        serializer = BulkOrdersSerializer(data=request.data)
+            if len(key) > IDEMPOTENCY_KEY_MAX:
+                words = _("Idempotency-Key 最多 %(most)s 个字符，这里有 %(count)s 个。")
+                return Response(
+                    {"detail": words % {"most": IDEMPOTENCY_KEY_MAX, "count": len(key)}},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            digest = _request_digest(data)
+            previous = OrderImport.objects.filter(imported_by=request.user, idempotency_key=key)
+            if previous := previous.first():
+                return _replayed(previous, digest)
+        serializer = BulkOrdersSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         try:
             record = services.orders_push(
-                rows=serializer.validated_data["orders"], imported_by=request.user, key=key
+                rows=serializer.validated_data["orders"],
+                imported_by=request.user,
+                key=key,
+                digest=digest,
             )
         except IntegrityError:  # the same key, sent twice at once: the other call won
-            record = OrderImport.objects.get(idempotency_key=key)
-            return Response(_import_result(record), headers={"Idempotent-Replayed": "true"})
+            previous = OrderImport.objects.get(imported_by=request.user, idempotency_key=key)
+            return _replayed(previous, digest)
         return Response(_import_result(record))
 
     @extend_schema(request=OrderBindSerializer)
@@ -163,6 +200,28 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
         except (ValueError, PermissionError) as error:
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
         return Response(OrderSerializer(order).data)
+
+
+def _request_digest(data) -> str:
+    """What a push sent, whatever the order of its keys: a retry sends the same."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _replayed(previous: OrderImport, digest: str) -> Response:
+    """A retry gets the first call's result; other orders under a key used already are
+    refused (they would be dropped as a retry). A push stored before digests were kept
+    cannot be told apart: it is taken for a retry."""
+    if previous.request_digest and previous.request_digest != digest:
+        words = _(
+            "这个 Idempotency-Key 已用于另一批订单（导入 #%(id)s），这批订单没有导入："
+            "每批订单请用新的 key。"
+        )
+        return Response(
+            {"detail": words % {"id": previous.pk}, "import_id": previous.pk},
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    return Response(_import_result(previous), headers={"Idempotent-Replayed": "true"})
 
 
 def _import_result(record: OrderImport) -> dict:

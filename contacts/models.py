@@ -479,6 +479,9 @@ MAX_STORED_ERRORS = 10_000
 REJECTED_CELLS_DAYS = 7
 
 
+IDEMPOTENCY_KEY_MAX = 100  # characters of an Idempotency-Key
+
+
 class OrderImport(models.Model):
     MAX_STORED_ERRORS = MAX_STORED_ERRORS  # for templates
 
@@ -508,7 +511,12 @@ class OrderImport(models.Model):
         DEMO = "demo", pgettext_lazy("import source", "演示数据")
 
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.FILE)
-    idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    # An API push's Idempotency-Key, the pusher's own, and a digest of the body sent with
+    # it: a retry (the same body) gets the first result, another body under it is refused.
+    idempotency_key = models.CharField(  # noqa: DJ001 - NULL, not "": unique among keys only
+        max_length=IDEMPOTENCY_KEY_MAX, null=True, blank=True
+    )
+    request_digest = models.CharField(max_length=64, blank=True)
     is_dry_run = models.BooleanField(default=False)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -527,6 +535,11 @@ class OrderImport(models.Model):
         ordering = ["-started_at"]
         verbose_name = "订单导入"
         verbose_name_plural = "订单导入"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["imported_by", "idempotency_key"], name="order_import_key_per_user"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"import #{self.pk} {self.channel} {self.status}"

@@ -183,8 +183,11 @@ class BulkOrderLineSerializer(serializers.Serializer):
     guide_userid = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+BULK_LINES_MAX = 10_000  # order lines of one push
+
+
 class BulkOrdersSerializer(serializers.Serializer):
-    orders = BulkOrderLineSerializer(many=True, allow_empty=False, max_length=10_000)
+    orders = BulkOrderLineSerializer(many=True, allow_empty=False, max_length=BULK_LINES_MAX)
 
 
 class OrderBindSerializer(serializers.Serializer):

@@ -922,13 +922,20 @@ def order_binding_undo(*, binding: OrderBinding, by) -> None:
         binding.save(update_fields=["undone_by", "undone_at"])
 
 
-def orders_push(*, rows: list[dict], imported_by=None, key: str | None = None) -> OrderImport:
+def orders_push(
+    *, rows: list[dict], imported_by=None, key: str | None = None, digest: str = ""
+) -> OrderImport:
     """Orders pushed through the API, in the generic columns: written as a generic CSV and
     loaded by the same reader and loader as files, so both accept exactly the same rows.
     Error rows (and the rejected rows kept) are renumbered to the line's 1-based
     position in the request."""
     record = OrderImport.objects.create(
-        channel="generic", files=["api"], imported_by=imported_by, source="api", idempotency_key=key
+        channel="generic",
+        files=["api"],
+        imported_by=imported_by,
+        source="api",
+        idempotency_key=key,
+        request_digest=digest,
     )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "api.csv"

@@ -14,6 +14,7 @@ from pathlib import Path
 import openpyxl
 import psycopg2
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
@@ -430,6 +431,62 @@ def test_bulk_api_is_idempotent(client_for, operator):
     download = client.get(reverse("import_rejected_rows", args=[record.pk, 0])).content
     (header, row) = list(csv.reader(io.StringIO(download.decode("utf-8-sig"))))
     assert row[:2] == ["1", "order_id：订单号为空"]
+
+
+@pytest.mark.django_db
+def test_a_key_used_already_for_other_orders_is_refused_and_keys_are_each_pushers_own(
+    client_for, operator, roles
+):
+    rows = _csv("generic_orders.csv", "utf-8")[:3]
+    url = reverse("order-bulk")
+    client = client_for(operator)
+
+    def push(client, orders, key="k1"):
+        return client.post(
+            url, {"orders": orders}, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key
+        )
+
+    first = push(client, rows[:1])
+    assert first.status_code == 200 and first.json()["inserted"] == 1
+    other = push(client, rows[1:])
+    assert other.status_code == 422
+    assert f"导入 #{first.json()['import_id']}" in other.json()["detail"]
+    assert not Order.objects.filter(channel_order_id=rows[1]["order_id"]).exists()
+    # the same orders, their keys in another order, are a retry
+    assert push(client, [dict(reversed(rows[0].items()))])["Idempotent-Replayed"] == "true"
+    # another system's k1 is its own
+    colleague = get_user_model().objects.create_user("operator2", password="x")
+    colleague.groups.add(*operator.groups.all())
+    theirs = push(client_for(colleague), rows[1:])
+    assert theirs.status_code == 200 and "Idempotent-Replayed" not in theirs
+    assert Order.objects.filter(channel_order_id=rows[1]["order_id"]).exists()
+    long_key = push(client, rows[:1], key="k" * 101)
+    assert long_key.status_code == 400
+    assert long_key.json()["detail"] == "Idempotency-Key 最多 100 个字符，这里有 101 个。"
+    assert OrderImport.objects.filter(source="api").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_push_of_ten_thousand_lines_loads_and_a_larger_body_is_refused_clearly(
+    client_for, operator, settings
+):
+    buyers = make_buyers(seed=3, count=2000)
+    rows = [
+        {k: str(v) for k, v in row.items()}
+        for row in generate_order_rows(seed=3, buyers=buyers, lines=12_000)
+    ][:10_000]
+    body = json.dumps({"orders": rows}, ensure_ascii=False).encode()
+    assert len(body) > 2.5 * 2**20  # past Django's default limit
+    client = client_for(operator)
+    url = reverse("order-bulk")
+    pushed = client.post(url, body, content_type="application/json")
+    assert pushed.status_code == 200, pushed.content[:300]
+    assert pushed.json()["rejected"] == 0
+    assert OrderLine.objects.count() == 10_000
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2**20
+    refused = client.post(url, body, content_type="application/json", HTTP_ACCEPT_LANGUAGE="en")
+    assert refused.status_code == 413
+    assert "1 MB" in refused.json()["detail"] and "10,000" in refused.json()["detail"]
 
 
 @pytest.mark.django_db
