@@ -176,7 +176,9 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=OrderBindSerializer)
     @action(detail=False, methods=["post"], permission_classes=[CanReadCustomers])
     def bind(self, request) -> Response:
-        """A guide binds an order number to a customer they follow."""
+        """A guide binds an order number to a customer they follow: the order, with the
+        other sub-orders of its checkout (by a sub-order's number or the checkout's
+        主订单编号). Answers the orders the customer now has of it (`orders`)."""
         serializer = OrderBindSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         guide = getattr(request.user, "guide", None)
@@ -190,7 +192,7 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
                 {"detail": _("只能绑定到你自己跟进的客户。")}, status=status.HTTP_404_NOT_FOUND
             )
         try:
-            order = services.order_bind_by_number(
+            orders = services.order_bind_by_number(
                 guide=guide,
                 customer=customer,
                 channel_order_id=serializer.validated_data["order_number"],
@@ -199,7 +201,7 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
             return Response({"detail": str(error)}, status=status.HTTP_404_NOT_FOUND)
         except (ValueError, PermissionError) as error:
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
-        return Response(OrderSerializer(order).data)
+        return Response({"orders": OrderSerializer(orders, many=True).data})
 
 
 def _request_digest(data) -> str:

@@ -11,7 +11,7 @@ from typing import Protocol
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg2.extras import execute_values
@@ -839,11 +839,15 @@ def order_bind(*, order: Order, customer: Customer) -> list[int]:
         return added
 
 
-def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: str) -> Order:
-    """A guide binds an order number to a customer they follow (live). Refused when the
-    order's buyer phone is not one of the customer's (when both are known): the binding
-    would give the customer the buyer's phone, and their later orders with it. Recorded
-    (`OrderBinding`) for operators to review and undo."""
+def order_bind_by_number(
+    *, guide: Guide, customer: Customer, channel_order_id: str
+) -> list[Order]:
+    """A guide binds an order number to a customer they follow (live): the order, with
+    the other sub-orders of its checkout (a Douyin sub-order's number, or the checkout's
+    主订单编号, binds them all: one purchase is one buyer's). Refused when an order's buyer
+    phone is not one of the customer's (when both are known): the binding would give the
+    customer the buyer's phone, and their later orders with it. Each order bound is
+    recorded (`OrderBinding`, one time for all) for operators to review and undo."""
     if not Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists():
         raise PermissionError(_("只能绑定到你自己跟进的客户。"))
     if customer.merged_into_id:  # a guide both records had may still follow this one
@@ -853,31 +857,54 @@ def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: 
         )
     number = channel_order_id.strip()
     with transaction.atomic():
-        orders = list(Order.objects.select_for_update().filter(channel_order_id=number)[:2])
-        if not orders:
-            raise LookupError(_("找不到订单号 %(order)s。") % {"order": number})
-        if len(orders) > 1:
-            raise LookupError(
-                _("订单号 %(order)s 在多个渠道都存在，请联系运营处理。") % {"order": number}
-            )
-        order = orders[0]
-        if order.customer_id == customer.pk:
-            return order
-        if order.customer_id is not None:
+        orders = _checkout_locked(number)
+        bound = [order for order in orders if order.customer_id == customer.pk]
+        others = [order for order in orders if order.customer_id not in (None, customer.pk)]
+        if others:
             raise ValueError(
-                _("订单 %(order)s 已属于另一位客户，请联系运营处理。") % {"order": number}
+                _("订单 %(order)s 已属于另一位客户，请联系运营处理。")
+                % {"order": others[0].channel_order_id}
             )
-        if _phone_differs(order, customer):
+        unbound = [order for order in orders if order.customer_id is None]
+        differs = [order for order in unbound if _phone_differs(order, customer)]
+        if differs:
             raise ValueError(
                 _("订单 %(order)s 的买家手机号 %(phone)s 与这位客户的手机号不符，请联系运营处理。")
-                % {"order": number, "phone": order.buyer_phone_masked}
+                % {"order": differs[0].channel_order_id, "phone": differs[0].buyer_phone_masked}
             )
         now = timezone.now()
-        undo = _order_bind_undoable(order=order, customer=customer, by=guide.user, now=now)
-        OrderBinding.objects.create(
-            order=order, customer=customer, guide=guide, bound_at=now, undo=undo
+        for order in unbound:
+            undo = _order_bind_undoable(order=order, customer=customer, by=guide.user, now=now)
+            OrderBinding.objects.create(
+                order=order, customer=customer, guide=guide, bound_at=now, undo=undo
+            )
+        bound += unbound
+    return list(Order.objects.filter(pk__in=[order.pk for order in bound]).order_by("pk"))
+
+
+def _checkout_locked(number: str) -> list[Order]:
+    """The orders a number names, locked: the order, or all the sub-orders of its
+    checkout when it is one (by a sub-order's number or the checkout's own)."""
+    named = list(
+        Order.objects.filter(Q(channel_order_id=number) | Q(parent_order_id=number))
+        .values_list("channel", "parent_order_id")
+        .distinct()[:10]
+    )
+    if not named:
+        raise LookupError(_("找不到订单号 %(order)s。") % {"order": number})
+    if len({channel for channel, _parent in named}) > 1:
+        raise LookupError(
+            _("订单号 %(order)s 在多个渠道都存在，请联系运营处理。") % {"order": number}
         )
-    return Order.objects.get(pk=order.pk)
+    channel = named[0][0]
+    parent = next((parent for _channel, parent in named if parent), "")
+    checkout = Order.objects.filter(channel=channel)
+    checkout = (
+        checkout.filter(parent_order_id=parent)
+        if parent
+        else checkout.filter(channel_order_id=number)
+    )
+    return list(checkout.select_for_update().order_by("pk"))
 
 
 def _phone_differs(order: Order, customer: Customer) -> bool:
@@ -899,27 +926,40 @@ def _phone_differs(order: Order, customer: Customer) -> bool:
 
 
 def order_binding_undo(*, binding: OrderBinding, by) -> None:
-    """Undo a guide's binding exactly (the order unmatched again with its reason, the
-    identities it added off the customer, the suggestions it rejected pending again).
-    Refused once the order has moved since."""
+    """Undo a guide's binding exactly, with the bindings made with it (the sub-orders of
+    one checkout): each order unmatched again with its reason, the identities it added
+    off the customer, the suggestions it rejected pending again. Refused once one of
+    the orders has moved since."""
     with transaction.atomic():
-        binding = OrderBinding.objects.select_for_update().get(pk=binding.pk)
-        order = Order.objects.select_for_update().get(pk=binding.order_id)
-        if binding.undone_at is not None:
+        together = list(
+            OrderBinding.objects.select_for_update()
+            .filter(customer_id=binding.customer_id, bound_at=binding.bound_at)
+            .filter(guide_id=binding.guide_id)
+            .order_by("-pk")
+        )
+        orders = Order.objects.select_for_update().in_bulk([b.order_id for b in together])
+        if any(b.undone_at is not None for b in together):
             raise ValueError(_("这次绑定已经撤销了。"))
-        if order.customer_id != binding.customer_id:
+        moved = [
+            orders[b.order_id].channel_order_id
+            for b in together
+            if orders[b.order_id].customer_id != b.customer_id
+        ]
+        if moved:
             raise ValueError(
                 _("订单 %(orders)s 已经不在这位客户名下，无法撤销。")
-                % {"orders": order.channel_order_id}
+                % {"orders": _("、").join(moved)}
             )
-        _order_unbind(
-            order=order,
-            customer_id=binding.customer_id,
-            undo=binding.undo,
-            decided_at=binding.bound_at,
-        )
-        binding.undone_by, binding.undone_at = by, timezone.now()
-        binding.save(update_fields=["undone_by", "undone_at"])
+        now = timezone.now()
+        for undone in together:  # the last made first: the first added the identities
+            _order_unbind(
+                order=orders[undone.order_id],
+                customer_id=undone.customer_id,
+                undo=undone.undo,
+                decided_at=undone.bound_at,
+            )
+            undone.undone_by, undone.undone_at = by, now
+            undone.save(update_fields=["undone_by", "undone_at"])
 
 
 def orders_push(

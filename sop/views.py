@@ -151,10 +151,11 @@ def sidebar_bind_order(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(_("请求里没有客户。"))
     customer = get_object_or_404(Customer.objects.visible_to(request.user), pk=int(customer_id))
     try:
-        order = order_bind_by_number(
+        orders = order_bind_by_number(
             guide=guide, customer=customer, channel_order_id=request.POST.get("order_id", "")
         )
-        messages.success(request, _("订单 %(order)s 已绑定到这位客户") % {"order": order})
+        numbers = _("、").join(order.channel_order_id for order in orders)
+        messages.success(request, _("订单 %(order)s 已绑定到这位客户") % {"order": numbers})
     except (LookupError, ValueError, PermissionError) as error:
         messages.error(request, str(error))
     return _back(request)

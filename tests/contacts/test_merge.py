@@ -18,6 +18,7 @@ from contacts.models import (
     Guide,
     MergeSuggestion,
     Order,
+    OrderBinding,
     Relationship,
 )
 from sop import triggers
@@ -428,7 +429,6 @@ def test_a_guides_binding_settles_the_orders_suggestions_and_is_undone_exactly(
     """A guide binds the order a suggestion waits on: the suggestion is settled (not
     left for an operator to confirm into an error), the binding is recorded, and an
     operator's undo puts the order, the identities and the suggestion back."""
-    from contacts.models import CustomerIdentity, OrderBinding
 
     customer = CustomerFactory()
     guide = Guide.objects.get(wecom_userid="guide0001")
@@ -473,7 +473,7 @@ def test_a_guides_binding_settles_the_orders_suggestions_and_is_undone_exactly(
 def test_a_guide_cannot_bind_an_order_whose_buyer_phone_is_not_the_customers(
     client_for, guide_user
 ):
-    from contacts.models import CustomerIdentity, OrderBinding
+
     from contacts.phones import phone_hash, phone_mask
 
     guide = Guide.objects.get(wecom_userid="guide0001")
@@ -680,3 +680,62 @@ def test_those_who_can_be_merged_in_are_found_first_the_same_name_before_the_res
     )
     found = [candidate.pk for candidate in response.context["merge_candidates"]]
     assert found == [same.pk, longer.pk, contact.pk]
+
+
+def _checkout(parent: str, *numbers: str) -> list[Order]:
+    """Douyin sub-orders of one checkout, unmatched (a masked phone)."""
+    return [
+        OrderFactory(
+            customer=None,
+            channel="douyin",
+            channel_order_id=number,
+            parent_order_id=parent,
+            buyer_phone_masked="138****5601",
+            buyer_name="吴*",
+            unmatched_reason="masked_phone",
+        )
+        for number in numbers
+    ]
+
+
+def _owners(orders: list[Order]) -> list[int | None]:
+    return [Order.objects.get(pk=order.pk).customer_id for order in orders]
+
+
+def test_a_guide_binds_a_whole_checkout_by_a_sub_order_or_its_own_number_and_it_is_undone_whole(
+    client_for, guide_user, operator
+):
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    customer = RelationshipFactory(guide=guide).customer
+    first = _checkout("P-1", "S-11", "S-12")
+    second = _checkout("P-2", "S-21", "S-22", "S-23")
+    client = client_for(guide_user)
+    by_sub_order = client.post(
+        reverse("order-bind"),
+        {"customer_id": customer.pk, "order_number": "S-12"},
+        content_type="application/json",
+    )
+    assert by_sub_order.status_code == 200, by_sub_order.content
+    assert [o["channel_order_id"] for o in by_sub_order.json()["orders"]] == ["S-11", "S-12"]
+    assert _owners(first) == [customer.pk] * 2
+    services.order_bind_by_number(guide=guide, customer=customer, channel_order_id="P-2")
+    assert _owners(second) == [customer.pk] * 3
+    assert OrderBinding.objects.count() == 5
+    # one binding's undo takes back its checkout, and leaves the other
+    binding = OrderBinding.objects.get(order__channel_order_id="S-22")
+    assert client_for(operator).post(reverse("binding_undo", args=[binding.pk])).status_code == 302
+    assert _owners(second) == [None] * 3 and _owners(first) == [customer.pk] * 2
+    assert all(Order.objects.get(pk=o.pk).unmatched_reason == "masked_phone" for o in second)
+    assert OrderBinding.objects.filter(undone_at__isnull=False).count() == 3
+
+
+def test_a_checkout_with_a_sub_order_of_another_customer_is_not_bound(guide_user):
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    customer = RelationshipFactory(guide=guide).customer
+    orders = _checkout("P-3", "S-31", "S-32")
+    someone = CustomerFactory()
+    Order.objects.filter(pk=orders[1].pk).update(customer=someone)
+    with pytest.raises(ValueError, match="S-32 已属于另一位客户"):
+        services.order_bind_by_number(guide=guide, customer=customer, channel_order_id="S-31")
+    assert _owners(orders) == [None, someone.pk]
+    assert not OrderBinding.objects.exists()

@@ -160,9 +160,10 @@ class Command(BaseCommand):
         if suggestion is None:
             return
         guide = suggestion.customer.relationships.filter(is_active=True).first().guide
-        order = services.order_bind_by_number(
+        orders = services.order_bind_by_number(
             guide=guide,
             customer=suggestion.customer,
             channel_order_id=suggestion.order.channel_order_id,
         )
-        self.stdout.write(f"demo binding: {guide.name} bound order {order.channel_order_id}")
+        numbers = ", ".join(order.channel_order_id for order in orders)
+        self.stdout.write(f"demo binding: {guide.name} bound orders {numbers}")
