@@ -208,6 +208,12 @@ class Customer(models.Model):
     def __str__(self) -> str:
         return self.name or self.external_userid or f"customer {self.pk}"
 
+    @property
+    def label(self) -> str:
+        """黄婷 #37336: the name and the number, where customers of one name are told
+        apart (merges, bindings, suggestions)."""
+        return f"{self.name or '—'} #{self.pk}"
+
 
 class Relationship(models.Model):
     """A guide following a customer in WeCom (follow_user), live or ended.
@@ -804,11 +810,17 @@ class CustomerMerge(models.Model):
 
 class OrderBinding(models.Model):
     """A guide bound an order number to a customer they follow (the chat sidebar, the
-    API): who, when, and what it changed, so that an operator can see it and undo it."""
+    API), or an operator put an unmatched order on a customer: who, when, and what it
+    changed, so that an operator can see it and undo it."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="bindings")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
     guide = models.ForeignKey(Guide, on_delete=models.SET_NULL, null=True, related_name="+")
+    # who bound it: the guide's account, or the operator who put an unmatched order on
+    # the customer (`order_assign`; no guide then)
+    bound_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     bound_at = models.DateTimeField(default=timezone.now)
     # As merge_suggestions_decide keeps it: the order's customer and unmatched reason
     # before, the identities the binding added, the suggestions it rejected.

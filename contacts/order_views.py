@@ -8,9 +8,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
@@ -161,7 +162,7 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
 
 PRODUCTS_PER_PAGE = 50
 HISTORY_PER_PAGE = 50  # merges, and bindings, on the merges page
-SUGGESTION_GROUPS_SHOWN = 100
+SUGGESTION_GROUPS_SHOWN = 30  # more once these are decided: the orders stay in sight
 CONFIRMED_GROUPS_SHOWN = 20  # the latest confirmations, each with its undo
 
 
@@ -224,13 +225,27 @@ def product_upload(request: HttpRequest) -> HttpResponse:
 
 @permission_required(Perm.VIEW_CONSOLE)
 def unmatched_orders(request: HttpRequest) -> HttpResponse:
+    """The merge suggestions to decide, then the orders matched to nobody: by channel, or
+    found by an order number (a sub-order's or its checkout's) or the buyer's name."""
     channel = request.GET.get("channel", "")
+    if channel and channel not in ORDER_CHANNEL_NAMES:
+        raise Http404("no such channel")
+    q = request.GET.get("q", "").strip()
+    pending_suggestion = MergeSuggestion.objects.filter(
+        order=OuterRef("pk"), status=MergeSuggestion.Status.PENDING
+    )
     # Newest payments first; orders without one (cancelled before paying) after them.
-    orders = Order.objects.filter(customer__isnull=True).order_by(
-        F("paid_at").desc(nulls_last=True), "-id"
+    orders = (
+        Order.objects.filter(customer__isnull=True)
+        .annotate(suggested=Exists(pending_suggestion))
+        .order_by(F("paid_at").desc(nulls_last=True), "-id")
     )
     if channel:
         orders = orders.filter(channel=channel)
+    if q:
+        orders = orders.filter(
+            Q(channel_order_id=q) | Q(parent_order_id=q) | Q(buyer_name__contains=q)
+        )
     pending = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.PENDING).count()
     groups = selectors.merge_suggestion_groups(limit=SUGGESTION_GROUPS_SHOWN)
     by_channel = [
@@ -251,9 +266,40 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
             "suggestions_hidden": pending - sum(len(group) for group in groups),
             "by_channel": by_channel,
             "channel": channel,
-            "channel_query": urlencode({"channel": channel}) if channel else "",
+            "q": q,
+            "unmatched_total": sum(count for _name, _title, count in by_channel),
+            "page_query": urlencode({k: v for k, v in (("channel", channel), ("q", q)) if v}),
         },
     )
+
+
+@require_POST
+@permission_required(Perm.CHANGE_CONSOLE)
+def order_assign(request: HttpRequest, pk: int) -> HttpResponse:
+    """An operator puts an unmatched order (and its checkout's other sub-orders) on the
+    customer numbered in the form; undone from the bindings list."""
+    order = get_object_or_404(Order, pk=pk)
+    back = request.POST.get("back", "")
+    target = reverse("unmatched_orders") + (f"?{back}" if back else "") + "#orders"
+    number = request.POST.get("customer", "").strip().lstrip("#")
+    customer = Customer.objects.filter(pk=int(number)).first() if number.isdecimal() else None
+    if customer is None:
+        messages.error(request, _("找不到客户编号 %(number)s。") % {"number": number or "—"})
+        return redirect(target)
+    try:
+        orders = services.order_assign(order=order, customer=customer, by=request.user)
+    except (ValueError, PermissionError) as error:
+        messages.error(request, str(error))
+        return redirect(target)
+    messages.success(
+        request,
+        _("订单 %(orders)s 已归到客户 %(customer)s，可在客户合并页的绑定记录里撤销。")
+        % {
+            "orders": _("、").join(o.channel_order_id for o in orders),
+            "customer": customer.label,
+        },
+    )
+    return redirect(target)
 
 
 def _suggestion_group(request: HttpRequest, pk: int) -> list[MergeSuggestion]:
@@ -290,7 +336,7 @@ def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
                 "已确认：%(n)s 笔订单归到客户 %(customer)s。",
                 len(suggestions),
             )
-            % {"n": len(suggestions), "customer": lead.customer}
+            % {"n": len(suggestions), "customer": lead.customer.label}
             if confirm
             else ngettext("已拒绝 %(n)s 条建议。", "已拒绝 %(n)s 条建议。", len(suggestions))
             % {"n": len(suggestions)},
@@ -343,7 +389,7 @@ def merge_list(request: HttpRequest) -> HttpResponse:
         HISTORY_PER_PAGE,
     ).get_page(request.GET.get("page"))
     bindings = Paginator(
-        OrderBinding.objects.select_related("order", "customer", "guide", "undone_by"),
+        OrderBinding.objects.select_related("order", "customer", "guide", "bound_by", "undone_by"),
         HISTORY_PER_PAGE,
     ).get_page(request.GET.get("bindings_page"))
     # Each list's pager keeps the other's page.
@@ -377,7 +423,7 @@ def merge_undo(request: HttpRequest, pk: int) -> HttpResponse:
     merge = get_object_or_404(CustomerMerge, pk=pk)
     try:
         services.customer_merge_undo(merge=merge, by=request.user)
-        messages.success(request, "合并已撤销。")
+        messages.success(request, _("合并已撤销。"))
     except ValueError as error:
         messages.error(request, str(error))
     return redirect("merge_list")

@@ -464,7 +464,7 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
                     "「%(keep)s」和「%(absorb)s」是企业微信里的两位联系人（两个微信号），"
                     "不能合并为一位客户。"
                 )
-                % {"keep": keep, "absorb": absorb}
+                % {"keep": keep.label, "absorb": absorb.label}
             )
         kept_guides = Relationship.objects.filter(customer=keep).values("guide_id")
         moved = {
@@ -545,7 +545,7 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
         if kept.merged_into_id:
             raise ValueError(
                 _("「%(kept)s」后来又合并到了 #%(into)s：请先撤销那次合并，再撤销这一次。")
-                % {"kept": kept, "into": kept.merged_into_id}
+                % {"kept": kept.label, "into": kept.merged_into_id}
             )
         moved = merge.moved
         contact = moved.get("contact")
@@ -839,25 +839,43 @@ def order_bind(*, order: Order, customer: Customer) -> list[int]:
         return added
 
 
-def order_bind_by_number(
-    *, guide: Guide, customer: Customer, channel_order_id: str
-) -> list[Order]:
+def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: str) -> list[Order]:
     """A guide binds an order number to a customer they follow (live): the order, with
     the other sub-orders of its checkout (a Douyin sub-order's number, or the checkout's
-    主订单编号, binds them all: one purchase is one buyer's). Refused when an order's buyer
-    phone is not one of the customer's (when both are known): the binding would give the
-    customer the buyer's phone, and their later orders with it. Each order bound is
-    recorded (`OrderBinding`, one time for all) for operators to review and undo."""
+    主订单编号, binds them all: one purchase is one buyer's). See `_checkout_bind`."""
     if not Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists():
         raise PermissionError(_("只能绑定到你自己跟进的客户。"))
+    return _checkout_bind(
+        number=channel_order_id.strip(), customer=customer, guide=guide, by=guide.user
+    )
+
+
+def order_assign(*, order: Order, customer: Customer, by) -> list[Order]:
+    """An operator puts an unmatched order, with the other sub-orders of its checkout, on
+    a customer (one with no suggestion, or whose suggestion was rejected). See
+    `_checkout_bind`."""
+    number = order.parent_order_id or order.channel_order_id
+    return _checkout_bind(
+        number=number, customer=customer, guide=None, by=by, channel=order.channel
+    )
+
+
+def _checkout_bind(
+    *, number: str, customer: Customer, guide: Guide | None, by, channel: str = ""
+) -> list[Order]:
+    """The checkout's orders go to the customer with their buyer's keys. Refused when an
+    order is another customer's, or its buyer phone is not one of the customer's (when
+    both are known): the binding would give the customer the buyer's phone, and their
+    later orders with it. Each order bound is recorded (`OrderBinding`, one time for
+    all) for operators to review and undo. Returns the checkout's orders."""
+    customer = Customer.objects.get(pk=customer.pk)
     if customer.merged_into_id:  # a guide both records had may still follow this one
         raise PermissionError(
             _("这位客户已合并到 #%(pk)s，请在合并后的客户名下绑定。")
             % {"pk": customer.merged_into_id}
         )
-    number = channel_order_id.strip()
     with transaction.atomic():
-        orders = _checkout_locked(number)
+        orders = _checkout_locked(number, channel)
         bound = [order for order in orders if order.customer_id == customer.pk]
         others = [order for order in orders if order.customer_id not in (None, customer.pk)]
         if others:
@@ -874,22 +892,22 @@ def order_bind_by_number(
             )
         now = timezone.now()
         for order in unbound:
-            undo = _order_bind_undoable(order=order, customer=customer, by=guide.user, now=now)
+            undo = _order_bind_undoable(order=order, customer=customer, by=by, now=now)
             OrderBinding.objects.create(
-                order=order, customer=customer, guide=guide, bound_at=now, undo=undo
+                order=order, customer=customer, guide=guide, bound_by=by, bound_at=now, undo=undo
             )
         bound += unbound
     return list(Order.objects.filter(pk__in=[order.pk for order in bound]).order_by("pk"))
 
 
-def _checkout_locked(number: str) -> list[Order]:
-    """The orders a number names, locked: the order, or all the sub-orders of its
-    checkout when it is one (by a sub-order's number or the checkout's own)."""
-    named = list(
-        Order.objects.filter(Q(channel_order_id=number) | Q(parent_order_id=number))
-        .values_list("channel", "parent_order_id")
-        .distinct()[:10]
-    )
+def _checkout_locked(number: str, channel: str = "") -> list[Order]:
+    """The orders a number names (in `channel`, or in whichever has it), locked: the
+    order, or all the sub-orders of its checkout when it is one (by a sub-order's number
+    or the checkout's own)."""
+    named = Order.objects.filter(Q(channel_order_id=number) | Q(parent_order_id=number))
+    if channel:
+        named = named.filter(channel=channel)
+    named = list(named.values_list("channel", "parent_order_id").distinct()[:10])
     if not named:
         raise LookupError(_("找不到订单号 %(order)s。") % {"order": number})
     if len({channel for channel, _parent in named}) > 1:

@@ -24,6 +24,7 @@ urlpatterns += [
         name="import_rejected_rows",
     ),
     path("orders/unmatched/", order_views.unmatched_orders, name="unmatched_orders"),
+    path("orders/unmatched/<int:pk>/assign", order_views.order_assign, name="order_assign"),
     path("products/", order_views.product_list, name="products"),
     path("products/upload", order_views.product_upload, name="product_upload"),
     path("orders/suggestions/<int:pk>/", order_views.suggestion_decide, name="suggestion_decide"),

@@ -174,7 +174,11 @@ def test_an_unmatched_order_number_points_to_the_unmatched_orders(client_for, op
     body = page.content.decode()
     assert _names(page) == set()
     assert "抖音订单 6945267915516643351 还没有匹配到客户" in body
-    assert f'href="{reverse("unmatched_orders")}?channel=douyin"' in body
+    link = f'href="{reverse("unmatched_orders")}?q=6945267915516643351#orders"'
+    assert link in body
+    # where the order itself is listed
+    listed = client_for(operator).get(reverse("unmatched_orders"), {"q": "6945267915516643351"})
+    assert ">6945267915516643351<" in listed.content.decode()
 
 
 def test_the_customer_page_sums_up_what_they_bought(client_for, operator, guide_user, book):
@@ -325,7 +329,7 @@ def test_the_customer_page_shows_every_order_a_page_at_a_time(
         for page in ("1", "2", "3"):
             response = client.get(url, {"page": page})
             seen += [order.channel_order_id for order in response.context["orders"]]
-            assert "共 5 笔" in response.content.decode()
+            assert "共 5 条" in response.content.decode()
         assert seen == numbers[::-1]
         last = client.get(url, {"page": "99"})  # past the end: the last page, not an error
         assert [o.channel_order_id for o in last.context["orders"]] == ["T-0"]

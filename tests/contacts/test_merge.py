@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.contrib.messages import get_messages
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -201,10 +202,15 @@ def test_merge_and_undo_pages(client_for, operator, pair):
     )
     assert response.status_code == 302
     merge = CustomerMerge.objects.get()
-    assert client.get(reverse("merge_list")).status_code == 200
-    client.post(reverse("merge_undo", args=[merge.pk]))
+    listing = client.get(reverse("merge_list")).content.decode()
+    keep, absorb = pair["keep"], pair["absorb"]
+    # customers of one name told apart by their numbers, in the list and its undo's question
+    assert f">{keep.name} #{keep.pk}<" in listing and f">{absorb.name} #{absorb.pk}<" in listing
+    assert f"「{absorb.name} #{absorb.pk}」会带着" in listing
+    undone = client.post(reverse("merge_undo", args=[merge.pk]), HTTP_ACCEPT_LANGUAGE="en")
     merge.refresh_from_db()
     assert merge.undone_at is not None
+    assert [str(m) for m in get_messages(undone.wsgi_request)] == ["The merge is undone."]
 
 
 def test_manager_and_guide_cannot_merge(client, manager, guide_user, pair):
