@@ -160,7 +160,8 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
             if previous := previous.first():
                 return _replayed(previous, digest)
         serializer = BulkOrdersSerializer(data=data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            return Response(_shape_errors(serializer.errors), status=status.HTTP_400_BAD_REQUEST)
         try:
             record = services.orders_push(
                 rows=serializer.validated_data["orders"],
@@ -202,6 +203,24 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
         except (ValueError, PermissionError) as error:
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
         return Response({"orders": OrderSerializer(orders, many=True).data})
+
+
+def _shape_errors(errors: dict) -> dict:
+    """The serializer's errors of lines that cannot be read at all (a field missing, not
+    text), numbered as the import's errors are: `row` is the line's 1-based position in
+    `orders`. Nothing of such a push is imported."""
+    lines = errors.get("orders")
+    if isinstance(lines, list) and all(isinstance(line, dict) for line in lines):
+        lines = dict(enumerate(lines))
+    if not isinstance(lines, dict):  # no list of lines: the whole body is at fault
+        return errors
+    rows = [
+        {"row": int(place) + 1, "column": column, "reason": " ".join(map(str, reasons))}
+        for place, fields in lines.items()
+        for column, reasons in fields.items()
+    ]
+    words = _("有 %(n)s 行缺少字段或格式不对，这批订单没有导入。")
+    return {"detail": words % {"n": len({row["row"] for row in rows})}, "errors": rows}
 
 
 def _request_digest(data) -> str:

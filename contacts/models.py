@@ -531,6 +531,11 @@ class OrderImport(models.Model):
     updated = models.IntegerField(default=0)
     unchanged = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)
+    # Of the orders written: linked to a customer, unmatched, unmatched with a merge
+    # suggestion waiting (as the import left them)
+    matched = models.IntegerField(default=0)
+    unmatched = models.IntegerField(default=0)
+    suggested = models.IntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
     # The rejected rows of `errors`, as the files had them, to be corrected and imported
     # again: [{"file", "header", "rows": [[row number, cells], …]}, …] (`read_cells`).

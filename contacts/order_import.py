@@ -162,6 +162,11 @@ class ImportReport:
     unchanged: int = 0
     rejected: int = 0
     rows: int = 0
+    # Of the orders written (inserted or updated): linked to a customer, not, and those of
+    # these with a merge suggestion waiting.
+    matched: int = 0
+    unmatched: int = 0
+    suggested: int = 0
     errors: list[dict] = field(default_factory=list)
     # Orders with an invalid line, by (channel, order number): the (file, row) of each
     # line at fault. Channel "" (not known): the number is at fault in every channel.
@@ -513,6 +518,16 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
     _upsert(cursor, report, record)
     if report.inserted or report.updated:  # a merge suggestion is only for orders written
         _suggest_merges(cursor)
+        cursor.execute(
+            """
+            SELECT count(*) FILTER (WHERE customer_id IS NOT NULL),
+                   count(*) FILTER (WHERE customer_id IS NULL),
+                   (SELECT count(DISTINCT s.order_id) FROM contacts_mergesuggestion s
+                    JOIN touched t ON t.id = s.order_id WHERE s.status = 'pending')
+            FROM touched
+            """
+        )
+        report.matched, report.unmatched, report.suggested = cursor.fetchone()
 
 
 # One row per order of `lines`, with a digest of everything imported for it (of
@@ -922,6 +937,8 @@ def order_import_finish(*, record: OrderImport, report: ImportReport, dry_run: b
         report.unchanged,
     )
     record.rejected = report.rejected
+    record.matched, record.unmatched = report.matched, report.unmatched
+    record.suggested = report.suggested
     record.errors = report.errors
     record.save()
     return record

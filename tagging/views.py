@@ -530,7 +530,11 @@ def customer_tags(request: HttpRequest, customer_id: int) -> HttpResponse:
         _require(request, Perm.CHANGE_CONSOLE)
         tag_id = request.POST.get("tag", "")
         tag = get_object_or_404(Tag, pk=int(tag_id)) if tag_id.isdecimal() else None
-        if tag is None:
+        if customer.merged_into_id:  # their tags went with the merge
+            error = _("这位客户已合并到 #%(pk)s，请在合并后的客户页改标签。") % {
+                "pk": customer.merged_into_id
+            }
+        elif tag is None:
             error = _("请选择标签。")
         else:
             try:
@@ -550,7 +554,7 @@ def customer_tags(request: HttpRequest, customer_id: int) -> HttpResponse:
     for event in current.history:
         event.action_label = ACTION_LABELS.get(event.action, event.action)
         event.cause_label = CAUSE_LABELS.get(event.cause, event.cause)
-    can_write = user.has_perm(Perm.CHANGE_CONSOLE)
+    can_write = user.has_perm(Perm.CHANGE_CONSOLE) and not customer.merged_into_id
     return render(
         request,
         "tagging/_customer_tags.html",

@@ -97,6 +97,14 @@ def _file_format(path: Path) -> str:
         )
     if not magic:
         raise OrderFileError(Reason("{file}：文件是空的", file=path.name))
+    if path.suffix.lower() in (".xlsx", ".xlsm"):  # named so, but not a workbook inside
+        raise OrderFileError(
+            Reason(
+                "{file}：文件名是 Excel 的，内容却不是 Excel 文件（可能已损坏，或是改了扩展名）："
+                "请在 Excel 里打开后另存为 .xlsx，或导出 CSV 再导入",
+                file=path.name,
+            )
+        )
     return "csv"
 
 

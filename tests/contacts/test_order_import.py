@@ -328,6 +328,17 @@ def test_unreadable_file_is_refused_with_a_reason(tmp_path, db):
 
 
 @pytest.mark.django_db
+def test_a_file_named_xlsx_that_is_no_workbook_says_so(tmp_path):
+    from contacts.order_files import OrderFileError
+
+    path = tmp_path / "订单.xlsx"
+    path.write_bytes("\n\n这不是表格".encode())
+    with pytest.raises(OrderFileError, match="订单.xlsx：文件名是 Excel 的，内容却不是 Excel 文件"):
+        services.orders_import(paths=[path], channel=None)
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_file_unreadable_far_down_fails_the_import_and_writes_nothing(tmp_path, monkeypatch):
     """The reading thread's error reaches the import after blocks were staged already."""
     from contacts import order_import
@@ -370,6 +381,17 @@ def test_the_same_buyers_across_channels_become_one_customer_each():
     assert all("打码" in o.unmatched_reason for o in masked)
     # each masked order's phone and name fit exactly one known customer: a suggestion, no link
     assert MergeSuggestion.objects.filter(status="pending").count() == masked.count()
+    # each import's report says how its orders were matched, as the orders say it
+    for record in OrderImport.objects.all():
+        written = Order.objects.filter(last_import=record)
+        suggested = written.filter(merge_suggestions__status="pending").distinct()
+        assert (record.matched, record.unmatched, record.suggested) == (
+            written.exclude(customer=None).count(),
+            written.filter(customer=None).count(),
+            suggested.count(),
+        )
+    douyin = OrderImport.objects.get(channel="douyin")
+    assert douyin.unmatched == douyin.suggested == len(_csv("douyin_orders.csv", "utf-8-sig"))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -490,6 +512,19 @@ def test_a_push_of_ten_thousand_lines_loads_and_a_larger_body_is_refused_clearly
 
 
 @pytest.mark.django_db
+def test_lines_that_cannot_be_read_are_numbered_as_import_errors_are(client_for, operator):
+    rows = _csv("generic_orders.csv", "utf-8")[:3]
+    del rows[1]["sku"]
+    answer = client_for(operator).post(
+        reverse("order-bulk"), {"orders": rows}, content_type="application/json"
+    )
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == [{"row": 2, "column": "sku", "reason": "该字段是必填项。"}]
+    assert "1 行缺少字段" in answer.json()["detail"]
+    assert not OrderImport.objects.exists()
+
+
+@pytest.mark.django_db
 def test_guides_and_managers_cannot_push_orders(client, guide_user, manager):
     for user in (guide_user, manager):
         client.force_login(user)
@@ -515,6 +550,8 @@ def test_upload_in_the_browser_runs_on_a_worker(client_for, operator, celery_wor
     assert state["inserted"] == len(_csv("youzan_orders.csv", "utf-8"))
     detail = client.get(state["detail_url"])
     assert detail.status_code == 200
+    matched = len(_csv("youzan_orders.csv", "utf-8"))  # each with a full phone: a customer
+    assert f"写入的订单中 {matched} 笔已归到客户，0 笔未匹配" in detail.content.decode()
     assert client.get(reverse("unmatched_orders")).status_code == 200
 
 

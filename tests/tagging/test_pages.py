@@ -161,6 +161,26 @@ def test_guide_sees_tags_of_own_customers_only(
     assert CustomerTag.objects.filter(tag=manual_tag).count() == 2
 
 
+def test_a_customer_merged_away_has_their_tags_changed_on_the_one_kept(
+    client_for, operator, manual_tag
+):
+    from contacts.services import customer_merge
+
+    keep, absorb = CustomerFactory(), CustomerFactory(external_userid=None)
+    customer_merge(keep=keep, absorb=absorb, by=operator)
+    client = client_for(operator)
+    fragment = client.get(reverse("customer_tags", args=[absorb.pk])).content.decode()
+    assert "<form" not in fragment
+    refused = client.post(
+        reverse("customer_tags", args=[absorb.pk]),
+        {"tag": manual_tag.pk, "action": "add"},
+        HTTP_X_REQUESTED_WITH="XMLHttpRequest",
+    )
+    assert refused.status_code == 400 and f"已合并到 #{keep.pk}" in refused.content.decode()
+    assert not CustomerTag.objects.filter(tag=manual_tag, customer=absorb).exists()
+    assert "<form" in client.get(reverse("customer_tags", args=[keep.pk])).content.decode()
+
+
 def test_manager_reads_every_page_but_writes_nothing(
     client_for,
     manager,
