@@ -505,6 +505,8 @@ class OrderImport(models.Model):
     failure = models.TextField(blank=True)
     failure_spec = models.JSONField(null=True, blank=True)
     channel = models.CharField(max_length=16, blank=True)
+    # The channels of the files when they were detected and are several ("auto")
+    detected_channels = models.JSONField(default=list, blank=True)
     files = models.JSONField(default=list, blank=True)
     imported_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
@@ -606,11 +608,13 @@ class OrderImport(models.Model):
 
     @property
     def channel_title(self) -> str:
-        """天猫, 抖音, …: the channel given or detected ("auto" stays when the files were
-        of several channels, or their header fitted none)."""
+        """天猫, 抖音, …: the channel given or detected; 有赞 + 抖音 for files of several
+        (`detected_channels`); 自动识别 when their headers fitted none."""
         from contacts.order_files import CHANNEL_TITLES
 
         if self.channel == "auto":
+            if self.detected_channels:
+                return " + ".join(str(CHANNEL_TITLES[c]) for c in self.detected_channels)
             return gettext("自动识别")
         return str(CHANNEL_TITLES.get(self.channel, self.channel))
 

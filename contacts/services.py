@@ -297,11 +297,14 @@ def orders_import(
         is_dry_run=dry_run,
     )
     try:
-        if channel is None:  # recorded as detected, when every file is of one channel
-            detected = {detect_channel(path) for path in paths}
+        if channel is None:  # recorded as detected: the one channel, or the several
+            detected = [detect_channel(path) for path in paths]
+            detected = list(dict.fromkeys(detected))  # in the order of the files
             if len(detected) == 1:
-                record.channel = detected.pop()
-                record.save(update_fields=["channel"])
+                record.channel = detected[0]
+            else:
+                record.detected_channels = detected
+            record.save(update_fields=["channel", "detected_channels"])
         report = orders_load(
             items=read_orders(paths, channel),
             record=record,

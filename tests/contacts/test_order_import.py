@@ -130,6 +130,12 @@ def test_channel_is_detected_from_the_header():
     )
     assert report.inserted == len(_csv("tmall_orders.csv", "gb18030"))
     assert set(Order.objects.values_list("channel", flat=True)) == {"tmall"}
+    assert (record.channel, record.channel_title) == ("tmall", "天猫")
+    # files of several channels: each is named
+    mixed, _ = services.orders_import(
+        paths=[DATA / "youzan_orders.csv", DATA / "douyin_orders.csv"], channel=None
+    )
+    assert (mixed.channel, mixed.channel_title) == ("auto", "有赞 + 抖音")
 
 
 @pytest.mark.django_db
