@@ -67,6 +67,36 @@ CITIES = [
 ]
 STATES = ["", "", "", "pkg_card", "store_table", "live_0618", "live_1111"]
 TAG_GROUPS = {"客户等级": ["普通", "银卡", "金卡"], "兴趣": ["冰丝", "棉", "基础款", "主题款"]}
+# What the live stream (`random_action`) has admins add and guides write, so that the
+# demo's tags and remarks read like a brand's: a tag not there yet, a new group once.
+LIVE_TAGS = {
+    "客户等级": ["钻石卡", "黑金卡"],
+    "兴趣": ["真丝", "亚麻", "羊毛", "莫代尔", "家居服", "运动系列", "通勤款", "设计师联名"],
+    "生活方式": ["宝妈", "上班族", "学生", "健身", "爱旅行"],
+}
+REMARKS = [
+    "老客户",
+    "门店常客",
+    "宝妈",
+    "上班族",
+    "喜欢冰丝",
+    "偏好基础款",
+    "生日在三月",
+    "约了试衣",
+]
+
+
+def _name(rng: random.Random) -> str:
+    """A customer's WeChat name: a surname and one or two characters."""
+    return (
+        rng.choice(SURNAMES) + rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
+    )
+
+
+def _renamed(group_name: str, name: str) -> str:
+    """How an admin renames a tag in the live stream: 金卡 ⇄ 金卡会员, 棉 ⇄ 棉系列."""
+    suffix = "会员" if group_name == "客户等级" else "系列"
+    return name.removesuffix(suffix) if name.endswith(suffix) and name != suffix else name + suffix
 
 
 # Calendar days, weeks and months of WeCom's quotas are Beijing time.
@@ -169,8 +199,10 @@ def _member_version(*parts: object) -> str:
     return hashlib.md5(":".join(map(str, parts)).encode()).hexdigest()  # noqa: S324 - an id
 
 
-def generate(*, seed: int, guides: int, customers: int) -> WeComData:
-    """A brand: stores of about eight guides, customers followed by one to three guides."""
+def generate(*, seed: int, guides: int, customers: int, now: int = 1_790_000_000) -> WeComData:
+    """A brand: stores of about eight guides, customers followed by one to three guides,
+    as of `now` (Unix time; by default a fixed day of 2026-09): its relationships were
+    added in the two years before, its groups made in the year before."""
     rng = random.Random(seed)  # noqa: S311 - fake data
     data = WeComData(seed=seed)
     store_count = max(1, guides // 8)
@@ -217,16 +249,13 @@ def generate(*, seed: int, guides: int, customers: int) -> WeComData:
                 "tag": tags,
             }
         )
-    now = 1_790_000_000  # 2026-09
     userids = [user["userid"] for user in data.users]
     for number in range(customers):
         external_userid = f"wm{seed:04d}{number:026d}"
         is_wechat = rng.random() < 0.95
         contact = {
             "external_userid": external_userid,
-            "name": rng.choice(SURNAMES)
-            + rng.choice(GIVEN)
-            + (rng.choice(GIVEN) if rng.random() < 0.6 else ""),
+            "name": _name(rng),
             "avatar": f"http://wework.qpic.cn/avatar/{number}/0",
             "type": 1 if is_wechat else 2,
             "gender": rng.choice((0, 1, 2, 2, 2)),
@@ -644,7 +673,7 @@ class WeComEmulator:
             )
         external_userid = rng.choice(follows)["external_userid"]
         if roll < 0.62:
-            return self.guide_edits_remark(external_userid, userid, f"备注{rng.randrange(100)}")
+            return self.guide_edits_remark(external_userid, userid, rng.choice(REMARKS))
         if roll < 0.72:
             return self.customer_deletes_guide(external_userid, userid)
         if roll < 0.77:
@@ -660,10 +689,27 @@ class WeComEmulator:
             customers = [m["userid"] for m in group["member_list"] if m["type"] == 2]
             if customers:
                 return self.group_member_leaves(group["chat_id"], rng.choice(customers))
-        if (roll < 0.98 or not tags) and self._live_tag_count() < self.CORP_TAG_LIMIT:
-            group_name = rng.choice(list(TAG_GROUPS))
-            return self.admin_creates_tag(group_name, f"新标签{rng.randrange(10**8)}")
-        return self.admin_renames_tag(rng.choice(tags), f"标签{rng.randrange(10**8)}")
+        new_tags = self._live_tags_missing()
+        if (roll < 0.98 or not tags) and new_tags and self._live_tag_count() < self.CORP_TAG_LIMIT:
+            return self.admin_creates_tag(*rng.choice(new_tags))
+        group, tag = self._tag_index()[rng.choice(tags)]
+        return self.admin_renames_tag(tag["id"], _renamed(group["group_name"], tag["name"]))
+
+    def _live_tags_missing(self) -> list[tuple[str, str]]:
+        """(group name, tag name) of the LIVE_TAGS the corp has in neither of its names
+        (`_renamed`): a rename never meets a tag of the name it gives."""
+        present = {
+            (g["group_name"], name)
+            for g in self.data.tag_groups
+            for t in g["tag"]
+            for name in (t["name"], _renamed(g["group_name"], t["name"]))
+        }
+        return [
+            (group_name, name)
+            for group_name, names in LIVE_TAGS.items()
+            for name in names
+            if (group_name, name) not in present
+        ]
 
     def _customer_adds(self, external_userid: str, userid: str, state: str) -> int:
         with self.lock:
@@ -672,7 +718,8 @@ class WeComEmulator:
             if external_userid not in self.data.customers:
                 self.data.customers[external_userid] = {
                     "external_userid": external_userid,
-                    "name": "新客户",
+                    # the same name each time this customer is new, as with the seeded ones
+                    "name": _name(random.Random(external_userid)),  # noqa: S311 - fake data
                     "type": 1,
                     "gender": 0,
                     "avatar": "",

@@ -43,7 +43,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         data = generate(
-            seed=options["seed"], guides=options["guides"], customers=options["customers"]
+            seed=options["seed"],
+            guides=options["guides"],
+            customers=options["customers"],
+            now=int(time.time()),  # the brand as of today, as its orders are (seed_demo_orders)
         )
         config = Config(
             corp_id=settings.WECOM_CORP_ID,
