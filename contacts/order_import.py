@@ -496,10 +496,10 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
     _stage_split_orders(cursor)
     cursor.execute("SELECT EXISTS (SELECT FROM stage_order WHERE repeats)")
     if cursor.fetchone()[0]:
-        # Rare: the reader reports a line repeated within one file, so this is two
-        # files of one name. The lines are checked and removed as they always were,
-        # and the orders staged again from what is left.
-        _reject_repeated_lines(cursor, report)
+        # Rare: a line repeated far down a file (the reader finds those next to each
+        # other), or in another file. They are checked and removed, and the orders
+        # staged again from what is left.
+        _reject_repeated_lines(cursor, report, record.files)
         _reject_bad_orders(cursor, report)
         _stage_all_orders(cursor)
     elif report.bad_orders:
@@ -584,38 +584,74 @@ def _stage_split_orders(cursor) -> None:
 _SPLIT_LINES = "stage_line WHERE (channel, order_id) IN (SELECT channel, order_id FROM split_order)"
 
 
-def _reject_repeated_lines(cursor, report: ImportReport) -> None:
-    """A line of one order and sku twice in a file: the later row is an error."""
-    cursor.execute("ANALYZE stage_line")
+def _reject_repeated_lines(cursor, report: ImportReport, files: list[str]) -> None:
+    """A line of one order and sku twice. In two files (exports that overlap) the
+    same line is the same line: it is kept once. Otherwise the later row is an
+    error: in one file the order is read wrong, and of two different versions in
+    two files neither is known to be the newer."""
     cursor.execute(
         """
-        SELECT later.source, later.row_no, later.channel, later.order_id, later.sku,
-               min(earlier.row_no)
-        FROM stage_line later JOIN stage_line earlier
-          ON earlier.source = later.source AND earlier.channel = later.channel
-         AND earlier.order_id = later.order_id AND earlier.sku = later.sku
-         AND earlier.row_no < later.row_no
-        GROUP BY later.source, later.row_no, later.channel, later.order_id, later.sku
-        """
+        SELECT ctid, source, row_no, channel, order_id, sku, first_source, first_row,
+               line_hash = first_hash
+        FROM (
+            SELECT l.ctid, l.source, l.row_no, l.channel, l.order_id, l.sku, l.line_hash,
+                   first_value(l.source) OVER line AS first_source,
+                   first_value(l.row_no) OVER line AS first_row,
+                   first_value(l.line_hash) OVER line AS first_hash,
+                   row_number() OVER line AS place
+            FROM stage_line l
+            WHERE (l.channel, l.order_id) IN (SELECT channel, order_id FROM stage_order
+                                              WHERE repeats)
+            WINDOW line AS (PARTITION BY l.channel, l.order_id, l.sku
+                            ORDER BY array_position(%s::text[], l.source), l.row_no, l.ctid)
+        ) repeated
+        WHERE place > 1
+        """,
+        [files],  # the files in the order given: a later one repeats an earlier one
     )
-    for source, row_no, channel, order_id, sku, first in cursor.fetchall():
+    removed = []
+    for (
+        ctid,
+        source,
+        row_no,
+        channel,
+        order_id,
+        sku,
+        first_source,
+        first_row,
+        same,
+    ) in cursor.fetchall():
+        removed.append(ctid)
+        if same and source != first_source:
+            continue
+        if source == first_source:
+            reason = Reason(
+                "与第 {row} 行重复：订单 {order} 的商品 {sku} 在同一文件中出现两次",
+                row=first_row,
+                order=order_id,
+                sku=sku,
+            )
+        else:
+            reason = Reason(
+                "订单 {order} 的商品 {sku} 在 {file} 第 {row} 行也有，内容不同："
+                "请分开导入这两个文件，先导入较早的导出",
+                order=order_id,
+                sku=sku,
+                file=first_source,
+                row=first_row,
+            )
         report.reject(
             RowError(
                 source=source,
                 row=row_no,
                 column="sku",
-                reason=Reason(
-                    "与第 {row} 行重复：订单 {order} 的商品 {sku} 在同一文件中出现两次",
-                    row=first,
-                    order=order_id,
-                    sku=sku,
-                ),
+                reason=reason,
                 order_id=order_id,
                 channel=channel,
             )
         )
-        cursor.execute("DELETE FROM stage_line WHERE source = %s AND row_no = %s", [source, row_no])
         report.rows -= 1
+    cursor.execute("DELETE FROM stage_line WHERE ctid = ANY(%s::tid[])", [removed])
 
 
 # A staged row of an order at fault (`_bad_order_keys`): its number with its channel,

@@ -289,6 +289,7 @@ def orders_import(
     record: OrderImport | None = None,
 ) -> tuple[OrderImport, ImportReport]:
     """Read, validate and load order files; every import is recorded, also a failed one."""
+    paths = list(dict.fromkeys(paths))  # a file given twice is read once
     record = record or OrderImport.objects.create(
         channel=channel or "auto",
         files=[path.name for path in paths],

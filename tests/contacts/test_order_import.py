@@ -275,6 +275,51 @@ def test_a_line_repeated_further_down_rejects_its_order_whole(tmp_path):
     assert OrderLine.objects.count() == 1
 
 
+def _write(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.django_db
+def test_an_order_in_two_overlapping_exports_is_one_order(tmp_path):
+    rows = _csv("generic_orders.csv", "utf-8")
+    by_order: dict[str, list[dict]] = {}
+    for row in rows:
+        by_order.setdefault(row["order_id"], []).append(row)
+    numbers = list(by_order)
+    early = _write(tmp_path / "1-2月.csv", [r for n in numbers[:20] for r in by_order[n]])
+    late = _write(tmp_path / "2-3月.csv", [r for n in numbers[10:] for r in by_order[n]])
+    _, report = services.orders_import(paths=[early, late, late], channel="generic")
+    assert (report.inserted, report.rejected) == (len(numbers), 0)
+    assert OrderLine.objects.count() == len(rows)
+    for number, lines in by_order.items():
+        order = Order.objects.get(channel_order_id=number)
+        assert order.amount == sum(Decimal(line["line_amount"]) for line in lines)
+        assert order.line_count == len(lines)
+    _, again = services.orders_import(paths=[late, early], channel="generic")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, len(numbers))
+
+
+@pytest.mark.django_db
+def test_an_order_two_files_have_differently_is_rejected_and_the_others_load(tmp_path):
+    rows = _csv("generic_orders.csv", "utf-8")
+    first, others = rows[0], [r for r in rows if r["order_id"] != rows[0]["order_id"]]
+    old = _write(tmp_path / "old.csv", [first, *others[:3]])
+    new = _write(tmp_path / "new.csv", [{**first, "status": "refunded"}, *others[3:6]])
+    _, report = services.orders_import(paths=[old, new], channel="generic")
+    errors = {(e["file"], e["row"]): e["reason"] for e in report.errors}
+    assert set(errors) == {("new.csv", 2), ("old.csv", 2)}
+    assert errors[("new.csv", 2)].startswith(
+        f"订单 {first['order_id']} 的商品 {first['sku']} 在 old.csv 第 2 行也有，内容不同"
+    )
+    distinct = {r["order_id"] for r in others[:6]}
+    assert (report.inserted, report.rejected) == (len(distinct), 2)
+    assert not Order.objects.filter(channel_order_id=first["order_id"]).exists()
+
+
 @pytest.mark.django_db
 def test_rejected_rows_are_listed_in_the_order_the_files_were_given(tmp_path):
     rows = _csv("generic_orders.csv", "utf-8")
