@@ -56,7 +56,7 @@ from contacts.wecom_sync import (
     WeComWriter,
     contacts_lock_shared,
 )
-from scrm.reasons import spec_of
+from scrm.reasons import Reason, spec_of
 from scrm.wecom.gateway import WeComError, WeComGateway
 
 logger = logging.getLogger(__name__)
@@ -312,9 +312,17 @@ def orders_import(
             dry_run=dry_run,
             progress=lambda rows: cache.set(f"order-import:{record.pk}:rows", rows, 3600),
         )
-    except OrderFileError as error:
+    except Exception as error:  # the import is never left running: a file's fault, or ours
+        reason = (
+            error.args[0]
+            if isinstance(error, OrderFileError)
+            else Reason(
+                "导入出错（{kind}），没有写入任何订单：请联系技术支持，并附上这个文件",
+                kind=type(error).__name__,
+            )
+        )
         record.status = OrderImport.Status.FAILED
-        record.failure, record.failure_spec = str(error), spec_of(error.args[0])
+        record.failure, record.failure_spec = str(reason), spec_of(reason)
         record.finished_at = timezone.now()
         record.save()
         raise

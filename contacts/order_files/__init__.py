@@ -161,7 +161,7 @@ def _read(plan: list[tuple[Path, Format]]) -> Iterator[OrderLine | RowError]:
 
 def read_cells(paths: list[Path], rows: Iterable[tuple[str, int]]) -> list[dict]:
     """The cells of the given (file name, row number) rows as read (text guards
-    stripped; a row with more cells than the header has them all), by file in the
+    stripped, a NUL replaced; a row with more cells than the header has them all), by file in the
     order of `paths`: {"file", "header", "rows": [[row, cells], …]}. A file is read
     up to the last row asked of it."""
     wanted: dict[str, set[int]] = {}
@@ -178,7 +178,7 @@ def read_cells(paths: list[Path], rows: Iterable[tuple[str, int]]) -> list[dict]
             for number, row, _ in table.rows(whole=True):
                 if number > last:
                     break
-                if number in numbers:
-                    cells.append([number, row])
+                if number in numbers:  # a NUL cannot be stored (jsonb): kept as �
+                    cells.append([number, [cell.replace("\0", "\ufffd") for cell in row]])
         found.append({"file": table.name, "header": table.header, "rows": cells})
     return found

@@ -65,6 +65,23 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 MAX_AMOUNT = Decimal("9999999999.99")  # numeric(12, 2)
 MAX_QUANTITY = 2_147_483_647  # integer
+# The longest text of each text field: that of the column it is stored in
+# (contacts.models.Order, OrderLine; a test holds them to it).
+TEXT_LIMITS = {
+    "order_id": 64,
+    "parent_order_id": 64,
+    "buyer_unionid": 64,
+    "buyer_id": 100,
+    "buyer_name": 100,
+    "sku": 64,
+    "product_name": 200,
+    "category": 50,
+    "material": 50,
+    "style": 50,
+    "store_code": 32,
+    "guide_userid": 64,
+}
+_SHORTEST_LIMIT = min(TEXT_LIMITS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +325,22 @@ money_cache_get = _money_cache.get
 fromisoformat = datetime.fromisoformat
 
 
+def _check_texts(texts: tuple, columns: dict[str, str], problems: list) -> None:
+    """Text too long for its column, or with a NUL (which no text column can hold)."""
+    for (field, limit), text in zip(TEXT_LIMITS.items(), texts, strict=True):
+        if "\0" in text:
+            problems.append(
+                (columns[field], Reason("含有空字符（\\0），无法保存：导出的文件可能已损坏"))
+            )
+        elif len(text) > limit:
+            problems.append(
+                (
+                    columns[field],
+                    Reason("最多 {limit} 个字，这里有 {count} 个", limit=limit, count=len(text)),
+                )
+            )
+
+
 def build_line(
     source: str,
     row: int,
@@ -347,6 +380,22 @@ def build_line(
         guide_userid,
     ) = values
     problems = problems if problems is not None else []
+    texts = (
+        order_id,
+        parent_order_id,
+        unionid,
+        buyer_id,
+        buyer_name,
+        sku,
+        product_name,
+        category,
+        material,
+        style,
+        store_code,
+        guide_userid,
+    )
+    if max(map(len, texts)) > _SHORTEST_LIMIT or "\0" in "".join(texts):  # rare: 0.6 µs
+        _check_texts(texts, columns, problems)
     if not order_id:
         problems.append((columns["order_id"], Reason("订单号为空")))
     if channel not in _ORDER_CHANNEL_SET and channel is not INVALID:

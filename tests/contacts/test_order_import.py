@@ -413,6 +413,76 @@ def test_a_file_unreadable_far_down_fails_the_import_and_writes_nothing(tmp_path
 
 
 @pytest.mark.django_db
+def test_text_too_long_for_its_column_or_with_a_nul_is_a_row_error(tmp_path):
+    rows = _csv("generic_orders.csv", "utf-8")
+    numbers = list(dict.fromkeys(r["order_id"] for r in rows))
+    first = [r for r in rows if r["order_id"] == numbers[0]]
+    second = [r for r in rows if r["order_id"] == numbers[1]]
+    rest = [r for r in rows if r["order_id"] not in numbers[:2]]
+    long_name = "长" * 101
+    path = _write(
+        tmp_path / "long.csv",
+        [
+            {**first[0], "buyer_name": long_name},
+            *first[1:],
+            {**second[0], "product_name": "冰丝\0内裤"},
+            *second[1:],
+            *rest,
+        ],
+    )
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_status:
+        call_command("import_orders", str(path), "--json", stdout=out)
+    assert exit_status.value.code == 2
+    payload = json.loads(out.getvalue())
+    by_row = {(e["row"], e["column"]): e["reason"] for e in payload["errors"]}
+    assert by_row[(2, "buyer_name")] == "最多 100 个字，这里有 101 个"
+    nul_row = 2 + len(first)
+    assert by_row[(nul_row, "product_name")].startswith("含有空字符")
+    assert payload["rejected"] == len(first) + len(second)
+    assert payload["inserted"] == len({r["order_id"] for r in rest})
+    assert OrderImport.objects.get().status == OrderImport.Status.SUCCEEDED
+
+
+def test_the_text_limits_are_those_of_the_columns_the_fields_are_stored_in():
+    from contacts.order_files.lines import TEXT_LIMITS
+
+    stored_in = {
+        "order_id": (Order, "channel_order_id"),
+        "parent_order_id": (Order, "parent_order_id"),
+        "buyer_unionid": (Order, "buyer_unionid"),
+        "buyer_id": (Order, "buyer_id"),
+        "buyer_name": (Order, "buyer_name"),
+        "sku": (OrderLine, "sku"),
+        "product_name": (OrderLine, "product_name"),
+        "category": (OrderLine, "category"),
+        "material": (OrderLine, "material"),
+        "style": (OrderLine, "style"),
+        "store_code": (Order, "store_code"),
+        "guide_userid": (Order, "guide_userid"),
+    }
+    assert TEXT_LIMITS == {
+        field: model._meta.get_field(name).max_length for field, (model, name) in stored_in.items()
+    }
+
+
+@pytest.mark.django_db
+def test_an_import_that_fails_on_our_side_is_recorded_failed_not_left_running(monkeypatch):
+    from contacts import order_import
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(order_import, "_upsert", broken)
+    with pytest.raises(RuntimeError):
+        services.orders_import(paths=[DATA / "generic_orders.csv"], channel="generic")
+    record = OrderImport.objects.get()
+    assert record.status == OrderImport.Status.FAILED
+    assert record.failure.startswith("导入出错（RuntimeError），没有写入任何订单")
+    assert not Order.objects.exists() and not Customer.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_same_buyers_across_channels_become_one_customer_each():
     for files, channel, *_ in _expectations():
         services.orders_import(paths=[DATA / f for f in files], channel=channel)
