@@ -1,9 +1,9 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
 from campaigns import api
+from scrm.routers import ApiRouter
 
-router = SimpleRouter()  # the API root is contacts' router
+router = ApiRouter()  # the API root is contacts' router
 router.register("channel-codes", api.ChannelCodeViewSet, basename="channel-code")
 router.register("campaigns", api.CampaignViewSet, basename="campaign")
 

@@ -1,8 +1,7 @@
-from rest_framework.routers import DefaultRouter
-
 from contacts import api
+from scrm.routers import ApiRootRouter
 
-router = DefaultRouter()
+router = ApiRootRouter()
 router.register("stores", api.StoreViewSet)
 router.register("guides", api.GuideViewSet)
 router.register("customers", api.CustomerViewSet, basename="customer")

@@ -1,9 +1,9 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
+from scrm.routers import ApiRouter
 from sop import api
 
-router = SimpleRouter()  # the API root is contacts' router
+router = ApiRouter()  # the API root is contacts' router
 router.register("sop-plans", api.SopPlanViewSet, basename="sop-plan")
 router.register("sop-touchpoints", api.TouchpointViewSet, basename="sop-touchpoint")
 

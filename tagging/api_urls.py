@@ -1,9 +1,9 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
+from scrm.routers import ApiRouter
 from tagging import api
 
-router = SimpleRouter()  # the API root is contacts' router
+router = ApiRouter()  # the API root is contacts' router
 router.register("tag-groups", api.TagGroupViewSet)
 router.register("tags", api.TagViewSet, basename="tag")
 router.register("tag-rules", api.TagRuleViewSet, basename="tagrule")
