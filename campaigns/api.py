@@ -133,6 +133,12 @@ class ChannelCodeQRView(GenericAPIView):
     renderer_classes = [PNGRenderer, renderers.JSONRenderer]
     queryset = ChannelCode.objects.all()
 
+    def handle_exception(self, exc):
+        """An error (403, 404) is JSON, whatever image the client asked for."""
+        self.request.accepted_renderer = renderers.JSONRenderer()
+        self.request.accepted_media_type = renderers.JSONRenderer.media_type
+        return super().handle_exception(exc)
+
     @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
     def get(self, request, pk: int) -> HttpResponse:
         code = self.get_object()

@@ -10,10 +10,12 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from contacts import services
+from contacts.listing import GUIDE_PHONE_SEARCHES, guide_phone_search_refused
 from contacts.models import (
     IDEMPOTENCY_KEY_MAX,
     Customer,
@@ -35,6 +37,7 @@ from contacts.serializers import (
     StoreSerializer,
     SyncRunSerializer,
 )
+from scrm.limits import LimitReached
 from scrm.roles import ConsolePermission, Perm
 
 
@@ -69,6 +72,10 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         queryset = Customer.objects.visible_to(self.request.user).order_by("-joined_at", "-id")
         if text := self.request.query_params.get("q"):
+            if refusal := guide_phone_search_refused(self.request.user, text):
+                raise Throttled(
+                    wait=GUIDE_PHONE_SEARCHES.minutes_left(self.request.user) * 60, detail=refusal
+                )
             queryset = queryset.search(text)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
@@ -198,9 +205,11 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
                 customer=customer,
                 channel_order_id=serializer.validated_data["order_number"],
             )
+        except LimitReached as error:
+            return Response({"detail": str(error)}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         except LookupError as error:
             return Response({"detail": str(error)}, status=status.HTTP_404_NOT_FOUND)
-        except (ValueError, PermissionError) as error:
+        except PermissionError as error:
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
         return Response({"orders": OrderSerializer(orders, many=True).data})
 

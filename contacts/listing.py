@@ -9,7 +9,30 @@ from django.utils.translation import gettext as _
 
 from contacts import selectors
 from contacts.forms import PurchaseFilterForm
-from contacts.models import Customer, Guide
+from contacts.models import Customer, Guide, searched_phone
+from scrm.limits import HourlyLimit
+from scrm.roles import Perm
+
+# A guide sees a customer's phone masked (138****5601). Searching the 10,000 numbers it
+# may be, one by one, would give the full number away: a guide's phone searches are
+# limited. Console users' are not (they are the brand's staff).
+GUIDE_PHONE_SEARCHES = HourlyLimit("guide-phone-search", per_hour=30)
+
+
+def guide_phone_search_refused(user, text: str) -> str | None:
+    """Counts a guide's search by phone number; past the limit, the refusal to show."""
+    if user.has_perm(Perm.VIEW_CONSOLE) or not searched_phone(text):
+        return None
+    if GUIDE_PHONE_SEARCHES.reached(user):
+        return _(
+            "一小时内最多按手机号搜索 %(most)s 次，%(minutes)s 分钟后可以再搜；"
+            "按姓名或订单号搜索不受限制。"
+        ) % {
+            "most": GUIDE_PHONE_SEARCHES.per_hour,
+            "minutes": GUIDE_PHONE_SEARCHES.minutes_left(user),
+        }
+    GUIDE_PHONE_SEARCHES.count(user)
+    return None
 
 
 def filtered_customers(params: QueryDict, queryset):

@@ -15,6 +15,13 @@ from scrm.roles import Perm
 _PHONE_TEXT = re.compile(r"[\d\s()+-]+")  # 138 0013 5601, +86-138…
 
 
+def searched_phone(text: str) -> str | None:
+    """The phone number (E.164) a search text is, if it is one: only a text made of a
+    phone's characters is ("T13812345678" is an order number)."""
+    text = text.strip()
+    return phone_normalise(text) if _PHONE_TEXT.fullmatch(text) else None
+
+
 class Store(models.Model):
     """A physical store of the brand (a WeCom department); guides work in one."""
 
@@ -123,8 +130,7 @@ class CustomerQuerySet(models.QuerySet):
         from contacts.order_files import ORDER_CHANNELS
 
         text = text.strip()
-        # Only a text made of a phone's characters: "T13812345678" is an order number.
-        e164 = phone_normalise(text) if _PHONE_TEXT.fullmatch(text) else None
+        e164 = searched_phone(text)
         if e164:
             return self.filter(
                 identities__kind=CustomerIdentity.Kind.PHONE_HASH,

@@ -809,7 +809,7 @@ class _Resolver:
                 SELECT {value} AS key, max(b.name) AS name,
                        nextval(%s::regclass) AS id
                 FROM stage_buyer b
-                WHERE b.customer_id IS NULL AND {value} <> ''
+                WHERE b.customer_id IS NULL AND {value} <> '' AND NOT b.held
                 GROUP BY {value}
             ), created AS (
                 INSERT INTO contacts_customer (id, name, type, gender, avatar, corp_name, unionid,
@@ -841,7 +841,7 @@ def _resolve_buyers(cursor) -> None:
         SELECT buyer_unionid AS unionid, phone_hash,
                CASE WHEN buyer_id <> '' THEN channel || ':' || buyer_id ELSE '' END AS buyer_key,
                max(buyer_name) AS name, max(phone_masked) AS phone_masked,
-               NULL::bigint AS customer_id, 0 AS step
+               NULL::bigint AS customer_id, 0 AS step, false AS held
         FROM stage_order
         WHERE buyer_unionid <> '' OR phone_hash <> '' OR buyer_id <> ''
         GROUP BY 1, 2, 3
@@ -850,10 +850,43 @@ def _resolve_buyers(cursor) -> None:
     resolver = _Resolver(cursor, unlinked=cursor.rowcount)
     resolver.match()
     resolver.claim()
+    _hold_masked_buyers(cursor)
     for _, value in _KEYS:
         resolver.create(value)
         resolver.claim()
         resolver.match()
+
+
+def _hold_masked_buyers(cursor) -> None:
+    """A new buyer known only by a channel buyer id, whose masked phone and name fit
+    exactly one known customer (`_FITS`), is not made a customer: their orders stay
+    unmatched, with a merge suggestion for an operator to decide (confirmed, the buyer
+    id becomes the customer's). Unless a suggestion of theirs was rejected: then they
+    are someone else, and a customer of their own."""
+    cursor.execute(
+        f"""
+        UPDATE stage_buyer b SET held = true
+        WHERE b.customer_id IS NULL AND b.unionid = '' AND b.phone_hash = ''
+          AND b.buyer_key <> '' AND b.phone_masked LIKE '%*%' AND b.name <> ''
+          AND (SELECT count(DISTINCT c.id) FROM {
+            _FITS.format(masked="b.phone_masked", name="b.name")
+        }) = 1
+          AND NOT EXISTS (
+              SELECT FROM contacts_mergesuggestion s
+              JOIN contacts_order o ON o.id = s.order_id
+              WHERE s.status = 'rejected' AND o.channel || ':' || o.buyer_id = b.buyer_key)
+        """  # noqa: S608 - fixed SQL fragments; no parameters, so % is itself
+    )
+
+
+# The known customers a masked phone and a (masked) name fit: the phone's masked form
+# is that of one of their phone identities, and the name fits, a run of `*` standing
+# for any characters (赵** fits 赵敏 and 赵晓梅).
+_FITS = r"""contacts_customeridentity i
+    JOIN contacts_customer c ON c.id = i.customer_id AND c.merged_into_id IS NULL
+     AND c.name LIKE regexp_replace(replace(replace({name}, '%', '\%'), '_', '\_'),
+                                    '\*+', '%', 'g')
+    WHERE i.kind = 'phone_hash' AND i.display = {masked}"""
 
 
 # The staged orders as they are to be stored: status, customer and reason decided
@@ -981,15 +1014,12 @@ def order_import_finish(*, record: OrderImport, report: ImportReport, dry_run: b
 
 
 def _suggest_merges(cursor) -> None:
-    """Unmatched orders whose masked phone and (masked) name fit exactly one known customer.
-
-    `138****5601` must equal a phone identity's masked form, and the name must
-    fit, a run of `*` standing for any characters (赵** fits 赵敏 and 赵晓梅).
-    The orders are those this import wrote (`touched`: the orders whose
+    """Unmatched orders whose masked phone and (masked) name fit exactly one known
+    customer (`_FITS`). The orders are those this import wrote (`touched`: the orders whose
     last import it is) that are unmatched with a masked phone and a name.
     """
     cursor.execute(
-        r"""
+        f"""
         WITH masked AS (  -- few rows
             SELECT o.id, o.buyer_phone_masked, o.buyer_name
             FROM touched t JOIN contacts_order o ON o.id = t.id
@@ -999,13 +1029,12 @@ def _suggest_merges(cursor) -> None:
             (order_id, customer_id, reason, status, undo, created_at)
         SELECT o.id, min(c.id),
                '打码手机号 ' || o.buyer_phone_masked || ' 与姓名 ' || o.buyer_name || ' 只匹配到这一位客户',
-               'pending', '{}', now()
-        FROM masked o
-        JOIN contacts_customeridentity i ON i.kind = 'phone_hash' AND i.display = o.buyer_phone_masked
-        JOIN contacts_customer c ON c.id = i.customer_id AND c.merged_into_id IS NULL
-             AND c.name LIKE regexp_replace(replace(replace(o.buyer_name, '%', '\%'), '_', '\_'), '\*+', '%', 'g')
+               'pending', '{{}}', now()
+        FROM masked o, LATERAL (
+            SELECT c.id FROM {_FITS.format(masked="o.buyer_phone_masked", name="o.buyer_name")}
+        ) c
         GROUP BY o.id, o.buyer_phone_masked, o.buyer_name
         HAVING count(DISTINCT c.id) = 1
         ON CONFLICT (order_id, customer_id) DO NOTHING
-        """
+        """  # noqa: S608 - fixed SQL fragments
     )

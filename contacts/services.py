@@ -56,6 +56,7 @@ from contacts.wecom_sync import (
     WeComWriter,
     contacts_lock_shared,
 )
+from scrm.limits import HourlyLimit, LimitReached
 from scrm.reasons import Reason, spec_of
 from scrm.wecom.gateway import WeComError, WeComGateway
 
@@ -851,15 +852,36 @@ def order_bind(*, order: Order, customer: Customer) -> list[int]:
         return added
 
 
+# A guide's binding that fails says only that it did: whether an order number exists,
+# whose it is and its buyer's phone are not the guide's to learn. Failures are limited,
+# so that numbers cannot be tried in bulk.
+GUIDE_BIND_FAILURES = HourlyLimit("guide-bind-failure", per_hour=20)
+
+
 def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: str) -> list[Order]:
     """A guide binds an order number to a customer they follow (live): the order, with
     the other sub-orders of its checkout (a Douyin sub-order's number, or the checkout's
-    主订单编号, binds them all: one purchase is one buyer's). See `_checkout_bind`."""
+    主订单编号, binds them all: one purchase is one buyer's). See `_checkout_bind`.
+    An order not found, another customer's, or of another buyer phone: LookupError."""
     if not Relationship.objects.filter(customer=customer, guide=guide, is_active=True).exists():
         raise PermissionError(_("只能绑定到你自己跟进的客户。"))
-    return _checkout_bind(
-        number=channel_order_id.strip(), customer=customer, guide=guide, by=guide.user
-    )
+    if GUIDE_BIND_FAILURES.reached(guide.user):
+        raise LimitReached(
+            _("一小时内绑定失败已有 %(most)s 次，%(minutes)s 分钟后可以再试；急的话请运营处理。")
+            % {
+                "most": GUIDE_BIND_FAILURES.per_hour,
+                "minutes": GUIDE_BIND_FAILURES.minutes_left(guide.user),
+            }
+        )
+    number = channel_order_id.strip()
+    try:
+        return _checkout_bind(number=number, customer=customer, guide=guide, by=guide.user)
+    except (LookupError, ValueError) as error:
+        GUIDE_BIND_FAILURES.count(guide.user)
+        raise LookupError(
+            _("没有能绑定给这位客户的订单 %(order)s：请核对订单号，没错的话请运营处理。")
+            % {"order": number}
+        ) from error
 
 
 def order_assign(*, order: Order, customer: Customer, by) -> list[Order]:

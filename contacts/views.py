@@ -5,6 +5,7 @@ import json
 from datetime import datetime
 from itertools import islice
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import BooleanField, ExpressionWrapper, F, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
@@ -14,7 +15,12 @@ from django.views.decorators.http import require_POST
 
 from contacts import selectors, services
 from contacts.forms import PurchaseFilterForm
-from contacts.listing import console_customers, filtered_customers, filters_refused
+from contacts.listing import (
+    console_customers,
+    filtered_customers,
+    filters_refused,
+    guide_phone_search_refused,
+)
 from contacts.models import (
     CorpTag,
     Customer,
@@ -281,6 +287,9 @@ def guide_customer_list(request: HttpRequest) -> HttpResponse:
     queryset = form.apply(
         filtered_customers(request.GET, Customer.objects.visible_to(request.user))
     )
+    if refusal := guide_phone_search_refused(request.user, request.GET.get("q", "")):
+        messages.error(request, refusal)
+        queryset = queryset.none()
     context = _page(request, queryset)
     context.update(form=form, filters=request.GET)
     return render(request, "contacts/guide_customer_list.html", context)

@@ -21,9 +21,10 @@ DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-pro
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
 # Development runs (make demo, make test) say so with SCRM_DEVELOPMENT=1; anything
-# else must bring its own secret key.
+# else must bring its own secret key. DJANGO_DEBUG alone does not: a production turning
+# on debug pages must not fall back to the published development keys.
 IS_DEVELOPMENT = env.bool("SCRM_DEVELOPMENT", default=False)
-if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not (DEBUG or IS_DEVELOPMENT):
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not IS_DEVELOPMENT:
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY is not set. Set it (and SCRM_ENCRYPTION_KEY) in production, "
         "or set SCRM_DEVELOPMENT=1 for a local run."
@@ -143,7 +144,7 @@ STORAGES = {
 
 # Security: strict unless DEBUG; the HTTPS switches follow SCRM_HTTPS so that a
 # plain-HTTP local demo still works while `check --deploy` is clean in production.
-HTTPS = env.bool("SCRM_HTTPS", default=not (DEBUG or IS_DEVELOPMENT))
+HTTPS = env.bool("SCRM_HTTPS", default=not IS_DEVELOPMENT)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
@@ -161,6 +162,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only: the browsable API's forms listed every choice of a related field (the
+    # brand's customers, to a guide); people read the API at /api/docs.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -264,7 +268,6 @@ SOP_SEND_RESULT_DAYS = env.int("SOP_SEND_RESULT_DAYS", default=30)
 
 # WeCom. The development defaults are the bundled emulator's credentials (not
 # secrets of any real corp); outside development the secrets default to empty.
-_DEV = DEBUG or IS_DEVELOPMENT
 # E-mail (the weekly report): files under build/mail in development, SMTP otherwise.
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",
@@ -287,24 +290,25 @@ SCRM_BASE_URL = env.str("SCRM_BASE_URL", default="http://127.0.0.1:8000")
 # in development, https://open.weixin.qq.com in production.
 WECOM_OAUTH_BASE = env.str("WECOM_OAUTH_BASE", default="http://127.0.0.1:8090")
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="http://127.0.0.1:8090/cgi-bin/")
-WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="ww5f1e2d3c4b5a6978" if _DEV else "")
+WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="ww5f1e2d3c4b5a6978" if IS_DEVELOPMENT else "")
 WECOM_CONTACT_SECRET = env.str(
-    "WECOM_CONTACT_SECRET", default="dev-contact-secret-0123456789abcdef" if _DEV else ""
+    "WECOM_CONTACT_SECRET", default="dev-contact-secret-0123456789abcdef" if IS_DEVELOPMENT else ""
 )
 WECOM_AGENT_ID = env.int("WECOM_AGENT_ID", default=1000002)
 WECOM_AGENT_SECRET = env.str(
-    "WECOM_AGENT_SECRET", default="dev-agent-secret-0123456789abcdef" if _DEV else ""
+    "WECOM_AGENT_SECRET", default="dev-agent-secret-0123456789abcdef" if IS_DEVELOPMENT else ""
 )
 WECOM_CALLBACK_TOKEN = env.str(
-    "WECOM_CALLBACK_TOKEN", default="DevCallbackToken2026" if _DEV else ""
+    "WECOM_CALLBACK_TOKEN", default="DevCallbackToken2026" if IS_DEVELOPMENT else ""
 )
 WECOM_CALLBACK_AES_KEY = env.str(
-    "WECOM_CALLBACK_AES_KEY", default="abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG" if _DEV else ""
+    "WECOM_CALLBACK_AES_KEY",
+    default="abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG" if IS_DEVELOPMENT else "",
 )
 WECOM_CALLBACK_URL = env.str("WECOM_CALLBACK_URL", default="http://127.0.0.1:8000/wecom/callback/")
 # Key that WeCom secrets entered on the setup page are encrypted with; required
 # in production (the development default is derived from the development key).
-SCRM_ENCRYPTION_KEY = env.str("SCRM_ENCRYPTION_KEY", default=SECRET_KEY if _DEV else "")
+SCRM_ENCRYPTION_KEY = env.str("SCRM_ENCRYPTION_KEY", default=SECRET_KEY if IS_DEVELOPMENT else "")
 # Relationships a WeCom sync writes per transaction (and saves its cursor after).
 SYNC_FLUSH_RELATIONS = env.int("SYNC_FLUSH_RELATIONS", default=5000)
 # Calls per second per API path and corp (WeCom allows 10,000 a minute, about 166/s).
@@ -313,7 +317,7 @@ WECOM_RATE_PER_SECOND = env.int("WECOM_RATE_PER_SECOND", default=100)
 # Key of the HMAC that phone numbers are matched by (contacts/phones.py). Changing
 # it orphans every stored phone hash, so it is not derived from SECRET_KEY.
 PHONE_HASH_KEY = env.str(
-    "PHONE_HASH_KEY", default="development-phone-hash-key" if (DEBUG or IS_DEVELOPMENT) else ""
+    "PHONE_HASH_KEY", default="development-phone-hash-key" if IS_DEVELOPMENT else ""
 )
 if not PHONE_HASH_KEY:
     raise ImproperlyConfigured("PHONE_HASH_KEY is not set (see README, Configuration).")

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 from contacts.models import Customer, Guide, Order
 from contacts.services import order_bind_by_number
 from scrm.auth import BACKEND, has_left
+from scrm.limits import LimitReached
 from scrm.roles import Perm, permission_required
 from scrm.wecom.gateway import WeComError, WeComGateway
 from sop import services
@@ -156,7 +157,7 @@ def sidebar_bind_order(request: HttpRequest) -> HttpResponse:
         )
         numbers = _("、").join(order.channel_order_id for order in orders)
         messages.success(request, _("订单 %(order)s 已绑定到这位客户") % {"order": numbers})
-    except (LookupError, ValueError, PermissionError) as error:
+    except (LookupError, PermissionError, LimitReached) as error:
         messages.error(request, str(error))
     return _back(request)
 

@@ -118,7 +118,7 @@ def read_orders(paths: list[Path], channel: str | None = None) -> Iterator[Order
             if channel is not None and found.channel != channel:
                 raise OrderFileError(
                     Reason(
-                        "{file}：表头是{title}的格式，与所选渠道「{chosen}」不符",
+                        "{file}：表头是「{title}」的，与所选渠道「{chosen}」不符",
                         file=table.name,
                         title=found.title,
                         chosen=_TITLE_REASONS[channel],

@@ -84,9 +84,13 @@ def sniff_encoding(path: Path) -> str:
     return "utf-8"
 
 
+_CONTROL_BYTES = [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)]  # but \t \n \r
+
+
 def _file_format(path: Path) -> str:
     with open(path, "rb") as handle:
-        magic = handle.read(8)
+        start = handle.read(4096)
+    magic = start[:8]
     if magic.startswith(b"PK\x03\x04"):
         return "xlsx"
     if magic.startswith(b"\xd0\xcf\x11\xe0"):
@@ -102,6 +106,17 @@ def _file_format(path: Path) -> str:
             Reason(
                 "{file}：文件名是 Excel 的，内容却不是 Excel 文件（可能已损坏，或是改了扩展名）："
                 "请在 Excel 里打开后另存为 .xlsx，或导出 CSV 再导入",
+                file=path.name,
+            )
+        )
+    # Text has few control bytes (a stray NUL is a row's error); UTF-16, which has NULs,
+    # starts with its byte order mark.
+    controls = sum(start.count(bytes([byte])) for byte in _CONTROL_BYTES)
+    if controls > max(2, len(start) // 100) and not start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise OrderFileError(
+            Reason(
+                "{file}：不是 CSV 或 Excel 表格（可能是图片、压缩包或别的文件）："
+                "请从渠道后台导出订单表格再导入",
                 file=path.name,
             )
         )
@@ -133,6 +148,8 @@ class Table:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
+        if path.is_dir():
+            raise OrderFileError(Reason("{file}：这是文件夹，请给出其中的订单文件", file=path.name))
         if not path.is_file():
             raise OrderFileError(Reason("{file}：找不到文件", file=path.name))
         self.format = _file_format(path)
@@ -190,7 +207,11 @@ class Table:
             self._workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
         except Exception as error:  # a broken zip, a missing part, …: all mean "not XLSX"
             raise OrderFileError(
-                Reason("{file}：无法作为 XLSX 文件打开（{error}）", file=self.name, error=error)
+                Reason(
+                    "{file}：无法作为 Excel（.xlsx）文件打开，它可能是别的压缩包或已损坏："
+                    "请在 Excel 里打开后另存为 .xlsx，或导出 CSV 再导入",
+                    file=self.name,
+                )
             ) from error
         sheet = self._workbook.worksheets[0]
         # Some writers record a wrong sheet size; read what is there.

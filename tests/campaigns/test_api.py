@@ -147,6 +147,12 @@ def test_qr_png(client_for, operator, data):
     assert response["Content-Disposition"] == (
         f'inline; filename="channel-code-{data["code"].pk}.png"'
     )
+    # errors are JSON, also to a client that asked for the image
+    missing = client_for(operator).get(
+        reverse("channel-code-qr", args=[data["code"].pk + 1000]), HTTP_ACCEPT="image/png"
+    )
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/json"
+    assert "detail" in missing.json()
 
 
 def test_channel_code_list_queries_do_not_grow(

@@ -609,7 +609,7 @@ def test_editor_reuses_tagging_condition_builder(client_for, operator, data):
     body = response.content.decode()
     assert "tagging/rule_editor.js" in body and 'id="rule-form"' in body
     assert 'name="condition"' in body and 'id="rule-spec"' in body
-    assert response.context["spec"]["preview_url"] == "/api/v1/tag-rules/preview/"
+    assert response.context["spec"]["preview_url"] == "/api/v1/tag-rules/preview"
     for action in ("save", "prepare", "schedule", "send"):
         assert f'name="action" value="{action}"' in body
     assert response.context["reach"] is None

@@ -91,6 +91,33 @@ def test_search_by_phone_shows_it_masked(client_for, operator, book):
     assert "138****5601" in page and "13800135601" not in page
 
 
+def test_a_guide_cannot_try_out_the_numbers_a_masked_phone_may_be(
+    client_for, guide_user, operator, book
+):
+    """A guide sees 138****5601; searching the 10,000 numbers it may be would give the
+    full number away. Past the hour's phone searches, the API and the page refuse."""
+    from contacts.listing import GUIDE_PHONE_SEARCHES
+
+    customer = book["own"][0]
+    e164 = phone_normalise("13800135601")
+    CustomerIdentity.objects.create(
+        customer=customer, kind="phone_hash", value=phone_hash(e164), display=phone_mask(e164)
+    )
+    client = client_for(guide_user)
+    url = reverse("customer-list")
+    for n in range(GUIDE_PHONE_SEARCHES.per_hour):
+        assert client.get(url, {"q": f"1380013{n:04d}"}).status_code == 200
+    refused = client.get(url, {"q": "13800135601"})
+    assert refused.status_code == 429 and "Retry-After" in refused
+    assert "一小时内最多按手机号搜索" in refused.json()["detail"]
+    page = client.get(reverse("guide_customers"), {"q": "138 0013 5601"})
+    assert _names(page) == set() and "一小时内最多按手机号搜索" in page.content.decode()
+    # searching by name goes on; an operator's phone searches are not limited
+    assert client.get(url, {"q": customer.name}).json()["count"] >= 1
+    found = client_for(operator).get(url, {"q": "13800135601"}).json()
+    assert [row["id"] for row in found["results"]] == [customer.pk]
+
+
 def test_search_by_name_and_external_id(client_for, operator, book):
     client = client_for(operator)
     customer = book["other"][0]

@@ -512,8 +512,12 @@ def test_a_guide_cannot_bind_an_order_whose_buyer_phone_is_not_the_customers(
 
     for refused in (other_phone, other_masked):
         response = bind(refused.channel_order_id)
-        assert response.status_code == 409, refused.channel_order_id
-        assert refused.buyer_phone_masked in response.json()["detail"]
+        # refused as an order not found is: a stranger's phone, even masked, is not told
+        assert response.status_code == 404, refused.channel_order_id
+        missing = bind("NO-SUCH-ORDER").json()["detail"]
+        number = refused.channel_order_id
+        assert response.json()["detail"] == missing.replace("NO-SUCH-ORDER", number)
+        assert refused.buyer_phone_masked[-4:] not in response.json()["detail"]
         refused.refresh_from_db()
         assert refused.customer_id is None
     for accepted in (same_masked, no_phone):
@@ -741,7 +745,33 @@ def test_a_checkout_with_a_sub_order_of_another_customer_is_not_bound(guide_user
     orders = _checkout("P-3", "S-31", "S-32")
     someone = CustomerFactory()
     Order.objects.filter(pk=orders[1].pk).update(customer=someone)
-    with pytest.raises(ValueError, match="S-32 已属于另一位客户"):
+    with pytest.raises(LookupError, match="没有能绑定给这位客户的订单 S-31") as refused:
         services.order_bind_by_number(guide=guide, customer=customer, channel_order_id="S-31")
+    assert "S-32 已属于另一位客户" in str(refused.value.__cause__)  # for the log, not the guide
     assert _owners(orders) == [None, someone.pk]
     assert not OrderBinding.objects.exists()
+
+
+def test_a_guide_s_failed_bindings_are_limited_so_numbers_cannot_be_tried_in_bulk(
+    client_for, guide_user, other_guide_user
+):
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    customer = RelationshipFactory(guide=guide).customer
+    real = OrderFactory(customer=None, channel_order_id="REAL-1", buyer_id="tb_real")
+    client = client_for(guide_user)
+
+    def bind(number: str):
+        return client.post(
+            reverse("order-bind"), {"customer_id": customer.pk, "order_number": number}
+        )
+
+    for n in range(services.GUIDE_BIND_FAILURES.per_hour):
+        assert bind(f"GUESS-{n}").status_code == 404
+    refused = bind(real.channel_order_id)
+    assert refused.status_code == 429 and "一小时内绑定失败" in refused.json()["detail"]
+    real.refresh_from_db()
+    assert real.customer_id is None
+    # another guide is not held back by it
+    other = Guide.objects.get(wecom_userid="guide0002")
+    theirs = RelationshipFactory(guide=other).customer
+    assert services.order_bind_by_number(guide=other, customer=theirs, channel_order_id="REAL-1")

@@ -8,6 +8,7 @@ the simplest way (`test_hand_counts_agree_with_the_raw_files`).
 
 import csv
 import io
+import re
 import tracemalloc
 from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime, timedelta, timezone
@@ -275,7 +276,7 @@ def test_unknown_header_is_refused_naming_the_file(tmp_path):
 
 
 def test_a_file_of_another_channel_than_chosen_is_refused():
-    with pytest.raises(OrderFileError, match="youzan_orders.csv：表头是有赞订单导出的格式.*天猫"):
+    with pytest.raises(OrderFileError, match="youzan_orders.csv：表头是「有赞订单导出」的，.*天猫"):
         read_orders([DATA / "youzan_orders.csv"], "tmall")
 
 
@@ -312,6 +313,36 @@ def test_empty_and_old_excel_files_are_refused(tmp_path):
     xls.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100)
     with pytest.raises(OrderFileError, match="old.xls：这是旧版 Excel"):
         read_orders([xls])
+
+
+def test_what_is_no_order_file_is_named_for_what_it_is(tmp_path):
+    """A folder, an image or an archive given as an export: said so, in Chinese (no
+    library's English), whatever channel was chosen."""
+    import zipfile
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(OrderFileError, match="exports：这是文件夹"):
+        read_orders([folder], "generic")
+    image = tmp_path / "photo.csv"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))
+    for channel in (None, "generic"):
+        with pytest.raises(OrderFileError, match="photo.csv：不是 CSV 或 Excel 表格"):
+            read_orders([image], channel)
+    archive = tmp_path / "orders.csv"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("orders.csv", "order_id\n1\n")
+    with pytest.raises(
+        OrderFileError, match=r"orders.csv：无法作为 Excel（\.xlsx）文件打开"
+    ) as error:
+        read_orders([archive])
+    assert set(re.findall("[A-Za-z]+", str(error.value))) <= {
+        "orders",
+        "csv",
+        "Excel",
+        "xlsx",
+        "CSV",
+    }
 
 
 # -- encodings and text guards -------------------------------------------------------------

@@ -497,9 +497,29 @@ def test_the_same_buyers_across_channels_become_one_customer_each():
     )
     wang = Customer.objects.get(identities__kind="unionid", identities__value="oUnion_wf01")
     assert set(wang.orders.values_list("channel", flat=True)) >= {"pos", "tmall", "youzan"}
+
+    # Unmatched: Douyin's orders (masked phones only), and JD's whose buyer is known only
+    # by a JD account and whose masked phone and name are those of a known buyer: that
+    # account is held back from becoming a customer of its own, for an operator to decide.
+    def mask(phone: str) -> str:
+        return f"{phone[:3]}****{phone[-4:]}"
+
+    known = (
+        {(mask(r["buyer_phone"]), r["buyer_name"]) for r in _csv("generic_orders.csv", "utf-8")}
+        | {(mask(r["联系手机"]), r["收货人姓名"]) for r in _csv("tmall_orders.csv", "gb18030")}
+        | {(mask(r["买家手机号"]), r["粉丝昵称"]) for r in _csv("youzan_orders.csv", "utf-8")}
+    )
+    jd_held = [r for r in _jd() if (str(r["联系电话"]), r["客户姓名"]) in known]
+    assert jd_held  # the sample has such buyers
     masked = Order.objects.filter(customer=None)
-    assert masked.count() == len(_csv("douyin_orders.csv", "utf-8-sig"))
+    assert masked.count() == len(_csv("douyin_orders.csv", "utf-8-sig")) + len(jd_held)
+    assert {o.channel_order_id for o in masked.filter(channel="jd")} == {
+        str(r["订单号"]) for r in jd_held
+    }
     assert all("打码" in o.unmatched_reason for o in masked)
+    assert not CustomerIdentity.objects.filter(
+        kind="buyer_id", value__in=[f"jd:{r['下单帐号']}" for r in jd_held]
+    ).exists()
     # each masked order's phone and name fit exactly one known customer: a suggestion, no link
     assert MergeSuggestion.objects.filter(status="pending").count() == masked.count()
     # each import's report says how its orders were matched, as the orders say it
@@ -513,6 +533,54 @@ def test_the_same_buyers_across_channels_become_one_customer_each():
         )
     douyin = OrderImport.objects.get(channel="douyin")
     assert douyin.unmatched == douyin.suggested == len(_csv("douyin_orders.csv", "utf-8-sig"))
+
+
+@pytest.mark.django_db
+def test_a_held_back_buyer_account_is_decided_once_for_all_its_orders(tmp_path):
+    """Confirmed, a JD account held back for its masked phone and name is the customer's
+    (its later orders link by it); rejected, it is someone else: a customer of its own."""
+    for files, channel, *_ in _expectations():
+        services.orders_import(paths=[DATA / f for f in files], channel=channel)
+    chen = MergeSuggestion.objects.get(order__channel="jd", order__buyer_id="jd_5605")
+    zhao = MergeSuggestion.objects.get(order__channel="jd", order__buyer_id="jd_5607")
+    services.merge_suggestions_decide(suggestions=[chen], confirm=True)
+    services.merge_suggestions_decide(suggestions=[zhao], confirm=False)
+    row = dict.fromkeys(GENERIC_COLUMNS, "")
+    later = {
+        **row,
+        "channel": "jd",
+        "status": "paid",
+        "paid_at": "2026-06-01 10:00:00",
+        "sku": "BRA-COT-02",
+        "quantity": "1",
+        "unit_price": "79.00",
+        "line_amount": "79.00",
+    }
+    path = _write(
+        tmp_path / "later.csv",
+        [
+            {
+                **later,
+                "order_id": "JD-LATER-1",
+                "buyer_id": "jd_5605",
+                "buyer_phone": "151****5605",
+                "buyer_name": "陈静",
+            },
+            {
+                **later,
+                "order_id": "JD-LATER-2",
+                "buyer_id": "jd_5607",
+                "buyer_phone": "186****5607",
+                "buyer_name": "赵敏",
+            },
+        ],
+    )
+    _, report = services.orders_import(paths=[path], channel="generic")
+    assert (report.inserted, report.matched, report.unmatched) == (2, 2, 0)
+    assert Order.objects.get(channel_order_id="JD-LATER-1").customer_id == chen.customer_id
+    own = Order.objects.get(channel_order_id="JD-LATER-2").customer
+    assert own.pk != zhao.customer_id and own.name == "赵敏"
+    assert not MergeSuggestion.objects.filter(status="pending", order__buyer_id="jd_5607").exists()
 
 
 @pytest.mark.django_db(transaction=True)

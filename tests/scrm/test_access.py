@@ -170,9 +170,7 @@ def test_scoped_pages_open_to_console_and_guides_not_to_others(
     assert client.get(reverse(name)).status_code == 403
 
 
-def test_the_browsable_api_lists_no_one_elses_customers_or_guides(
-    client_for, guide_user, other_guide_user
-):
+def test_the_api_lists_no_one_elses_customers_or_guides(client_for, guide_user, other_guide_user):
     """The filter forms of a guide's APIs take ids: a choice of every customer, guide or
     plan would show the guide other guides' customers, and tell which ids exist."""
     from contacts.models import Guide
@@ -188,9 +186,11 @@ def test_the_browsable_api_lists_no_one_elses_customers_or_guides(
         name="别人的计划丙", trigger=SopPlan.Trigger.MANUAL, started_at="2026-01-01T00:00Z"
     )
     client = client_for(guide_user)
-    for name in ("order-list", "sop-touchpoint-list"):
-        page = client.get(reverse(name), {"format": "api"})
-        assert page.status_code == 200
+    # No browsable pages at all (a POST form listed every customer): JSON, asked for HTML.
+    for name in ("order-list", "order-bind", "sop-touchpoint-list"):
+        assert client.get(reverse(name), {"format": "api"}).status_code == 404
+        page = client.get(reverse(name), HTTP_ACCEPT="text/html")
+        assert page["Content-Type"] == "application/json", name
         text = page.content.decode()
         for hidden in ("别人的客户乙", "别人的计划丙", theirs.name, theirs.wecom_userid):
             assert hidden not in text, (name, hidden)

@@ -45,3 +45,14 @@ def test_models_and_migrations_agree():
     environment = {**PRODUCTION, "SCRM_DEVELOPMENT": "1"}
     result = _manage("makemigrations", "--check", "--dry-run", env=environment)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_debug_pages_alone_do_not_bring_the_development_keys():
+    """A production with DJANGO_DEBUG on still needs its own secrets: the development
+    ones are published (anyone could sign WeCom callbacks with them)."""
+    environment = {k: v for k, v in PRODUCTION.items() if k != "DJANGO_SECRET_KEY"}
+    result = _manage("check", env={**environment, "DJANGO_DEBUG": "true"})
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY is not set" in result.stderr
+    printed = "from django.conf import settings as s; print(repr(s.WECOM_CALLBACK_TOKEN))"
+    result = _manage("shell", "-c", printed, env={**PRODUCTION, "DJANGO_DEBUG": "true"})
+    assert result.stdout.strip().splitlines()[-1] == "''", result.stderr

@@ -457,7 +457,7 @@ def test_editor_reuses_tagging_condition_builder(client_for, operator, people):
     body = response.content.decode()
     assert "tagging/rule_editor.js" in body and "sop/plan_editor.js" in body
     assert 'id="rule-form"' in body and 'name="condition"' in body
-    assert response.context["spec"]["preview_url"] == "/api/v1/tag-rules/preview/"
+    assert response.context["spec"]["preview_url"] == "/api/v1/tag-rules/preview"
     steps = response.context["steps_spec"]
     assert [name for name, _ in steps["variables"]] == [
         "{称呼}",

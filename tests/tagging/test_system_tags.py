@@ -185,10 +185,27 @@ def raw_orders() -> dict[tuple[str, str], tuple[set, Bought]]:
         keys = {k for k in (_phone(r["联系手机"]), ("buyer", "tmall:" + r["买家会员名"])) if k}
         orders[("tmall", number)] = (keys, Bought("tmall", paid, lines))
 
+    # A buyer known only by an account, whose masked phone and name are a known buyer's
+    # (one with that full phone and name), is nobody yet: a merge suggestion decides.
+    def masked(phone: str) -> str:
+        return f"{phone[:3]}****{phone[-4:]}"
+
+    known = (
+        {(masked(r["buyer_phone"]), r["buyer_name"]) for r in generic if r["buyer_phone"]}
+        | {(masked(r["联系手机"]), r["收货人姓名"]) for r in tmall.values() if r["联系手机"]}
+        | {(masked(r["买家手机号"]), r["粉丝昵称"]) for r in _raw_csv("youzan_orders.csv", "utf-8")}
+        | {
+            (masked(str(r["联系电话"])), r["客户姓名"])
+            for r in _raw_jd()
+            if _phone(str(r["联系电话"]))
+        }
+    )
     for r in _raw_jd():
         paid = _local(r["付款确认时间"]) if r["付款确认时间"] else None
         line = Line(*attributes[r["商品名称"]], Decimal(str(r["应付金额"])))
         keys = {k for k in (_phone(r["联系电话"]), ("buyer", "jd:" + r["下单帐号"])) if k}
+        if keys == {("buyer", "jd:" + r["下单帐号"])} and (r["联系电话"], r["客户姓名"]) in known:
+            keys = set()
         orders[("jd", str(r["订单号"]))] = (keys, Bought("jd", paid, [line]))
 
     for r in _raw_csv("douyin_orders.csv", "utf-8-sig"):
