@@ -95,6 +95,12 @@ def test_the_command_reports_the_rejected_rows_with_exit_status_2(tmp_path):
         call_command("import_products", str(path), "--json", stdout=out)
     assert stop.value.code == 2
     assert json.loads(out.getvalue())["errors"][0]["row"] == 3
+    out = StringIO()  # a file that cannot be read: still one JSON object on stdout
+    with pytest.raises(SystemExit) as stop:
+        call_command("import_products", str(tmp_path / "none.csv"), "--json", stdout=out)
+    assert stop.value.code == 2
+    answer = json.loads(out.getvalue())
+    assert answer["products"] == 0 and answer["errors"][0]["reason"] == "none.csv：找不到文件"
 
 
 def test_operators_upload_a_catalogue_and_everyone_in_the_console_reads_it(

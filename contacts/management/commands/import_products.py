@@ -14,13 +14,22 @@ class Command(BaseCommand):
     help = "Import the product catalogue (CSV or XLSX: sku,name,category,material,style)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("path", type=Path)
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("path", type=Path, metavar="PATH", help="the catalogue file")
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help='print one JSON object: {"products", "changed", "lines_filled", "errors"}; '
+            "a file that cannot be read is one error of row 0",
+        )
 
     def handle(self, *args, path: Path, **options) -> None:
         try:
             result = services.products_import(path=path)
         except OrderFileError as error:
+            if options["json"]:  # the caller reads stdout: the answer is there, as always
+                reason = {"row": 0, "column": "", "reason": str(error)}
+                empty = {"products": 0, "changed": 0, "lines_filled": 0}
+                self.stdout.write(json.dumps(empty | {"errors": [reason]}, ensure_ascii=False))
             self.stderr.write(str(error))
             sys.exit(2)
         if options["json"]:
