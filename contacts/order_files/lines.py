@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, fields, make_dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from django.utils.translation import gettext_noop
@@ -82,6 +83,7 @@ TEXT_LIMITS = {
     "guide_userid": 64,
 }
 _SHORTEST_LIMIT = min(TEXT_LIMITS.values())
+_texts_of = itemgetter(*(GENERIC_COLUMNS.index(field) for field in TEXT_LIMITS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,20 +382,7 @@ def build_line(
         guide_userid,
     ) = values
     problems = problems if problems is not None else []
-    texts = (
-        order_id,
-        parent_order_id,
-        unionid,
-        buyer_id,
-        buyer_name,
-        sku,
-        product_name,
-        category,
-        material,
-        style,
-        store_code,
-        guide_userid,
-    )
+    texts = _texts_of(values)
     if max(map(len, texts)) > _SHORTEST_LIMIT or "\0" in "".join(texts):  # rare: 0.6 µs
         _check_texts(texts, columns, problems)
     if not order_id:
