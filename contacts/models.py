@@ -739,6 +739,10 @@ class OrderLine(models.Model):
     unit_price = models.DecimalField(max_digits=12, decimal_places=2)
     line_amount = models.DecimalField(max_digits=12, decimal_places=2)
     refund_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    # The export gave the line a category, material or style: those it gave are kept.
+    # Otherwise all three are the product catalogue's, where it has them, or else
+    # were guessed from the product name (order_import.LINE_ATTRIBUTES).
+    attributes_from_export = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         verbose_name = "订单行"

@@ -88,6 +88,7 @@ STAGE_COLUMNS = [(name, "text") for name in STAGE_TEXT_COLUMNS] + [
     ("source", "text"),
     ("row_no", "int"),
     ("line_hash", "text"),
+    ("attributes_from_export", "bool"),  # it gave the line an attribute (LINE_ATTRIBUTES)
     ("line_no", "int"),  # the line's place in its order, by sku (then row)
 ]
 _stage_text = attrgetter(*STAGE_TEXT_COLUMNS)
@@ -426,7 +427,8 @@ def _stage_rows(
             f"{item.unit_price!s}\t{item.line_amount!s}\t{item.refund_amount!s}"
         )
         line_hash = md5(content.encode()).hexdigest()
-        text = f"{content}\t{source_text}\t{item.row}\t{line_hash}"
+        own = not item.attributes_guessed and (item.category or item.material or item.style)
+        text = f"{content}\t{source_text}\t{item.row}\t{line_hash}\t{'t' if own else 'f'}"
         run.append((item, phone_hash, phone_masked, paid_text, line_hash, text))
     report.rows = rows
     if run:
@@ -915,6 +917,18 @@ _TOUCHED = """o.id, o.channel, o.channel_order_id, o.customer_id, {inserted},
     o.customer_id IS NULL AND o.buyer_phone_masked LIKE '%%*%%' AND o.buyer_name <> ''"""
 
 
+# SQL of a line's category, material and style, in that order, from the line `l` and
+# its sku's catalogue entry `p` (NULLs when there is none). When the export gave the
+# line attributes (`attributes_from_export`), those it gave are kept and the catalogue
+# fills the others; otherwise the catalogue's win over those guessed from the
+# product name.
+LINE_ATTRIBUTES = ", ".join(
+    f"CASE WHEN l.attributes_from_export THEN coalesce(nullif(l.{name}, ''), p.{name}, '')"
+    f" ELSE coalesce(nullif(p.{name}, ''), l.{name}) END"
+    for name in ("category", "material", "style")
+)
+
+
 def _upsert(cursor, report: ImportReport, record: OrderImport) -> None:
     """Changed orders are updated, new ones inserted; an unchanged order (its
     digest is the one stored) is left alone, not even locked: on a re-import that
@@ -975,18 +989,15 @@ def _upsert(cursor, report: ImportReport, record: OrderImport) -> None:
             " WHERE l.order_id = t.id AND NOT t.inserted"
         )
     cursor.execute(
-        """
+        f"""
         INSERT INTO contacts_orderline (order_id, line_no, sku, product_name, category, material,
-            style, quantity, unit_price, line_amount, refund_amount)
+            style, quantity, unit_price, line_amount, refund_amount, attributes_from_export)
         SELECT t.id, l.line_no, l.sku, coalesce(nullif(l.product_name, ''), p.name, ''),
-               -- attributes the export lacks come from the product catalogue
-               coalesce(nullif(l.category, ''), p.category, ''),
-               coalesce(nullif(l.material, ''), p.material, ''),
-               coalesce(nullif(l.style, ''), p.style, ''),
-               l.quantity, l.unit_price, l.line_amount, l.refund_amount
+               {LINE_ATTRIBUTES},
+               l.quantity, l.unit_price, l.line_amount, l.refund_amount, l.attributes_from_export
         FROM stage_line l JOIN touched t ON t.channel = l.channel AND t.order_id = l.order_id
         LEFT JOIN contacts_product p ON p.sku = l.sku
-        """
+        """  # noqa: S608 - fixed SQL
     )
     # The customer an order has once written (RETURNING gives it after the update).
     facts_mark_pending_selected(

@@ -325,22 +325,27 @@ def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
     lead = suggestions[0]
     confirm = request.POST.get("decision") == "confirm"
     try:
-        services.merge_suggestions_decide(suggestions=suggestions, confirm=confirm, by=request.user)
+        own = services.merge_suggestions_decide(
+            suggestions=suggestions, confirm=confirm, by=request.user
+        )
     except ValueError as error:
         messages.error(request, str(error))
+        return redirect("unmatched_orders")
+    if confirm:
+        message = ngettext(
+            "已确认：%(n)s 笔订单归到客户 %(customer)s。",
+            "已确认：%(n)s 笔订单归到客户 %(customer)s。",
+            len(suggestions),
+        ) % {"n": len(suggestions), "customer": lead.customer.label}
     else:
-        messages.success(
-            request,
-            ngettext(
-                "已确认：%(n)s 笔订单归到客户 %(customer)s。",
-                "已确认：%(n)s 笔订单归到客户 %(customer)s。",
-                len(suggestions),
-            )
-            % {"n": len(suggestions), "customer": lead.customer.label}
-            if confirm
-            else ngettext("已拒绝 %(n)s 条建议。", "已拒绝 %(n)s 条建议。", len(suggestions))
-            % {"n": len(suggestions)},
-        )
+        message = ngettext("已拒绝 %(n)s 条建议。", "已拒绝 %(n)s 条建议。", len(suggestions)) % {
+            "n": len(suggestions)
+        }
+        if own:
+            message += _("订单 %(orders)s 已归到其买家账号自己的客户。") % {
+                "orders": _("、").join(order.channel_order_id for order in own)
+            }
+    messages.success(request, message)
     return redirect("unmatched_orders")
 
 

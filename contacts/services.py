@@ -44,6 +44,7 @@ from contacts.order_files import (
 )
 from contacts.order_files.sources import Table
 from contacts.order_import import (
+    LINE_ATTRIBUTES,
     ORDER_IMPORT_LOCK,
     ImportReport,
     order_import_finish,
@@ -710,10 +711,15 @@ def _locked_suggestions(suggestions: list[MergeSuggestion]) -> list[MergeSuggest
     return locked
 
 
-def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: bool, by=None) -> None:
+def merge_suggestions_decide(
+    *, suggestions: list[MergeSuggestion], confirm: bool, by=None
+) -> list[Order]:
     """Confirm (link each order to its suggested customer) or reject merge suggestions:
     all of them or, when one was decided already, none. Confirming one rejects the other
-    suggestions for its order, and keeps what it changed for `merge_suggestions_undo`."""
+    suggestions for its order, and keeps what it changed for `merge_suggestions_undo`.
+    Rejected, an order whose buyer is known by a channel buyer id (held back by the
+    import for the suggestion) goes to that buyer's own customer, as their later
+    orders will: those orders are returned."""
     with transaction.atomic():
         locked = _locked_suggestions(suggestions)
         if len(locked) < len(suggestions) or any(
@@ -749,6 +755,27 @@ def merge_suggestions_decide(*, suggestions: list[MergeSuggestion], confirm: boo
                     confirmed=suggestion,
                 )
             suggestion.save(update_fields=["status", "decided_by", "decided_at", "undo"])
+        if confirm:
+            return []
+        return _orders_to_own_buyers([s.order for s in locked if s.order.customer_id is None])
+
+
+def _orders_to_own_buyers(orders: list[Order]) -> list[Order]:
+    """Each order with a channel buyer id to the customer that id identifies, or to a new
+    customer named as the buyer (the import's rule for a buyer no one else is). Returns
+    those orders: one with a masked phone and a name alone identifies no one and stays
+    unmatched."""
+    moved = [order for order in orders if order.buyer_id]
+    for order in moved:
+        key = f"{order.channel}:{order.buyer_id}"
+        identity = (
+            CustomerIdentity.objects.filter(kind=CustomerIdentity.Kind.BUYER_ID, value=key)
+            .select_related("customer")
+            .first()
+        )
+        customer = identity.customer if identity else Customer.objects.create(name=order.buyer_name)
+        order_bind(order=order, customer=customer)
+    return moved
 
 
 def _order_bind_undoable(
@@ -1114,27 +1141,25 @@ def products_import(*, path: Path) -> dict:
                 list(rows.values()),
                 fetch=True,
             )
-        # Lines of the other products took their attributes when they were imported.
+        # Lines of the other products took their attributes when they were imported;
+        # those of the changed ones take the catalogue's where it decides them.
         cursor.execute(
-            """
+            f"""
             DROP TABLE IF EXISTS filled_order;
             CREATE TEMP TABLE filled_order ON COMMIT DROP AS
             WITH filled AS (
                 UPDATE contacts_orderline l
-                SET category = coalesce(nullif(l.category, ''), p.category),
-                    material = coalesce(nullif(l.material, ''), p.material),
-                    style = coalesce(nullif(l.style, ''), p.style)
+                SET (category, material, style) = ({LINE_ATTRIBUTES})
                 FROM contacts_product p
                 WHERE p.sku = ANY(%s) AND p.sku = l.sku
-                  AND (l.category = '' OR l.material = '' OR l.style = '')
-                  AND (l.category, l.material, l.style) IS DISTINCT FROM (
-                      coalesce(nullif(l.category, ''), p.category),
-                      coalesce(nullif(l.material, ''), p.material),
-                      coalesce(nullif(l.style, ''), p.style))
+                  AND (NOT l.attributes_from_export OR l.category = '' OR l.material = ''
+                       OR l.style = '')
+                  AND (l.category, l.material, l.style)
+                      IS DISTINCT FROM ({LINE_ATTRIBUTES})
                 RETURNING l.order_id
             )
             SELECT order_id, count(*) AS lines FROM filled GROUP BY order_id
-            """,
+            """,  # noqa: S608 - fixed SQL
             [[sku for (sku,) in changed]],
         )
         cursor.execute("SELECT coalesce(sum(lines), 0)::int FROM filled_order")

@@ -318,7 +318,9 @@ def read_jd(table: Table) -> Iterator[OrderLine | RowError]:
             "",
             "",
         )
-        yield from _emit(build_line(table.name, number, values, JD_COLUMNS, duplicates, problems))
+        yield from _emit(
+            build_line(table.name, number, values, JD_COLUMNS, duplicates, problems, guessed=True)
+        )
 
 
 # -- Douyin ------------------------------------------------------------------------------
@@ -420,7 +422,9 @@ def read_douyin(table: Table) -> Iterator[OrderLine | RowError]:
             "",
             "",
         )
-        yield from _emit(build_line(table.name, number, values, columns, duplicates, problems))
+        yield from _emit(
+            build_line(table.name, number, values, columns, duplicates, problems, guessed=True)
+        )
 
 
 # -- Youzan ------------------------------------------------------------------------------
@@ -548,7 +552,9 @@ def read_youzan(table: Table) -> Iterator[OrderLine | RowError]:
                 "",
             )
             yield from _emit(
-                build_line(table.name, number, values, columns, duplicates, row_problems)
+                build_line(
+                    table.name, number, values, columns, duplicates, row_problems, guessed=True
+                )
             )
 
 
@@ -778,7 +784,9 @@ def _tmall_lines(
             "",
             "",
         )
-        result = build_line(source, number, values, TMALL_COLUMNS, duplicates, row_problems)
+        result = build_line(
+            source, number, values, TMALL_COLUMNS, duplicates, row_problems, guessed=True
+        )
         if type(result) is OrderLine:
             yield result
         else:

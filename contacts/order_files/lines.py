@@ -112,6 +112,9 @@ class OrderLine:
     refund_amount: Decimal  # 0 when none; never above line_amount
     store_code: str
     guide_userid: str
+    # category, material and style were read from the product name (the export has
+    # no such columns): the product catalogue's values win over them.
+    attributes_guessed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +353,8 @@ def build_line(
     columns: dict[str, str],
     duplicates: DuplicateIndex,
     problems: list[tuple[str, str]] | None = None,
+    *,
+    guessed: bool = False,
 ) -> OrderLine | list[RowError]:
     """The line, or one RowError per problem.
 
@@ -357,7 +362,7 @@ def build_line(
     from a file, or a value a channel mapping already parsed (Decimal, int,
     datetime), or INVALID for one it found invalid and put in `problems`
     (column, reason). `columns` names each field's column in the file, for the
-    report.
+    report. `guessed`: the attributes were read from the product name.
     """
     (
         order_id,
@@ -551,4 +556,5 @@ def build_line(
         refund_amount,
         store_code,
         guide_userid,
+        guessed,
     )

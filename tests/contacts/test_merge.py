@@ -325,6 +325,34 @@ def test_a_buyers_suggestions_are_listed_and_confirmed_together(client_for, oper
     assert MergeSuggestion.objects.get(pk=made[2].pk).status == MergeSuggestion.Status.PENDING
 
 
+def test_a_rejected_buyer_account_becomes_a_customer_of_its_own(client_for, operator):
+    """Rejected, the orders of a JD account go to the customer of that account (one new
+    customer for both); an order known only by its masked phone and name stays unmatched."""
+    suggested = CustomerFactory(name="陈静")
+    held = [
+        OrderFactory(customer=None, channel="jd", buyer_id="jd_5605", buyer_name="陈静",
+                     buyer_phone_masked="151****5605", channel_order_id=f"JD-{n}")
+        for n in (1, 2)
+    ]  # fmt: skip
+    masked = OrderFactory(customer=None, buyer_phone_masked="151****5605", buyer_name="陈静")
+    lead, *also = (
+        MergeSuggestion.objects.create(order=order, customer=suggested, reason="r").pk
+        for order in (*held, masked)
+    )
+    done = client_for(operator).post(
+        reverse("suggestion_decide", args=[lead]), {"decision": "reject", "also": also},
+        follow=True,
+    )  # fmt: skip
+    assert "已拒绝 3 条建议。订单 JD-1、JD-2 已归到其买家账号自己的客户。" in done.content.decode()
+    owners = {Order.objects.get(pk=order.pk).customer for order in held}
+    assert len(owners) == 1
+    (own,) = owners
+    assert own.pk != suggested.pk and own.name == "陈静"
+    assert CustomerIdentity.objects.get(kind="buyer_id", value="jd:jd_5605").customer == own
+    masked.refresh_from_db()
+    assert masked.customer_id is None
+
+
 def test_a_suggestion_whose_order_was_bound_since_is_not_confirmed(operator):
     """A guide bound the order to someone else meanwhile: confirming would move it."""
     suggested, bound = CustomerFactory(), CustomerFactory()

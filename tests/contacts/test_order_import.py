@@ -545,6 +545,10 @@ def test_a_held_back_buyer_account_is_decided_once_for_all_its_orders(tmp_path):
     zhao = MergeSuggestion.objects.get(order__channel="jd", order__buyer_id="jd_5607")
     services.merge_suggestions_decide(suggestions=[chen], confirm=True)
     services.merge_suggestions_decide(suggestions=[zhao], confirm=False)
+    zhao.order.refresh_from_db()  # rejected: at once the account's own customer
+    own = zhao.order.customer
+    assert own.pk != zhao.customer_id and own.name == "赵敏" and not zhao.order.unmatched_reason
+    assert CustomerIdentity.objects.get(kind="buyer_id", value="jd:jd_5607").customer == own
     row = dict.fromkeys(GENERIC_COLUMNS, "")
     later = {
         **row,
@@ -578,8 +582,7 @@ def test_a_held_back_buyer_account_is_decided_once_for_all_its_orders(tmp_path):
     _, report = services.orders_import(paths=[path], channel="generic")
     assert (report.inserted, report.matched, report.unmatched) == (2, 2, 0)
     assert Order.objects.get(channel_order_id="JD-LATER-1").customer_id == chen.customer_id
-    own = Order.objects.get(channel_order_id="JD-LATER-2").customer
-    assert own.pk != zhao.customer_id and own.name == "赵敏"
+    assert Order.objects.get(channel_order_id="JD-LATER-2").customer == own
     assert not MergeSuggestion.objects.filter(status="pending", order__buyer_id="jd_5607").exists()
 
 

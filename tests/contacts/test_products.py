@@ -184,3 +184,73 @@ def test_the_catalogue_is_searched_by_sku_name_or_attribute(client_for, operator
     assert found("棉") == ["SOCK-01"]  # an attribute, exactly
     assert found("01") == []  # a sku from its start only
     assert found("") == ["BRA-01", "BRA-02", "SOCK-01"]
+
+
+YOUZAN_HEADER = (
+    "订单号,订单状态,下单时间,付款时间,买家手机号,粉丝昵称,商品名称,规格,单价,数量,"
+    "订单实付金额,退款状态,商品编码"
+)
+GENERIC_HEADER = (
+    "order_id,channel,parent_order_id,status,paid_at,buyer_phone,buyer_unionid,buyer_id,"
+    "buyer_name,sku,product_name,category,material,style,quantity,unit_price,line_amount,"
+    "refund_amount,store_code,guide_userid"
+)
+
+
+def _attributes(order_id: str) -> tuple:
+    line = OrderLine.objects.get(order__channel_order_id=order_id)
+    return line.category, line.material, line.style
+
+
+def test_the_catalogue_wins_over_a_guess_from_the_name_and_an_export_over_the_catalogue(tmp_path):
+    """Youzan exports no attributes: they are read from the product name, unless the
+    catalogue has the sku. A generic export's own attributes are kept; those it leaves
+    empty are the catalogue's, then and after the catalogue changes."""
+    catalogue = tmp_path / "catalogue.csv"
+    catalogue.write_bytes(
+        _csv([CATALOGUE[0], ["BRA-ICE-01", "冰丝无痕文胸 基础款", "文胸", "莫代尔", "主题款"]])
+    )
+    services.products_import(path=catalogue)
+    youzan = tmp_path / "youzan.csv"
+    youzan.write_text(
+        f"{YOUZAN_HEADER}\n"
+        "E1,交易完成,2026-03-21 14:49:54,2026-03-21 14:50:34,13812345601,王芳,"
+        "冰丝无痕文胸 基础款,肤色 M,89.00,1,89.00,无退款,BRA-ICE-01\n"
+        "E2,交易完成,2026-03-21 14:49:54,2026-03-21 14:50:34,13812345601,王芳,"
+        "纯棉船袜 联名,白 均码,19.00,1,19.00,无退款,SOCK-01\n",
+        encoding="utf-8",
+    )
+    generic = tmp_path / "generic.csv"
+    generic.write_text(
+        f"{GENERIC_HEADER}\n"
+        "P1,pos,,paid,2026-03-03T11:18:43+08:00,13812345601,,,王芳,BRA-ICE-01,,家居服,,,1,"
+        "89.00,89.00,0,SH01,\n"
+        "P2,pos,,paid,2026-03-03T11:18:43+08:00,13812345601,,,王芳,BRA-ICE-01,,,,,1,"
+        "89.00,89.00,0,SH01,\n"
+        "P3,pos,,paid,2026-03-03T11:18:43+08:00,13812345601,,,王芳,SOCK-01,船袜,,,,1,"
+        "19.00,19.00,0,SH01,\n",
+        encoding="utf-8",
+    )
+    assert services.orders_import(paths=[youzan], channel="youzan")[1].inserted == 2
+    assert services.orders_import(paths=[generic], channel="generic")[1].inserted == 3
+    assert _attributes("E1") == ("文胸", "莫代尔", "主题款")  # the catalogue's, not 冰丝 基础款
+    assert _attributes("E2") == ("袜子", "棉", "主题款")  # not in the catalogue: from its name
+    assert _attributes("P1") == ("家居服", "莫代尔", "主题款")  # its own category
+    assert _attributes("P2") == ("文胸", "莫代尔", "主题款")
+    assert _attributes("P3") == ("", "", "")  # a generic line's name is not read
+    catalogue.write_bytes(
+        _csv(
+            [
+                CATALOGUE[0],
+                ["BRA-ICE-01", "冰丝无痕文胸 基础款", "文胸", "冰丝", "基础款"],
+                ["SOCK-01", "纯棉船袜", "袜子", "莫代尔", ""],
+            ]
+        )
+    )
+    result = services.products_import(path=catalogue)
+    assert (result["changed"], result["lines_filled"]) == (2, 4)  # all but P1
+    assert _attributes("E1") == ("文胸", "冰丝", "基础款")
+    assert _attributes("E2") == ("袜子", "莫代尔", "主题款")  # no style in the catalogue
+    assert _attributes("P1") == ("家居服", "莫代尔", "主题款")  # filled once, then its own
+    assert _attributes("P2") == ("文胸", "冰丝", "基础款")
+    assert _attributes("P3") == ("袜子", "莫代尔", "")
