@@ -1,5 +1,6 @@
 """How often a user may try something that, tried often enough, gives away what they
-may not see: counted per user over an hour from their first try, in the cache (Redis)."""
+may not see (or a password): counted per user, or per name, over an hour from the
+first try, in the cache (Redis)."""
 
 import math
 import time
@@ -16,26 +17,28 @@ class LimitReached(Exception):
 
 @dataclass(frozen=True)
 class HourlyLimit:
+    """Tries counted per `who`: a user, or a name (the username someone signs in with)."""
+
     name: str
     per_hour: int
 
-    def _key(self, user) -> str:
-        return f"limit:{self.name}:{user.pk}"
+    def _key(self, who) -> str:
+        return f"limit:{self.name}:{getattr(who, 'pk', who)}"
 
-    def reached(self, user) -> bool:
-        return (cache.get(self._key(user)) or 0) >= self.per_hour
+    def reached(self, who) -> bool:
+        return (cache.get(self._key(who)) or 0) >= self.per_hour
 
-    def count(self, user) -> None:
-        key = self._key(user)
+    def count(self, who) -> None:
+        key = self._key(who)
         if cache.add(key, 1, timeout=HOUR):  # the first try of an hour
             cache.set(f"{key}:since", time.time(), timeout=HOUR)
             return
         try:
             cache.incr(key)
         except ValueError:  # the hour ended just now: this try starts the next
-            self.count(user)
+            self.count(who)
 
-    def minutes_left(self, user) -> int:
+    def minutes_left(self, who) -> int:
         """Until the hour from the first try ends, and the count starts again."""
-        since = cache.get(f"{self._key(user)}:since") or time.time()
+        since = cache.get(f"{self._key(who)}:since") or time.time()
         return max(1, math.ceil((since + HOUR - time.time()) / 60))
