@@ -38,4 +38,7 @@ def test_token_auth(client, operator, store):
     response = client.get(reverse("store-list"), HTTP_AUTHORIZATION=f"Token {token}")
     assert response.status_code == 200
     assert response.json()["count"] == 1
-    assert client.get(reverse("store-list")).status_code in (401, 403)
+    anonymous = client.get(reverse("store-list"))
+    assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == "Token"
+    bad_token = client.get(reverse("store-list"), HTTP_AUTHORIZATION="Token wrong")
+    assert bad_token.status_code == 401
