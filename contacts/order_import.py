@@ -861,7 +861,7 @@ def _resolve_buyers(cursor) -> None:
 
 def _hold_masked_buyers(cursor) -> None:
     """A new buyer known only by a channel buyer id, whose masked phone and name fit
-    exactly one known customer (`_FITS`), is not made a customer: their orders stay
+    exactly one known customer (`MASKED_FITS`), is not made a customer: their orders stay
     unmatched, with a merge suggestion for an operator to decide (confirmed, the buyer
     id becomes the customer's). Unless a suggestion of theirs was rejected: then they
     are someone else, and a customer of their own."""
@@ -871,7 +871,7 @@ def _hold_masked_buyers(cursor) -> None:
         WHERE b.customer_id IS NULL AND b.unionid = '' AND b.phone_hash = ''
           AND b.buyer_key <> '' AND b.phone_masked LIKE '%*%' AND b.name <> ''
           AND (SELECT count(DISTINCT c.id) FROM {
-            _FITS.format(masked="b.phone_masked", name="b.name")
+            MASKED_FITS.format(masked="b.phone_masked", name="b.name")
         }) = 1
           AND NOT EXISTS (
               SELECT FROM contacts_mergesuggestion s
@@ -884,7 +884,7 @@ def _hold_masked_buyers(cursor) -> None:
 # The known customers a masked phone and a (masked) name fit: the phone's masked form
 # is that of one of their phone identities, and the name fits, a run of `*` standing
 # for any characters (赵** fits 赵敏 and 赵晓梅).
-_FITS = r"""contacts_customeridentity i
+MASKED_FITS = r"""contacts_customeridentity i
     JOIN contacts_customer c ON c.id = i.customer_id AND c.merged_into_id IS NULL
      AND c.name LIKE regexp_replace(replace(replace({name}, '%', '\%'), '_', '\_'),
                                     '\*+', '%', 'g')
@@ -1026,7 +1026,7 @@ def order_import_finish(*, record: OrderImport, report: ImportReport, dry_run: b
 
 def _suggest_merges(cursor) -> None:
     """Unmatched orders whose masked phone and (masked) name fit exactly one known
-    customer (`_FITS`). The orders are those this import wrote (`touched`: the orders whose
+    customer (`MASKED_FITS`). The orders are those this import wrote (`touched`: the orders whose
     last import it is) that are unmatched with a masked phone and a name.
     """
     cursor.execute(
@@ -1042,7 +1042,7 @@ def _suggest_merges(cursor) -> None:
                '打码手机号 ' || o.buyer_phone_masked || ' 与姓名 ' || o.buyer_name || ' 只匹配到这一位客户',
                'pending', '{{}}', now()
         FROM masked o, LATERAL (
-            SELECT c.id FROM {_FITS.format(masked="o.buyer_phone_masked", name="o.buyer_name")}
+            SELECT c.id FROM {MASKED_FITS.format(masked="o.buyer_phone_masked", name="o.buyer_name")}
         ) c
         GROUP BY o.id, o.buyer_phone_masked, o.buyer_name
         HAVING count(DISTINCT c.id) = 1

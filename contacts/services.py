@@ -45,6 +45,7 @@ from contacts.order_files import (
 from contacts.order_files.sources import Table
 from contacts.order_import import (
     LINE_ATTRIBUTES,
+    MASKED_FITS,
     ORDER_IMPORT_LOCK,
     ImportReport,
     order_import_finish,
@@ -493,6 +494,7 @@ def customer_merge(*, keep: Customer, absorb: Customer, by=None) -> CustomerMerg
             "since": {
                 "order": Order.objects.aggregate(last=Max("pk"))["last"] or 0,
                 "identity": CustomerIdentity.objects.aggregate(last=Max("pk"))["last"] or 0,
+                "suggestion": MergeSuggestion.objects.aggregate(last=Max("pk"))["last"] or 0,
             },
             # Pending suggestions for the one merged in are for the one kept now (unless
             # the order has one for the kept customer already: that one is decided).
@@ -596,6 +598,7 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
             pk__in=moved.get("suggestions", []), status=MergeSuggestion.Status.PENDING, **back
         ).update(customer=absorbed)
         Customer.objects.filter(pk=absorbed.pk).update(merged_into=None)
+        _suggestions_since_refit(merge)
         _membership_refresh(kept)
         _membership_refresh(absorbed)
         merge.undone_at = timezone.now()
@@ -605,6 +608,45 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
             listener.undone(merge)
         facts_mark_pending([kept.pk, absorbed.pk])
         return merge
+
+
+def _suggestions_since_refit(merge: CustomerMerge) -> None:
+    """The suggestions for the kept customer made since the merge, still pending, fit on
+    what the kept customer had then (the phones of the one merged in, say): each is
+    made again as an import would make it now, for the one customer its order's masked
+    phone and name fit (the one merged in, say), or dropped when they fit no one or
+    several, or when that customer has one for the order already."""
+    since = merge.moved["since"].get("suggestion") if merge.moved.get("since") else None
+    if since is None:  # a merge recorded before merges kept this
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH since AS (
+                SELECT s.id, s.order_id, o.buyer_phone_masked AS masked, o.buyer_name AS name
+                FROM contacts_mergesuggestion s JOIN contacts_order o ON o.id = s.order_id
+                WHERE s.customer_id = {int(merge.kept_id)} AND s.status = 'pending'
+                  AND s.id > {int(since)}
+            ), fit AS (
+                SELECT s.id, s.order_id,
+                       (SELECT CASE WHEN count(DISTINCT c.id) = 1 THEN min(c.id) END
+                        FROM {MASKED_FITS.format(masked="s.masked", name="s.name")}) AS customer_id
+                FROM since s
+            ), dropped AS (
+                DELETE FROM contacts_mergesuggestion m USING fit f
+                WHERE m.id = f.id AND (f.customer_id IS NULL OR EXISTS (
+                    SELECT FROM contacts_mergesuggestion other
+                    WHERE other.order_id = f.order_id AND other.customer_id = f.customer_id
+                      AND other.id <> f.id))
+            )
+            UPDATE contacts_mergesuggestion m SET customer_id = f.customer_id
+            FROM fit f
+            WHERE m.id = f.id AND f.customer_id IS NOT NULL AND NOT EXISTS (
+                SELECT FROM contacts_mergesuggestion other
+                WHERE other.order_id = f.order_id AND other.customer_id = f.customer_id
+                  AND other.id <> f.id)
+            """  # noqa: S608 - fixed SQL fragments and ids; no parameters, so % is itself
+        )
 
 
 # The buyer keys an order `o` carries, as identities (kind, value) match them.

@@ -159,6 +159,42 @@ def test_orders_linked_through_the_merged_in_phone_go_back_with_it(operator):
     assert set(theirs) == {"POS-NEW-1", "POS-NEW-2", "POS-NEW-3"}
 
 
+def test_a_suggestion_made_since_through_the_merged_in_phone_goes_back_with_it(operator):
+    """After the merge the kept customer has the phone of the one merged in: an order with
+    that phone masked gets a suggestion for the kept customer. Undone, the suggestion is
+    what an import makes now: for the one merged in when their name fits, none when the
+    order's masked phone and name fit no one any more."""
+    keep = CustomerFactory(name="王芳")
+    absorb = CustomerFactory(external_userid=None, is_member=False, name="王芳")
+    other = CustomerFactory(external_userid=None, is_member=False, name="李娜")
+    _give_phone(absorb, "13812345601")
+    _give_phone(other, "13912345602")
+    merges = [
+        services.customer_merge(keep=keep, absorb=absorb, by=operator),
+        services.customer_merge(keep=keep, absorb=other, by=operator),
+    ]
+    rows = [_row("JD-M-1", "138****5601"), _row("JD-M-2", "139****5602")]
+    rows[0]["buyer_name"] = "王*"
+    rows[1]["buyer_name"] = "王芳"  # fits the kept customer's name, not 李娜
+    services.orders_push(rows=rows)
+    made = MergeSuggestion.objects.filter(status="pending")
+    assert sorted(made.values_list("order__channel_order_id", "customer_id")) == [
+        ("JD-M-1", keep.pk),
+        ("JD-M-2", keep.pk),
+    ]
+    for merge in reversed(merges):
+        services.customer_merge_undo(merge=merge, by=operator)
+    assert list(made.values_list("order__channel_order_id", "customer_id")) == [
+        ("JD-M-1", absorb.pk)
+    ]
+    # The import, on the customers as they are now, makes the same.
+    Order.objects.filter(channel_order_id__in=["JD-M-1", "JD-M-2"]).delete()
+    services.orders_push(rows=rows)
+    assert list(made.values_list("order__channel_order_id", "customer_id")) == [
+        ("JD-M-1", absorb.pk)
+    ]
+
+
 def test_membership_after_an_undo_is_what_the_relationships_say(operator):
     keep = CustomerFactory(external_userid=None, is_member=False, joined_at=None, name="买家")
     absorb = CustomerFactory(name="联系人")
