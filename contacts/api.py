@@ -221,8 +221,8 @@ def _shape_errors(errors: dict) -> dict:
     lines = errors.get("orders")
     if isinstance(lines, list) and all(isinstance(line, dict) for line in lines):
         lines = dict(enumerate(lines))
-    if not isinstance(lines, dict):  # no list of lines: the whole body is at fault
-        return errors
+    if not isinstance(lines, dict) or not all(isinstance(f, dict) for f in lines.values()):
+        return errors  # no list of lines (none, or not a list): the whole body is at fault
     rows = [
         {"row": int(place) + 1, "column": column, "reason": " ".join(map(str, reasons))}
         for place, fields in lines.items()
