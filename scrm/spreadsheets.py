@@ -48,11 +48,13 @@ def _money_cell(sheet, value):
 def csv_row(values) -> list:
     """A row for `csv.writer`: text a spreadsheet would read as a formula behind a
     leading ' (numbers, even negative ones, are left as they are)."""
-    return [_csv_text(v) if isinstance(v, str) else v for v in values]
+    return [csv_text(v) if isinstance(v, str) else v for v in values]
 
 
-def _csv_text(value: str) -> str:
-    if value and value[0] in CSV_FORMULA_START and not _is_number(value):
+def csv_text(value: str) -> str:
+    """Text a spreadsheet would read as a formula behind a leading '; a number (-2,
+    -178.00) or a lone - is none, and keeps no ' (it would show in the cell)."""
+    if value and value[0] in CSV_FORMULA_START and value != "-" and not _is_number(value):
         return "'" + value
     return value
 

@@ -17,6 +17,7 @@ import openpyxl
 
 from contacts.order_files.lines import OrderFileError
 from scrm.reasons import Reason
+from scrm.spreadsheets import csv_text
 
 SNIFF_BYTES = 1 << 20
 
@@ -39,15 +40,15 @@ def guard(text: str) -> str:
     """Cell text for a CSV opened in a spreadsheet, that `clean` reads back as it was:
     a long number (an order number), one with a leading zero and a date as ="…" text
     (a spreadsheet would round the number, drop the zero, and save the date in its
-    own format), and a cell that would be read as a formula (=, +, -, @) behind a
-    leading '."""
+    own format), and a cell that would be read as a formula behind a leading '
+    (`scrm.spreadsheets.csv_text`), as one that begins with ' already."""
     if (text.isdigit() and (len(text) > 11 or (len(text) > 1 and text[0] == "0"))) or (
         _DATE_START.match(text) and '"' not in text  # a quote would end the ="…" early
     ):
         return f'="{text}"'
-    if text and text[0] in "=+-@'":
+    if text and text[0] == "'":  # read back without its first '
         return "'" + text
-    return text
+    return csv_text(text)
 
 
 # Cells are stripped of white space as they come (str.strip returns the cell

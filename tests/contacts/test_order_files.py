@@ -437,7 +437,9 @@ def test_a_guarded_cell_reads_back_as_it_was(text):
 def test_guards_keep_long_numbers_and_formulas_as_text():
     assert guard("4032198765432109876") == '="4032198765432109876"'
     assert guard("007") == '="007"' and guard("13812345601") == "13812345601"
-    assert guard("-2") == "'-2" and guard("=1+1") == "'=1+1" and guard("王芳") == "王芳"
+    assert guard("=1+1") == "'=1+1" and guard("-x") == "'-x" and guard("王芳") == "王芳"
+    assert guard("-2") == "-2" and guard("-178.00") == "-178.00" and guard("-") == "-"
+    assert guard("'-") == "''-"  # read back as '-
     # a spreadsheet would save a date in its own format (3/1/2026 20:42)
     assert guard("2026-03-01 20:42:39") == '="2026-03-01 20:42:39"'
     assert guard("2026/3/1") == '="2026/3/1"' and guard("20260301") == "20260301"
