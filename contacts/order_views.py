@@ -64,8 +64,10 @@ def import_status(request: HttpRequest, pk: int) -> JsonResponse:
     rows_read = services.order_import_progress(record=record)
     if record.status == OrderImport.Status.QUEUED:
         message = _("排队中：后台任务正忙，空闲后马上开始导入…")
-    else:
+    elif record.status == OrderImport.Status.RUNNING:
         message = _("正在校验和导入…已读取 %(rows)s 行") % {"rows": rows_read}
+    else:  # finished: the page shows its report
+        message = record.get_status_display()
     return JsonResponse(
         {
             "status": record.status,

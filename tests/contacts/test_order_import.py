@@ -794,6 +794,7 @@ def test_an_upload_waits_as_queued_and_runs_again_if_its_worker_died(client_for,
     assert "排队中" in client.get(reverse("import_detail", args=[record.pk])).content.decode()
     # A worker runs it, holding its lock: another copy of the task leaves it alone.
     OrderImport.objects.filter(pk=record.pk).update(status=OrderImport.Status.RUNNING)
+    assert client.get(status_url).json()["message"].startswith("正在校验和导入")
     database = connection.settings_dict
     other = psycopg2.connect(
         dbname=database["NAME"], user=database["USER"], host=database["HOST"],
@@ -820,6 +821,7 @@ def test_an_upload_waits_as_queued_and_runs_again_if_its_worker_died(client_for,
     assert Order.objects.count() == done["inserted"] == len(_csv("youzan_orders.csv", "utf-8"))
     assert not (services.UPLOAD_DIR / str(record.pk)).exists()
     assert import_orders_file(record.pk) == {"skipped": "succeeded"}
+    assert client.get(status_url).json()["message"] == "完成"  # no longer "importing"
 
 
 @pytest.mark.django_db
