@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Max, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from psycopg2.extras import execute_values
 
@@ -59,7 +59,7 @@ from contacts.wecom_sync import (
     contacts_lock_shared,
 )
 from scrm.limits import HourlyLimit, LimitReached
-from scrm.reasons import Reason, spec_of
+from scrm.reasons import Reason, reason_text, spec_of, spec_rows_shifted
 from scrm.wecom.gateway import WeComError, WeComGateway
 
 logger = logging.getLogger(__name__)
@@ -1106,11 +1106,23 @@ def orders_push(
             writer.writerows(rows)
         orders_import(paths=[path], channel="generic", record=record)
     record.refresh_from_db()
-    record.errors = [{**error, "row": error["row"] - 1} for error in record.errors]
+    record.errors = [_error_as_line(error) for error in record.errors]
     for rejected in record.rejected_cells:
         rejected["rows"] = [[row - 1, cells] for row, cells in rejected["rows"]]
     record.save(update_fields=["errors", "rejected_cells"])
     return record
+
+
+def _error_as_line(error: dict) -> dict:
+    """An import error of the request's CSV, its rows (the header is row 1) as 1-based
+    lines of the request, in the reason too ("与第 1 行重复")."""
+    spec = error.get("reason_spec")
+    if spec is None:
+        return {**error, "row": error["row"] - 1}
+    spec = spec_rows_shifted(spec, -1)
+    with translation.override(settings.LANGUAGE_CODE):  # stored as made: in Chinese
+        reason = reason_text(spec)
+    return {**error, "row": error["row"] - 1, "reason": reason, "reason_spec": spec}
 
 
 PRODUCT_COLUMNS = ["sku", "name", "category", "material", "style"]

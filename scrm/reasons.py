@@ -75,3 +75,20 @@ def reason_text(spec: dict) -> str:
         return gettext(spec["template"]).format(**args)
     except (KeyError, IndexError, ValueError):
         return spec["template"].format(**args)
+
+
+def spec_rows_shifted(spec: dict, by: int) -> dict:
+    """`spec` with the row numbers it names (its `row` and `rows` arguments, in the
+    reasons within it too) moved by `by`: rows of a file as lines of a request."""
+
+    def shifted(name: str, value):
+        if isinstance(value, dict):
+            return spec_rows_shifted(value, by)
+        if isinstance(value, list):
+            return [shifted(name, item) for item in value]
+        if name in ("row", "rows") and value.isdigit():
+            return str(int(value) + by)
+        return value
+
+    args = {name: shifted(name, value) for name, value in spec["args"].items()}
+    return {"template": spec["template"], "args": args}

@@ -729,6 +729,30 @@ def test_lines_that_cannot_be_read_are_numbered_as_import_errors_are(client_for,
 
 
 @pytest.mark.django_db
+def test_a_pushed_lines_reasons_name_lines_of_the_request(client_for, operator):
+    """A push's errors count its lines from 1, in the reasons too (not the rows of the
+    CSV it is read as, whose header is row 1)."""
+    first, second, third = _csv("generic_orders.csv", "utf-8")[:3]
+    lines = [
+        {**first, "order_id": "API-30"},
+        {**second, "order_id": "API-30", "quantity": "0"},
+        {**third, "order_id": "API-31"},
+        {**third, "order_id": "API-31"},  # the same sku again
+    ]
+    answer = client_for(operator).post(
+        reverse("order-bulk"), {"orders": lines}, content_type="application/json"
+    )
+    errors = {(e["row"], e["column"]): e["reason"] for e in answer.json()["errors"]}
+    assert errors[(1, "order_id")] == "订单 API-30 的第 2 行有错误，整单未导入"
+    assert errors[(2, "quantity")].startswith("数量")
+    assert errors[(4, "sku")].startswith("与第 3 行重复")
+    english = client_for(operator).get(
+        reverse("import_detail", args=[OrderImport.objects.get().pk]), HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert "row 2" in english.content.decode()
+
+
+@pytest.mark.django_db
 def test_guides_and_managers_cannot_push_orders(client, guide_user, manager):
     for user in (guide_user, manager):
         client.force_login(user)
