@@ -344,14 +344,18 @@ def _run_text(run: list[tuple], lines: list[str], orders: list[str]) -> None:
         )
         amount, refund, count = first.line_amount, first.refund_amount, 1
         digest, repeats = hashlib.md5(line_hash.encode()).hexdigest(), "f"  # noqa: S324 - a digest
+        buyers = "f"
     else:
         run.sort(key=lambda entry: (entry[0].sku, entry[0].row))
         lines.extend(f"{entry[5]}\t{number}\n" for number, entry in enumerate(run, 1))
         items = [entry[0] for entry in run]
-        if any(_order_fields(line) != fields for line in items):
+        fields_differ = any(_order_fields(line) != fields for line in items)
+        if fields_differ:
             fields = tuple(_max(column) for column in zip(*map(_order_fields, items), strict=True))
-        if any(entry[1] != phone or entry[2] != masked for entry in run):
+        phones_differ = any(entry[1] != phone or entry[2] != masked for entry in run)
+        if phones_differ:
             phone, masked = _max(entry[1] for entry in run), _max(entry[2] for entry in run)
+        buyers = _buyers_differ(run) if fields_differ or phones_differ else "f"
         if any(line.paid_at != first.paid_at for line in items):
             times = [line.paid_at for line in items if line.paid_at is not None]
             paid = min(times).isoformat() if times else None
@@ -369,7 +373,17 @@ def _run_text(run: list[tuple], lines: list[str], orders: list[str]) -> None:
     parent, unionid, buyer_id, name, store, guide = fields
     texts = (first.channel, first.order_id, parent, *flags, paid, phone, masked)
     texts += (unionid, buyer_id, name, store, guide)
-    orders.append(f"{_copy_text(texts)}\t{amount!s}\t{refund!s}\t{count}\t{digest}\t{repeats}\n")
+    orders.append(
+        f"{_copy_text(texts)}\t{amount!s}\t{refund!s}\t{count}\t{digest}\t{repeats}\t{buyers}\n"
+    )
+
+
+def _buyers_differ(run: list[tuple]) -> str:
+    """ "t" when the lines name two buyers: two different values of one key (unionid,
+    phone, masked phone, buyer id); a key one line gives and another leaves out is none."""
+    keys = [(e[0].buyer_unionid, e[1], e[2], e[0].buyer_id) for e in run]
+    differ = any(len(set(filter(None, values))) > 1 for values in zip(*keys, strict=True))
+    return "t" if differ else "f"
 
 
 def _stage_rows(
@@ -496,12 +510,19 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
     if producer.error is not None:
         raise producer.error
     _stage_split_orders(cursor)
-    cursor.execute("SELECT EXISTS (SELECT FROM stage_order WHERE repeats)")
-    if cursor.fetchone()[0]:
+    cursor.execute(
+        "SELECT coalesce(bool_or(repeats), false), coalesce(bool_or(buyers_differ), false)"
+        " FROM stage_order"
+    )
+    repeats, buyers_differ = cursor.fetchone()
+    if repeats or buyers_differ:
         # Rare: a line repeated far down a file (the reader finds those next to each
-        # other), or in another file. They are checked and removed, and the orders
-        # staged again from what is left.
-        _reject_repeated_lines(cursor, report, record.files)
+        # other), or in another file; lines of one order that name two buyers. They
+        # are checked and removed, and the orders staged again from what is left.
+        if repeats:
+            _reject_repeated_lines(cursor, report, record.files)
+        if buyers_differ:
+            _reject_two_buyers(cursor, report, record.files)
         _reject_bad_orders(cursor, report)
         _stage_all_orders(cursor)
     elif report.bad_orders:
@@ -549,7 +570,10 @@ _ORDERS_OF_LINES = """
            max(guide_userid) AS guide_userid,
            sum(line_amount) AS amount, sum(refund_amount) AS refund_amount, count(*) AS line_count,
            md5(string_agg(line_hash, '' ORDER BY sku COLLATE "C", row_no)) AS content_hash,
-           count(DISTINCT sku) < count(*) AS repeats
+           count(DISTINCT sku) < count(*) AS repeats,
+           count(DISTINCT nullif(buyer_unionid, '')) > 1 OR count(DISTINCT nullif(phone_hash, '')) > 1
+           OR count(DISTINCT nullif(phone_masked, '')) > 1
+           OR count(DISTINCT nullif(buyer_id, '')) > 1 AS buyers_differ
     FROM {lines} GROUP BY channel, order_id
 """
 
@@ -652,6 +676,64 @@ def _reject_repeated_lines(cursor, report: ImportReport, files: list[str]) -> No
                 channel=channel,
             )
         )
+        report.rows -= 1
+    cursor.execute("DELETE FROM stage_line WHERE ctid = ANY(%s::tid[])", [removed])
+
+
+# A line's buyer keys as staged, and the generic column each is read from.
+_BUYER_KEYS = [
+    ("buyer_unionid", "buyer_unionid"),
+    ("phone_hash", "buyer_phone"),
+    ("phone_masked", "buyer_phone"),
+    ("buyer_id", "buyer_id"),
+]
+
+
+def _reject_two_buyers(cursor, report: ImportReport, files: list[str]) -> None:
+    """An order whose lines name two buyers (`buyers_differ`) is rejected: which of them
+    bought it is not known, and the order would go to either. Each line that gives a key
+    another value than an earlier line of the order gave it is an error."""
+    keys = ", ".join(key for key, _ in _BUYER_KEYS)
+    cursor.execute(
+        f"""
+        SELECT ctid, source, row_no, channel, order_id, {keys}
+        FROM stage_line
+        WHERE (channel, order_id) IN (SELECT channel, order_id FROM stage_order
+                                      WHERE buyers_differ)
+        ORDER BY channel, order_id, array_position(%s::text[], source), row_no
+        """,  # noqa: S608 - fixed SQL fragments
+        [files],
+    )
+    order, removed = None, []
+    for ctid, source, row_no, channel, order_id, *values in cursor.fetchall():
+        if order != (channel, order_id):  # each key's first value, and the row that gave it
+            order, known = (channel, order_id), [None] * len(_BUYER_KEYS)
+        conflict = None
+        for place, value in enumerate(values):
+            if not value:
+                continue
+            if known[place] is None:
+                known[place] = (value, source, row_no)
+            elif known[place][0] != value and conflict is None:
+                conflict = (_BUYER_KEYS[place][1], *known[place][1:])
+        if conflict is None:
+            continue
+        column, first_source, first_row = conflict
+        report.reject(
+            RowError(
+                source=source,
+                row=row_no,
+                column=column,
+                reason=Reason(
+                    "买家与{where}不同：同一订单 {order} 的各行应是同一位买家",
+                    where=_rows_at_fault([(first_source, first_row)], source),
+                    order=order_id,
+                ),
+                order_id=order_id,
+                channel=channel,
+            )
+        )
+        removed.append(ctid)  # reported here: not again as a line of an order at fault
         report.rows -= 1
     cursor.execute("DELETE FROM stage_line WHERE ctid = ANY(%s::tid[])", [removed])
 

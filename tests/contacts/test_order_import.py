@@ -284,6 +284,46 @@ def _write(path: Path, rows: list[dict]) -> Path:
 
 
 @pytest.mark.django_db
+def test_an_order_whose_lines_name_two_buyers_is_rejected_whole(tmp_path):
+    """Next to each other or far apart, lines of one order with two phones (or buyer ids)
+    reject it: it would go to either buyer. A key one line leaves out, or a phone one
+    line gives masked, is no second buyer."""
+    line = {
+        **dict.fromkeys(GENERIC_COLUMNS, ""),
+        "channel": "pos",
+        "status": "paid",
+        "paid_at": "2026-06-01 10:00:00",
+        "quantity": "1",
+        "unit_price": "79.00",
+        "line_amount": "79.00",
+        "buyer_name": "王芳",
+    }
+    rows = [
+        {**line, "order_id": "TWO-1", "sku": "A", "buyer_phone": "13812345601"},
+        {**line, "order_id": "TWO-1", "sku": "B", "buyer_phone": "13912345602"},
+        {**line, "order_id": "FAR-1", "sku": "A", "buyer_id": "m1"},
+        {**line, "order_id": "ONE-1", "sku": "A", "buyer_phone": "13812345601"},
+        {**line, "order_id": "ONE-1", "sku": "B", "buyer_phone": "138****5601", "buyer_id": "m7"},
+        {**line, "order_id": "ONE-1", "sku": "C", "buyer_id": "m7"},
+        {**line, "order_id": "FAR-1", "sku": "B", "buyer_id": "m2"},
+    ]
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as stop:
+        call_command("import_orders", str(_write(tmp_path / "o.csv", rows)), "--json", stdout=out)
+    assert stop.value.code == 2
+    report = json.loads(out.getvalue())
+    assert (report["inserted"], report["rejected"]) == (1, 4)
+    errors = {(e["row"], e["column"]): e["reason"] for e in report["errors"]}
+    assert errors == {
+        (3, "buyer_phone"): "买家与第 2 行不同：同一订单 TWO-1 的各行应是同一位买家",
+        (2, "order_id"): "订单 TWO-1 的第 3 行有错误，整单未导入",
+        (8, "buyer_id"): "买家与第 4 行不同：同一订单 FAR-1 的各行应是同一位买家",
+        (4, "order_id"): "订单 FAR-1 的第 8 行有错误，整单未导入",
+    }
+    assert list(Order.objects.values_list("channel_order_id", "line_count")) == [("ONE-1", 3)]
+
+
+@pytest.mark.django_db
 def test_an_order_in_two_overlapping_exports_is_one_order(tmp_path):
     rows = _csv("generic_orders.csv", "utf-8")
     by_order: dict[str, list[dict]] = {}
