@@ -501,6 +501,10 @@ def build_line(
                 refund_amount = INVALID
         else:
             refund_amount = ZERO
+        # A line refunded without an amount (or 0) was refunded in full, as a channel
+        # closes a paid order only once it has refunded it (`channels.order_status`).
+        if not refund_amount and status == "refunded" and type(line_amount) is Decimal:
+            refund_amount = line_amount
     if (
         type(refund_amount) is Decimal
         and type(line_amount) is Decimal

@@ -428,6 +428,25 @@ def test_text_guards_and_spaces_are_stripped_in_a_generic_file(tmp_path):
     assert line.paid_at == datetime(2026, 3, 1, 12, 42, 39, tzinfo=UTC)
 
 
+def test_a_generic_line_refunded_without_an_amount_was_refunded_in_full(tmp_path):
+    path = tmp_path / "refunds.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(GENERIC_COLUMNS)
+        for number, (status, refund) in enumerate(
+            (("refunded", ""), ("REFUNDED", "0"), ("refunded", "30.00"), ("paid", ""),
+             ("partially_refunded", "20.00")),
+        ):  # fmt: skip
+            row = dict.fromkeys(GENERIC_COLUMNS, "")
+            row.update(order_id=f"R-{number}", channel="pos", status=status, sku="S",
+                       paid_at="2026-03-01 20:42:39", buyer_phone="13812345601",
+                       quantity="2", unit_price="44.50", line_amount="89.00",
+                       refund_amount=refund)  # fmt: skip
+            writer.writerow(row.values())
+    refunds = [line.refund_amount for line in read_orders([path])]
+    assert refunds == [Decimal("89.00"), Decimal("89.00"), Decimal("30.00"), 0, 20]
+
+
 @given(st.text(alphabet=st.sampled_from("0123456789=+-@'\" a王"), max_size=25))
 def test_a_guarded_cell_reads_back_as_it_was(text):
     cell = clean(text)  # a cell as read
@@ -830,6 +849,7 @@ def generic_lines(draw, row: int, order_id: str, sku: str) -> OrderLine:
     if paid_at is not None:
         paid_at = paid_at.replace(tzinfo=draw(st.one_of(st.none(), offsets)))
     line_amount = draw(amounts)
+    refund = draw(amounts.filter(lambda a: a <= line_amount))
     buyer = draw(st.tuples(phones, text, text).filter(any))
     return OrderLine(
         row=row,
@@ -851,7 +871,8 @@ def generic_lines(draw, row: int, order_id: str, sku: str) -> OrderLine:
         quantity=draw(st.integers(min_value=1, max_value=2_147_483_647)),
         unit_price=draw(amounts),
         line_amount=line_amount,
-        refund_amount=draw(amounts.filter(lambda a: a <= line_amount)),
+        # a line refunded without an amount reads as refunded in full
+        refund_amount=(refund or line_amount) if status == "refunded" else refund,
         store_code=draw(text),
         guide_userid=draw(text),
     )
