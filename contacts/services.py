@@ -632,19 +632,18 @@ def _suggestions_since_refit(merge: CustomerMerge) -> None:
                        (SELECT CASE WHEN count(DISTINCT c.id) = 1 THEN min(c.id) END
                         FROM {MASKED_FITS.format(masked="s.masked", name="s.name")}) AS customer_id
                 FROM since s
-            ), dropped AS (
-                DELETE FROM contacts_mergesuggestion m USING fit f
-                WHERE m.id = f.id AND (f.customer_id IS NULL OR EXISTS (
+            ), made AS (  -- kept only for a customer without one for the order already
+                SELECT f.id, f.customer_id, f.customer_id IS NOT NULL AND NOT EXISTS (
                     SELECT FROM contacts_mergesuggestion other
                     WHERE other.order_id = f.order_id AND other.customer_id = f.customer_id
-                      AND other.id <> f.id))
+                      AND other.id <> f.id) AS kept
+                FROM fit f
+            ), dropped AS (
+                DELETE FROM contacts_mergesuggestion m USING made
+                WHERE m.id = made.id AND NOT made.kept
             )
-            UPDATE contacts_mergesuggestion m SET customer_id = f.customer_id
-            FROM fit f
-            WHERE m.id = f.id AND f.customer_id IS NOT NULL AND NOT EXISTS (
-                SELECT FROM contacts_mergesuggestion other
-                WHERE other.order_id = f.order_id AND other.customer_id = f.customer_id
-                  AND other.id <> f.id)
+            UPDATE contacts_mergesuggestion m SET customer_id = made.customer_id
+            FROM made WHERE m.id = made.id AND made.kept
             """  # noqa: S608 - fixed SQL fragments and ids; no parameters, so % is itself
         )
 

@@ -92,8 +92,9 @@ class TokenView(ObtainAuthToken):
     """`POST /api/v1/auth/token/`: a username refused for its failures gets 429."""
 
     def post(self, request, *args, **kwargs):
-        refusal = login_refusal(request.data.get("username"))
+        username = request.data.get("username")
+        refusal = login_refusal(username)
         if refusal:
-            name = _login_name(request.data.get("username"))
-            raise Throttled(wait=LOGIN_FAILURES.minutes_left(name) * 60, detail=refusal)
+            wait = LOGIN_FAILURES.minutes_left(_login_name(username)) * 60
+            raise Throttled(wait=wait, detail=refusal)
         return super().post(request, *args, **kwargs)
