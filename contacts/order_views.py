@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop, ngettext
+from django.utils.translation import gettext_noop, ngettext, pgettext
 from django.views.decorators.http import require_POST
 
 from contacts import selectors, services
@@ -95,7 +95,7 @@ def import_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="import-{record.pk}-errors.csv"'
     response.write("\ufeff")  # so Excel opens it as UTF-8
     writer = csv.writer(response)
-    writer.writerow(["file", "row", "order_id", "column", "reason"])
+    writer.writerow([pgettext("one file", "文件"), _("行号"), _("订单号"), _("列"), _("原因")])
     for error in record.errors_by_row:
         writer.writerow(
             [

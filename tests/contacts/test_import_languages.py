@@ -94,6 +94,13 @@ def test_the_import_page_and_its_download_speak_the_readers_language(client_for,
         reverse("import_rejected_rows", args=[record.pk, 0]), HTTP_ACCEPT_LANGUAGE="en"
     ).content.decode("utf-8-sig")
     assert "quantity: The quantity must be a positive whole number: -2" in download
+    errors = client.get(reverse("import_errors", args=[record.pk]), HTTP_ACCEPT_LANGUAGE="en")
+    header = next(csv.reader(errors.content.decode("utf-8-sig").splitlines()))
+    assert header == ["File", "Row", "Order number", "Column", "Reason"]
+    # the language switcher names each language in itself, whichever the page is in
+    for text in (english, chinese):
+        assert '<option value="en" lang="en"' in text and ">English</option>" in text
+        assert ">简体中文</option>" in text and "英语" not in text
 
 
 @pytest.mark.django_db

@@ -896,12 +896,14 @@ def test_rejected_rows_download_as_csv(client_for, operator):
     response = client_for(operator).get(reverse("import_errors", args=[record.pk]))
     body = response.content.decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(body)))
-    assert {int(r["row"]) for r in rows} == {2, 3, 4, 5, 6, 7, 8, 9, 10}
+    assert list(rows[0]) == ["文件", "行号", "订单号", "列", "原因"]  # the operator's language
+    assert {int(r["行号"]) for r in rows} == {2, 3, 4, 5, 6, 7, 8, 9, 10}
     # each rejected row with its order number as the file has it (row 2 is the first)
     raw = {
         n: r["order_id"] for n, r in enumerate(_csv("generic_orders_with_bad_rows.csv", "utf-8"), 2)
     }
-    assert {(int(r["row"]), r["order_id"]) for r in rows} <= set(raw.items())
+    assert {(int(r["行号"]), r["订单号"]) for r in rows} <= set(raw.items())
+    assert {r["文件"] for r in rows} == {"generic_orders_with_bad_rows.csv"}
 
 
 def _unguarded(text: str) -> str:
