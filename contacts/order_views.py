@@ -165,7 +165,7 @@ def import_rejected_rows_csv(request: HttpRequest, pk: int, index: int) -> HttpR
 PRODUCTS_PER_PAGE = 50
 HISTORY_PER_PAGE = 50  # merges, and bindings, on the merges page
 SUGGESTION_GROUPS_SHOWN = 30  # more once these are decided: the orders stay in sight
-CONFIRMED_GROUPS_SHOWN = 20  # the latest confirmations, each with its undo
+DECIDED_GROUPS_SHOWN = 20  # the latest confirmations, and rejections, each with its undo
 
 
 @permission_required(Perm.VIEW_CONSOLE)
@@ -263,7 +263,17 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
         {
             "page": Paginator(orders, 50).get_page(request.GET.get("page")),
             "suggestion_groups": groups,
-            "confirmed_groups": selectors.confirmed_suggestion_groups(limit=CONFIRMED_GROUPS_SHOWN),
+            "confirmed_groups": selectors.decided_suggestion_groups(
+                status=MergeSuggestion.Status.CONFIRMED, limit=DECIDED_GROUPS_SHOWN
+            ),
+            # each with whether it made a customer of a buyer's account (then undone by
+            # a merge, not here: `merge_suggestions_undo`)
+            "rejected_groups": [
+                (group, any(s.undo.get("created") for s in group))
+                for group in selectors.decided_suggestion_groups(
+                    status=MergeSuggestion.Status.REJECTED, limit=DECIDED_GROUPS_SHOWN
+                )
+            ],
             "suggestions_pending": pending,
             "suggestions_hidden": pending - sum(len(group) for group in groups),
             "by_channel": by_channel,
@@ -354,22 +364,27 @@ def suggestion_decide(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @permission_required(Perm.CHANGE_CONSOLE)
 def suggestion_undo(request: HttpRequest, pk: int) -> HttpResponse:
-    """Undo a confirmation: the suggestion and those confirmed with it (`also`)."""
+    """Undo a decision: the suggestion and those decided with it (`also`)."""
     suggestions = _suggestion_group(request, pk)
+    rejected = suggestions[0].status == MergeSuggestion.Status.REJECTED
     try:
         services.merge_suggestions_undo(suggestions=suggestions)
     except ValueError as error:
         messages.error(request, str(error))
     else:
-        messages.success(
-            request,
-            ngettext(
+        if rejected:
+            message = ngettext(
+                "已撤销拒绝：%(n)s 条建议重新待确认。",
+                "已撤销拒绝：%(n)s 条建议重新待确认。",
+                len(suggestions),
+            )
+        else:
+            message = ngettext(
                 "已撤销：%(n)s 笔订单回到未匹配订单，建议重新待确认。",
                 "已撤销：%(n)s 笔订单回到未匹配订单，建议重新待确认。",
                 len(suggestions),
             )
-            % {"n": len(suggestions)},
-        )
+        messages.success(request, message % {"n": len(suggestions)})
     return redirect("unmatched_orders")
 
 

@@ -53,20 +53,19 @@ def merge_suggestion_groups(*, limit: int) -> list[list[MergeSuggestion]]:
     return list(groups.values())
 
 
-def confirmed_suggestion_groups(*, limit: int) -> list[list[MergeSuggestion]]:
-    """The latest confirmations, one group per decision (the suggestions confirmed
-    together, for one customer), newest first: each can be undone together (those
-    confirmed before undo was kept cannot, and are not listed)."""
-    confirmed = MergeSuggestion.objects.filter(status=MergeSuggestion.Status.CONFIRMED).exclude(
-        undo={}
-    )
+def decided_suggestion_groups(*, status: str, limit: int) -> list[list[MergeSuggestion]]:
+    """The latest confirmations or rejections, one group per decision (the suggestions
+    decided together, for one customer), newest first: each can be undone together
+    (those decided before undo was kept, or rejected as moot or by a confirmation, are
+    not listed)."""
+    decided = MergeSuggestion.objects.filter(status=status).exclude(undo={})
     keys = list(
-        confirmed.values_list("customer_id", "decided_at")
+        decided.values_list("customer_id", "decided_at")
         .distinct()
         .order_by("-decided_at", "customer_id")[:limit]
     )
     groups: dict[tuple, list[MergeSuggestion]] = {key: [] for key in keys}
-    chosen = confirmed.filter(
+    chosen = decided.filter(
         customer_id__in={key[0] for key in keys}, decided_at__in={key[1] for key in keys}
     )
     for suggestion in chosen.select_related("order", "customer", "decided_by").order_by("pk"):

@@ -757,10 +757,10 @@ def merge_suggestions_decide(
 ) -> list[Order]:
     """Confirm (link each order to its suggested customer) or reject merge suggestions:
     all of them or, when one was decided already, none. Confirming one rejects the other
-    suggestions for its order, and keeps what it changed for `merge_suggestions_undo`.
-    Rejected, an order whose buyer is known by a channel buyer id (held back by the
-    import for the suggestion) goes to that buyer's own customer, as their later
-    orders will: those orders are returned."""
+    suggestions for its order. Rejected, an order whose buyer is known by a channel
+    buyer id (held back by the import for the suggestion) goes to that buyer's own
+    customer, as their later orders will: those orders are returned. Either way what
+    changed is kept for `merge_suggestions_undo`."""
     with transaction.atomic():
         locked = _locked_suggestions(suggestions)
         if len(locked) < len(suggestions) or any(
@@ -782,54 +782,62 @@ def merge_suggestions_decide(
                 % {"orders": _("、").join(taken)}
             )
         now = timezone.now()
+        moved = []
         for suggestion in locked:
-            suggestion.status = (
-                MergeSuggestion.Status.CONFIRMED if confirm else MergeSuggestion.Status.REJECTED
-            )
             suggestion.decided_by, suggestion.decided_at = by, now
             if confirm:
+                suggestion.status = MergeSuggestion.Status.CONFIRMED
                 suggestion.undo = _order_bind_undoable(
                     order=suggestion.order,
                     customer=suggestion.customer,
                     by=by,
                     now=now,
-                    confirmed=suggestion,
+                    decided=suggestion,
                 )
+            else:
+                suggestion.status = MergeSuggestion.Status.REJECTED
+                suggestion.undo = _rejection(suggestion, by=by, now=now)
+                if suggestion.undo.get("to"):
+                    moved.append(suggestion.order)
             suggestion.save(update_fields=["status", "decided_by", "decided_at", "undo"])
-        if confirm:
-            return []
-        return _orders_to_own_buyers([s.order for s in locked if s.order.customer_id is None])
+        return moved
 
 
-def _orders_to_own_buyers(orders: list[Order]) -> list[Order]:
-    """Each order with a channel buyer id to the customer that id identifies, or to a new
-    customer named as the buyer (the import's rule for a buyer no one else is). Returns
-    those orders: one with a masked phone and a name alone identifies no one and stays
-    unmatched."""
-    moved = [order for order in orders if order.buyer_id]
-    for order in moved:
-        key = f"{order.channel}:{order.buyer_id}"
-        identity = (
-            CustomerIdentity.objects.filter(kind=CustomerIdentity.Kind.BUYER_ID, value=key)
-            .select_related("customer")
-            .first()
+def _rejection(suggestion: MergeSuggestion, *, by, now: datetime) -> dict:
+    """Reject one suggestion: an order with a channel buyer id goes to the customer that
+    id identifies, or to a new customer named as the buyer (the import's rule for a
+    buyer no one else is); one with a masked phone and a name alone identifies no one
+    and stays unmatched. Returns what an exact undo needs ("to": where the order went,
+    None when it stayed; nothing when the order had a customer already: the
+    suggestion was moot)."""
+    order = suggestion.order
+    if order.customer_id is not None:
+        return {}
+    if not order.buyer_id:
+        return {"to": None}
+    identity = (
+        CustomerIdentity.objects.filter(
+            kind=CustomerIdentity.Kind.BUYER_ID, value=f"{order.channel}:{order.buyer_id}"
         )
-        customer = identity.customer if identity else Customer.objects.create(name=order.buyer_name)
-        order_bind(order=order, customer=customer)
-    return moved
+        .select_related("customer")
+        .first()
+    )
+    customer = identity.customer if identity else Customer.objects.create(name=order.buyer_name)
+    undo = _order_bind_undoable(order=order, customer=customer, by=by, now=now, decided=suggestion)
+    return undo | {"to": customer.pk, "created": None if identity else customer.pk}
 
 
 def _order_bind_undoable(
-    *, order: Order, customer: Customer, by, now: datetime, confirmed: MergeSuggestion | None = None
+    *, order: Order, customer: Customer, by, now: datetime, decided: MergeSuggestion | None = None
 ) -> dict:
     """`order_bind`, rejecting the order's other suggestions still pending (all of them
-    when a guide binds the order; but the one `confirmed`); returns what an exact undo
+    when a guide binds the order; but the one `decided`); returns what an exact undo
     needs."""
     before = {"customer": order.customer_id, "reason": order.unmatched_reason}
     added = order_bind(order=order, customer=customer)
     others = MergeSuggestion.objects.filter(order=order, status=MergeSuggestion.Status.PENDING)
-    if confirmed is not None:
-        others = others.exclude(pk=confirmed.pk)
+    if decided is not None:
+        others = others.exclude(pk=decided.pk)
     rejected = list(others.values_list("pk", flat=True))
     others.update(status=MergeSuggestion.Status.REJECTED, decided_by=by, decided_at=now)
     return before | {"identities": added, "rejected": rejected}
@@ -848,41 +856,61 @@ def _order_unbind(*, order: Order, customer_id: int, undo: dict, decided_at: dat
 
 
 def merge_suggestions_undo(*, suggestions: list[MergeSuggestion]) -> None:
-    """Undo one confirmation exactly, all the suggestions confirmed together: each order
-    is as it was (unmatched with its reason, or the customer's already), the identities
-    binding added leave the customer, and the suggestion and those its confirmation
-    rejected wait for a decision again. Refused when an order has moved since, for part
-    of a confirmation, and for confirmations made before undo was kept."""
+    """Undo one decision exactly, all the suggestions decided together. Each order is
+    as it was (unmatched with its reason, or the customer's already), the identities
+    binding added leave the customer, and the suggestions wait for a decision again
+    with those the decision rejected for their orders. Refused when an order has moved
+    since, for part of a decision, for decisions made before undo was kept, and for a
+    rejection that made its buyer's account a customer of its own (a merge of that
+    customer into the suggested one is the undo: it is recorded and undoable itself)."""
+    decided = (MergeSuggestion.Status.CONFIRMED, MergeSuggestion.Status.REJECTED)
     with transaction.atomic():
         locked = _locked_suggestions(suggestions)
         if (
             not locked
             or len(locked) < len(suggestions)
-            or any(s.status != MergeSuggestion.Status.CONFIRMED or not s.undo for s in locked)
+            or any(s.status not in decided or not s.undo for s in locked)
+            or len({s.status for s in locked}) > 1
         ):
-            raise ValueError(_("只能撤销已确认的建议。"))
+            raise ValueError(_("只能撤销已确认或已拒绝的建议。"))
         lead = locked[0]
         together = MergeSuggestion.objects.filter(
-            status=MergeSuggestion.Status.CONFIRMED,
-            customer_id=lead.customer_id,
-            decided_at=lead.decided_at,
-        )
+            status=lead.status, customer_id=lead.customer_id, decided_at=lead.decided_at
+        ).exclude(undo={})
         if set(together.values_list("pk", flat=True)) != {s.pk for s in locked}:
-            raise ValueError(_("一次确认的建议要一起撤销。"))
-        moved = [s.order.channel_order_id for s in locked if s.order.customer_id != s.customer_id]
-        if moved:
+            raise ValueError(_("一次处理的建议要一起撤销。"))
+        confirmed = lead.status == MergeSuggestion.Status.CONFIRMED
+        # where the decision left each order: the suggested customer, or (rejected) the
+        # customer of its buyer's account, or unmatched
+        left_at = {s.pk: s.customer_id if confirmed else s.undo["to"] for s in locked}
+        created = next((s.undo["created"] for s in locked if s.undo.get("created")), None)
+        if created is not None:  # undone, it would leave a customer of no one, or go
             raise ValueError(
+                _(
+                    "拒绝时为买家账号新建了客户 #%(customer)s，无法撤销；如拒绝错了，"
+                    "请在 %(suggested)s 的页面把那位客户并入（合并可以撤销）。"
+                )
+                % {"customer": created, "suggested": lead.customer.label}
+            )
+        moved = [s.order.channel_order_id for s in locked if s.order.customer_id != left_at[s.pk]]
+        if moved:
+            message = (
                 _("订单 %(orders)s 已经不在这位客户名下，无法撤销。")
-                % {"orders": _("、").join(moved)}
+                if confirmed
+                else _("订单 %(orders)s 在拒绝之后已归到别处，无法撤销。")
             )
+            raise ValueError(message % {"orders": _("、").join(moved)})
         for suggestion in locked:
-            undo = suggestion.undo
-            _order_unbind(
-                order=suggestion.order,
-                customer_id=suggestion.customer_id,
-                undo={**undo, "rejected": [suggestion.pk, *undo["rejected"]]},
-                decided_at=suggestion.decided_at,
-            )
+            if left_at[suggestion.pk] is not None:
+                _order_unbind(
+                    order=suggestion.order,
+                    customer_id=left_at[suggestion.pk],
+                    undo=suggestion.undo,
+                    decided_at=suggestion.decided_at,
+                )
+        MergeSuggestion.objects.filter(pk__in=[s.pk for s in locked]).update(
+            status=MergeSuggestion.Status.PENDING, decided_by=None, decided_at=None, undo={}
+        )
 
 
 def order_bind(*, order: Order, customer: Customer) -> list[int]:

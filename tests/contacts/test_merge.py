@@ -413,8 +413,101 @@ def test_a_confirmation_is_undone_exactly(operator):
     assert {status for _, status, _, _ in bound[3]} == {"confirmed", "rejected"}
     services.merge_suggestions_undo(suggestions=[MergeSuggestion.objects.get(pk=suggestion.pk)])
     assert _suggestion_state(customer, order) == before
-    with pytest.raises(ValueError, match="只能撤销已确认的建议"):
+    with pytest.raises(ValueError, match="只能撤销已确认或已拒绝的建议"):
         services.merge_suggestions_undo(suggestions=[suggestion])
+
+
+def test_a_rejection_is_undone_exactly(operator):
+    """Rejected, an order known by a masked phone and a name stays unmatched, and one
+    whose buyer account is a known customer's goes to them (with the order's other
+    keys, its other suggestions rejected): undone, all is as before the decision."""
+    suggested, account, other = CustomerFactory(), CustomerFactory(), CustomerFactory()
+    CustomerIdentity.objects.create(customer=account, kind="buyer_id", value="jd:jd_77")
+    masked = OrderFactory(
+        customer=None, buyer_phone_masked="138****5601", buyer_name="赵*", buyer_id="",
+        unmatched_reason="只有打码手机号，无法自动识别买家",
+    )  # fmt: skip
+    held = OrderFactory(
+        customer=None, channel="jd", buyer_phone_masked="138****5601", buyer_name="赵*",
+        buyer_id="jd_77", buyer_unionid="oU-77", unmatched_reason="打码",
+    )  # fmt: skip
+    lead, second = (
+        MergeSuggestion.objects.create(order=order, customer=suggested, reason="r")
+        for order in (masked, held)
+    )
+    MergeSuggestion.objects.create(order=held, customer=other, reason="r")
+    before = [_suggestion_state(c, o) for c, o in ((suggested, masked), (account, held))]
+    moved = services.merge_suggestions_decide(
+        suggestions=[lead, second], confirm=False, by=operator
+    )
+    assert [order.pk for order in moved] == [held.pk]
+    after = _suggestion_state(account, held)
+    assert after[0] == account.pk and ("unionid", "oU-77", "") in after[2]
+    assert {status for _, status, _, _ in after[3]} == {"rejected"}  # the other one too
+    assert _suggestion_state(suggested, masked)[0] is None
+    services.merge_suggestions_undo(suggestions=list(MergeSuggestion.objects.filter(
+        pk__in=[lead.pk, second.pk])))  # fmt: skip
+    assert [_suggestion_state(c, o) for c, o in ((suggested, masked), (account, held))] == before
+    with pytest.raises(ValueError, match="只能撤销已确认或已拒绝的建议"):
+        services.merge_suggestions_undo(suggestions=[lead, second])
+
+
+def test_a_rejection_whose_order_moved_since_or_that_made_a_customer_is_not_undone(operator):
+    suggested, bound = CustomerFactory(name="陈静"), CustomerFactory()
+    order = OrderFactory(customer=None, buyer_phone_masked="151****5605", channel_order_id="T7")
+    suggestion = MergeSuggestion.objects.create(order=order, customer=suggested, reason="r")
+    services.merge_suggestions_decide(suggestions=[suggestion], confirm=False, by=operator)
+    services.order_bind(order=order, customer=bound)  # a guide, since
+    with pytest.raises(ValueError, match="订单 T7 在拒绝之后已归到别处"):
+        services.merge_suggestions_undo(suggestions=[suggestion])
+    order.refresh_from_db()
+    assert order.customer_id == bound.pk
+    # Rejected, a buyer account no one has becomes a customer: a merge undoes that.
+    account = OrderFactory(customer=None, channel="jd", buyer_id="jd_5605", buyer_name="陈静",
+                           buyer_phone_masked="151****5605", channel_order_id="JD-9")  # fmt: skip
+    made = MergeSuggestion.objects.create(order=account, customer=suggested, reason="r")
+    services.merge_suggestions_decide(suggestions=[made], confirm=False, by=operator)
+    account.refresh_from_db()
+    own = account.customer
+    assert own.pk not in (suggested.pk, bound.pk)
+    with pytest.raises(
+        ValueError, match=f"新建了客户 #{own.pk}，无法撤销；.*在 {suggested.label} 的页面"
+    ):
+        services.merge_suggestions_undo(suggestions=[made])
+    assert Order.objects.get(pk=account.pk).customer_id == own.pk
+    services.customer_merge(keep=suggested, absorb=own, by=operator)
+    assert Order.objects.get(pk=account.pk).customer_id == suggested.pk
+
+
+def test_rejections_are_listed_with_their_undo(client_for, operator, manager):
+    suggested = CustomerFactory(name="赵敏")
+    masked, moot, account = (
+        OrderFactory(customer=None, buyer_phone_masked="138****5601", buyer_name="赵*",
+                     buyer_id=buyer_id, channel="jd", channel_order_id=number)
+        for buyer_id, number in (("", "R-1"), ("", "R-2"), ("jd_1", "R-3"))
+    )  # fmt: skip
+    made = {
+        order.pk: MergeSuggestion.objects.create(order=order, customer=suggested, reason="r")
+        for order in (masked, moot, account)
+    }
+    services.order_bind(order=moot, customer=CustomerFactory())  # bound before: moot
+    client = client_for(operator)
+    for order in (masked, moot, account):
+        client.post(reverse("suggestion_decide", args=[made[order.pk].pk]), {"decision": "reject"})
+    page = client.get(reverse("unmatched_orders"))
+    listed = [(group[0].order_id, created) for group, created in page.context["rejected_groups"]]
+    assert listed == [(account.pk, True), (masked.pk, False)]  # newest first; not the moot one
+    body = page.content.decode()
+    assert "最近拒绝的建议" in body and f"在 {suggested.label} 的页面把新建的客户并入" in body
+    undo = reverse("suggestion_undo", args=[made[masked.pk].pk])
+    assert client_for(manager).post(undo).status_code == 403
+    client = client_for(operator)
+    done = client.post(undo, follow=True).content.decode()
+    assert "已撤销拒绝：1 条建议重新待确认" in done
+    assert MergeSuggestion.objects.get(pk=made[masked.pk].pk).status == "pending"
+    refused = client.post(reverse("suggestion_undo", args=[made[account.pk].pk]), follow=True)
+    assert "无法撤销" in refused.content.decode()
+    assert MergeSuggestion.objects.get(pk=made[account.pk].pk).status == "rejected"
 
 
 def test_a_confirmation_whose_order_moved_since_is_not_undone(operator):
@@ -562,14 +655,14 @@ def test_a_confirmation_is_undone_whole_and_old_ones_are_not_offered(operator):
     orders = [OrderFactory(customer=None, buyer_phone_masked="138****5601") for _ in range(2)]
     made = [MergeSuggestion.objects.create(order=o, customer=customer, reason="r") for o in orders]
     services.merge_suggestions_decide(suggestions=made, confirm=True, by=operator)
-    with pytest.raises(ValueError, match="一次确认的建议要一起撤销"):
+    with pytest.raises(ValueError, match="一次处理的建议要一起撤销"):
         services.merge_suggestions_undo(suggestions=made[:1])
     # confirmed before undo was kept: not listed, and refused
     MergeSuggestion.objects.filter(pk__in=[m.pk for m in made]).update(undo={})
-    from contacts.selectors import confirmed_suggestion_groups
+    from contacts.selectors import decided_suggestion_groups
 
-    assert confirmed_suggestion_groups(limit=20) == []
-    with pytest.raises(ValueError, match="只能撤销已确认的建议"):
+    assert decided_suggestion_groups(status="confirmed", limit=20) == []
+    with pytest.raises(ValueError, match="只能撤销已确认或已拒绝的建议"):
         services.merge_suggestions_undo(suggestions=made)
 
 
