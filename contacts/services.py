@@ -575,6 +575,18 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
             customer=absorbed
         )
         Order.objects.filter(pk__in=moved["orders"], **back).update(customer=absorbed)
+        # The suggestions the merge moved are the absorbed customer's again, decided or
+        # not; one confirmed since takes back its order and the keys it added with it.
+        returned = MergeSuggestion.objects.filter(pk__in=moved.get("suggestions", []), **back)
+        confirmed = list(
+            returned.filter(status=MergeSuggestion.Status.CONFIRMED).values_list("order_id", "undo")
+        )
+        Order.objects.filter(pk__in=[order for order, _ in confirmed], **back).update(
+            customer=absorbed
+        )
+        added = [pk for _, undo in confirmed for pk in undo.get("identities", [])]
+        CustomerIdentity.objects.filter(pk__in=added, **back).update(customer=absorbed)
+        returned.update(customer=absorbed)
         _linked_since_undo(merge, contact_moved=bool(contact))
         relationships = Relationship.objects.filter(**back)
         members = CustomerGroupMember.objects.filter(**back)
@@ -594,9 +606,6 @@ def customer_merge_undo(*, merge: CustomerMerge, by=None) -> CustomerMerge:
             members = members.filter(pk__in=moved["group_members"])
         _relationships_move(list(relationships.values_list("pk", flat=True)), to=absorbed)
         members.update(customer=absorbed)
-        MergeSuggestion.objects.filter(
-            pk__in=moved.get("suggestions", []), status=MergeSuggestion.Status.PENDING, **back
-        ).update(customer=absorbed)
         Customer.objects.filter(pk=absorbed.pk).update(merged_into=None)
         _suggestions_since_refit(merge)
         _membership_refresh(kept)

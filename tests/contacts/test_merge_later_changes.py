@@ -92,6 +92,35 @@ def test_a_pending_suggestion_follows_the_merge_and_comes_back_on_undo(operator)
     assert order.customer_id == keep.pk
 
 
+def test_a_suggestion_confirmed_since_the_merge_goes_back_with_its_order_on_undo(operator):
+    """The masked phone is the absorbed customer's: confirmed after the merge, its order
+    is theirs again when the merge is undone, the keys it added too, and undoing the
+    confirmation afterwards leaves the suggestion pending for them."""
+    absorb = CustomerFactory(external_userid=None, name="梁英怡", is_member=False)
+    keep = CustomerFactory(name="罗静")
+    order = OrderFactory(
+        customer=None, channel="douyin", buyer_phone_masked="152****1541", buyer_name="梁*",
+        buyer_id="dy-61", unmatched_reason="打码",
+    )  # fmt: skip
+    suggestion = MergeSuggestion.objects.create(order=order, customer=absorb, reason="r")
+    merge = services.customer_merge(keep=keep, absorb=absorb, by=operator)
+    suggestion.refresh_from_db()
+    services.merge_suggestions_decide(suggestions=[suggestion], confirm=True, by=operator)
+    assert CustomerIdentity.objects.get(value="douyin:dy-61").customer_id == keep.pk
+    services.customer_merge_undo(merge=merge, by=operator)
+    order.refresh_from_db()
+    suggestion.refresh_from_db()
+    assert order.customer_id == absorb.pk
+    assert (suggestion.customer_id, suggestion.status) == (absorb.pk, "confirmed")
+    assert CustomerIdentity.objects.get(value="douyin:dy-61").customer_id == absorb.pk
+    services.merge_suggestions_undo(suggestions=[suggestion])
+    order.refresh_from_db()
+    suggestion.refresh_from_db()
+    assert (order.customer_id, order.unmatched_reason) == (None, "打码")
+    assert (suggestion.customer_id, suggestion.status) == (absorb.pk, "pending")
+    assert not CustomerIdentity.objects.filter(value="douyin:dy-61").exists()
+
+
 def test_a_suggestion_for_a_customer_merged_away_is_not_confirmed(operator):
     """One left from before suggestions followed merges: the order would go to a record
     no page, report or rule counts."""
