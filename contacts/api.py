@@ -77,6 +77,8 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
                     wait=GUIDE_PHONE_SEARCHES.minutes_left(self.request.user) * 60, detail=refusal
                 )
             queryset = queryset.search(text)
+        if self.action == "list":  # a record merged away is still read by its id
+            queryset = queryset.unmerged()
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
                 "identities",

@@ -62,7 +62,7 @@ def console_customers(params: QueryDict):
     """The console list's customers (its page and its export): the filters it shares
     with the guide's list, then those by purchases and by our own tags."""
     form = PurchaseFilterForm(params, tag_filter=selectors.tag_filter())
-    return form.apply(filtered_customers(params, Customer.objects.all())), form
+    return form.apply(filtered_customers(params, Customer.objects.unmerged())), form
 
 
 def filters_refused(request: HttpRequest, query: QueryDict) -> HttpResponse | None:

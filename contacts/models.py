@@ -90,6 +90,10 @@ class CustomerQuerySet(models.QuerySet):
             return self.none()
         return self.followed_by(guide)
 
+    def unmerged(self) -> "CustomerQuerySet":
+        """People: not the records merged into another (kept for the merge's undo)."""
+        return self.filter(merged_into__isnull=True)
+
     def followed_by(self, guide: "Guide") -> "CustomerQuerySet":
         return self.filter(
             models.Exists(

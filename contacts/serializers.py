@@ -88,6 +88,7 @@ class CustomerSerializer(serializers.ModelSerializer):
             "is_member",
             "joined_at",
             "created_at",
+            "merged_into",  # set on a record merged into that customer
         ]
 
 

@@ -285,7 +285,7 @@ def guide_customer_list(request: HttpRequest) -> HttpResponse:
     of mine bought lately, which have gone quiet), without tags and colleagues."""
     form = PurchaseFilterForm(request.GET, tag_filter=None)
     queryset = form.apply(
-        filtered_customers(request.GET, Customer.objects.visible_to(request.user))
+        filtered_customers(request.GET, Customer.objects.visible_to(request.user).unmerged())
     )
     if refusal := guide_phone_search_refused(request.user, request.GET.get("q", "")):
         messages.error(request, refusal)

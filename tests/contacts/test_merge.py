@@ -213,6 +213,23 @@ def test_merge_and_undo_pages(client_for, operator, pair):
     assert [str(m) for m in get_messages(undone.wsgi_request)] == ["The merge is undone."]
 
 
+def test_a_record_merged_away_is_no_customer_in_the_lists(client_for, operator, guide_user):
+    """Listed and counted, it would be a person twice; read by its id, it says where it
+    went. A guide both records had stays on the absorbed one too (`customer_merge`)."""
+    guide = Guide.objects.get(wecom_userid="guide0001")
+    keep = RelationshipFactory(guide=guide).customer
+    absorb = RelationshipFactory(guide=guide, customer__external_userid=None).customer
+    services.customer_merge(keep=keep, absorb=absorb, by=operator)
+    client = client_for(operator)
+    page = client.get(reverse("customers"))
+    assert [c.pk for c in page.context["customers"]] == [keep.pk]
+    listed = client.get("/api/v1/customers/").json()
+    assert (listed["count"], [c["id"] for c in listed["results"]]) == (1, [keep.pk])
+    assert client.get(f"/api/v1/customers/{absorb.pk}/").json()["merged_into"] == keep.pk
+    guide_page = client_for(guide_user).get(reverse("guide_customers"))
+    assert [c.pk for c in guide_page.context["customers"]] == [keep.pk]
+
+
 def test_manager_and_guide_cannot_merge(client, manager, guide_user, pair):
     for user in (manager, guide_user):
         client.force_login(user)
