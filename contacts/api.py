@@ -208,7 +208,12 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
                 channel_order_id=serializer.validated_data["order_number"],
             )
         except LimitReached as error:
-            return Response({"detail": str(error)}, status=status.HTTP_429_TOO_MANY_REQUESTS)
+            wait = services.GUIDE_BIND_FAILURES.minutes_left(request.user) * 60
+            return Response(
+                {"detail": str(error)},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(wait)},
+            )
         except LookupError as error:
             return Response({"detail": str(error)}, status=status.HTTP_404_NOT_FOUND)
         except PermissionError as error:

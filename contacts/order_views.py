@@ -392,12 +392,17 @@ def suggestion_undo(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(Perm.CHANGE_CONSOLE)
 def customer_merge(request: HttpRequest, pk: int) -> HttpResponse:
     keep = get_object_or_404(Customer, pk=pk)
+    number = request.POST.get("absorb", "").strip().lstrip("#")
+    absorb = Customer.objects.filter(pk=int(number)).first() if number.isdecimal() else None
+    if absorb is None:
+        messages.error(request, _("找不到要合并的客户 %(number)s。") % {"number": number or "—"})
+        return redirect("customer_detail", pk=keep.pk)
     try:
-        absorb = Customer.objects.get(pk=int(request.POST.get("absorb", "0")))
         services.customer_merge(keep=keep, absorb=absorb, by=request.user)
+    except ValueError as error:
+        messages.error(request, str(error))
+    else:
         messages.success(request, _("已把客户 #%(pk)s 合并到此客户。") % {"pk": absorb.pk})
-    except (Customer.DoesNotExist, ValueError) as error:
-        messages.error(request, str(error) or _("找不到要合并的客户。"))
     return redirect("customer_detail", pk=keep.pk)
 
 

@@ -1017,6 +1017,11 @@ def _checkout_bind(
         orders = _checkout_locked(number, channel)
         bound = [order for order in orders if order.customer_id == customer.pk]
         others = [order for order in orders if order.customer_id not in (None, customer.pk)]
+        if others and guide is None:  # an operator: whose it is, and what to do
+            raise ValueError(
+                _("订单 %(order)s 已属于客户 #%(owner)s；如是同一人，请合并两位客户。")
+                % {"order": others[0].channel_order_id, "owner": others[0].customer_id}
+            )
         if others:
             raise ValueError(
                 _("订单 %(order)s 已属于另一位客户，请联系运营处理。")
@@ -1025,9 +1030,19 @@ def _checkout_bind(
         unbound = [order for order in orders if order.customer_id is None]
         differs = [order for order in unbound if _phone_differs(order, customer)]
         if differs:
+            message = (
+                _(
+                    "订单 %(order)s 的买家手机号 %(phone)s 与这位客户的手机号不符，"
+                    "可能不是同一人，没有归入。"
+                )
+                if guide is None
+                else _(
+                    "订单 %(order)s 的买家手机号 %(phone)s 与这位客户的手机号不符，请联系运营处理。"
+                )
+            )
+            order = differs[0]
             raise ValueError(
-                _("订单 %(order)s 的买家手机号 %(phone)s 与这位客户的手机号不符，请联系运营处理。")
-                % {"order": differs[0].channel_order_id, "phone": differs[0].buyer_phone_masked}
+                message % {"order": order.channel_order_id, "phone": order.buyer_phone_masked}
             )
         now = timezone.now()
         for order in unbound:

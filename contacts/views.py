@@ -25,6 +25,7 @@ from contacts.models import (
     CorpTag,
     Customer,
     CustomerFacts,
+    CustomerFactsPending,
     CustomerGroupMember,
     CustomerIdentity,
     Guide,
@@ -231,6 +232,8 @@ def _customer_context(request: HttpRequest, customer: Customer) -> dict:
     return {
         "customer": customer,
         "facts": CustomerFacts.objects.filter(customer=customer).first(),
+        # changed orders (an import, a merge, a binding): the facts are being made again
+        "facts_pending": CustomerFactsPending.objects.filter(customer_id=customer.pk).exists(),
         "identities": customer.identities.order_by("kind"),
         "relationships": relationships,
         "tags": CorpTag.objects.filter(wecom_tag_id__in=tag_ids).select_related("group"),

@@ -230,6 +230,33 @@ def test_a_record_merged_away_is_no_customer_in_the_lists(client_for, operator, 
     assert [c.pk for c in guide_page.context["customers"]] == [keep.pk]
 
 
+@pytest.mark.parametrize("absorb", ["abc", "", "99999999", "²"])
+def test_merging_in_a_customer_not_found_says_so(client_for, operator, absorb):
+    keep = CustomerFactory()
+    response = client_for(operator).post(
+        reverse("customer_merge", args=[keep.pk]), {"absorb": absorb}, follow=True
+    )
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown == [f"找不到要合并的客户 {absorb or '—'}。"]
+    assert not CustomerMerge.objects.exists()
+
+
+def test_the_customer_page_says_its_facts_are_being_made_again_after_a_merge(client_for, operator):
+    from contacts.facts import facts_refresh_pending
+
+    keep, absorb = CustomerFactory(), CustomerFactory(external_userid=None)
+    OrderFactory(customer=absorb, amount="120.00", refund_amount="0")
+    facts_refresh_pending()
+    client = client_for(operator)
+    page = reverse("customer_detail", args=[keep.pk])
+    assert 'id="facts-pending"' not in client.get(page).content.decode()
+    services.customer_merge(keep=keep, absorb=absorb, by=operator)
+    assert 'id="facts-pending"' in client.get(page).content.decode()
+    facts_refresh_pending()  # what the worker does a few seconds later
+    after = client.get(page).content.decode()
+    assert 'id="facts-pending"' not in after and "¥120.00" in after
+
+
 def test_manager_and_guide_cannot_merge(client, manager, guide_user, pair):
     for user in (manager, guide_user):
         client.force_login(user)
@@ -907,6 +934,7 @@ def test_a_guide_s_failed_bindings_are_limited_so_numbers_cannot_be_tried_in_bul
         assert bind(f"GUESS-{n}").status_code == 404
     refused = bind(real.channel_order_id)
     assert refused.status_code == 429 and "一小时内绑定失败" in refused.json()["detail"]
+    assert 3540 <= int(refused["Retry-After"]) <= 3600  # the hour from the first failure
     real.refresh_from_db()
     assert real.customer_id is None
     # another guide is not held back by it

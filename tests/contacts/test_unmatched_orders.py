@@ -90,3 +90,30 @@ def test_a_customer_number_that_is_none_is_said_and_nothing_moves(client_for, op
     assert refused.status_code == 403
     assert Order.objects.get(pk=order.pk).customer_id is None
     assert not OrderBinding.objects.exists()
+
+
+def test_an_operator_is_told_why_an_order_is_not_put_on_a_customer(client_for, operator):
+    """Not "ask an operator": whose the checkout's other order is, or that the phones differ."""
+    from contacts.models import CustomerIdentity
+
+    owner, customer = CustomerFactory(), CustomerFactory()
+    CustomerIdentity.objects.create(
+        customer=customer, kind="phone_hash", value="h-other", display="139****0002"
+    )
+    taken, free = _unmatched("S-51", "P-5"), _unmatched("S-52", "P-5")
+    Order.objects.filter(pk=taken.pk).update(customer=owner)
+    client = client_for(operator)
+
+    def said(order) -> str:
+        answer = client.post(
+            reverse("order_assign", args=[order.pk]), {"customer": customer.pk}, follow=True
+        )
+        (message,) = [str(m) for m in answer.context["messages"]]
+        return message
+
+    assert said(free) == f"订单 S-51 已属于客户 #{owner.pk}；如是同一人，请合并两位客户。"
+    lone = _unmatched("S-61")
+    assert said(lone) == (
+        "订单 S-61 的买家手机号 138****5601 与这位客户的手机号不符，可能不是同一人，没有归入。"
+    )
+    assert Order.objects.filter(customer=customer).count() == 0

@@ -42,3 +42,12 @@ def test_token_auth(client, operator, store):
     assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == "Token"
     bad_token = client.get(reverse("store-list"), HTTP_AUTHORIZATION="Token wrong")
     assert bad_token.status_code == 401
+
+
+def test_a_record_not_found_is_said_in_the_readers_language(client_for, operator):
+    client = client_for(operator)
+    for path in ("/api/v1/customers/999999/", "/api/v1/orders/999999/"):
+        chinese = client.get(path)
+        assert (chinese.status_code, chinese.json()) == (404, {"detail": "未找到。"}), path
+        english = client.get(path, HTTP_ACCEPT_LANGUAGE="en").json()
+        assert english == {"detail": "Not found."}
