@@ -6,7 +6,8 @@ The generic format maps one to one. The channels need more:
   amounts) is held by order number; the item report (one row per line) is
   streamed and joined to it. An order's paid amount (less postage) and its
   refund are spread over its lines (`allocate`, `refund_shares`).
-- JD: one row per line; 应付金额 is the line's amount.
+- JD: one row per line; 应付金额 is the line's amount, unless each row of an order
+  repeats the order's (`_jd_order_amounts`): then it is spread over its lines.
 - Douyin: one row per sub-order (子订单编号 is the order id, 主订单编号 the
   checkout it was split from); refunds in 售后状态.
 - Youzan: one row per line; 订单实付金额 is the order's, spread over its lines.
@@ -286,41 +287,73 @@ JD_COLUMNS = GENERIC_NAMES | {
 
 def read_jd(table: Table) -> Iterator[OrderLine | RowError]:
     duplicates = DuplicateIndex()
-    for number, cells, overflow in table.rows():
-        row = dict(zip(table.header, cells, strict=True))
-        problems: list[tuple[str, str]] = [("", OVERFLOW_REASON)] if overflow else []
-        state = _state("jd", row["订单状态"], "订单状态", problems)
-        amount = _money(row["应付金额"], "应付金额", problems)
-        refund = _money(row.get("退款金额", ""), "退款金额", problems, empty_is_zero=True)
-        status = INVALID
-        if state is not None and amount is not INVALID and refund is not INVALID:
-            status, refund = order_status(
-                state, paid=bool(row["付款确认时间"]), refund=refund, amount=amount
+    for _, group, _ in _consecutive(table, "订单号", set()):
+        problems = [[("", OVERFLOW_REASON)] if overflow else [] for _, _, overflow in group]
+        amounts = [
+            _money(row["应付金额"], "应付金额", p)
+            for (_, row, _), p in zip(group, problems, strict=True)
+        ]
+        refunds = [
+            _money(row.get("退款金额", ""), "退款金额", p, empty_is_zero=True)
+            for (_, row, _), p in zip(group, problems, strict=True)
+        ]
+        amounts, refunds = _jd_order_amounts(group, amounts, refunds)
+        for (number, row, _), amount, refund, row_problems in zip(
+            group, amounts, refunds, problems, strict=True
+        ):
+            state = _state("jd", row["订单状态"], "订单状态", row_problems)
+            status = INVALID
+            if state is not None and amount is not INVALID and refund is not INVALID:
+                status, refund = order_status(
+                    state, paid=bool(row["付款确认时间"]), refund=refund, amount=amount
+                )
+            name = row["商品名称"]
+            values = (
+                row["订单号"],
+                "jd",
+                "",
+                status,
+                row["付款确认时间"],
+                row.get("联系电话", ""),
+                "",
+                row.get("下单帐号", ""),
+                row.get("客户姓名", ""),
+                row["商家SKUID"],
+                name,
+                *product_attributes(name),
+                row["订购数量"],
+                row["京东价"],
+                amount,
+                refund,
+                "",
+                "",
             )
-        name = row["商品名称"]
-        values = (
-            row["订单号"],
-            "jd",
-            "",
-            status,
-            row["付款确认时间"],
-            row.get("联系电话", ""),
-            "",
-            row.get("下单帐号", ""),
-            row.get("客户姓名", ""),
-            row["商家SKUID"],
-            name,
-            *product_attributes(name),
-            row["订购数量"],
-            row["京东价"],
-            amount,
-            refund,
-            "",
-            "",
-        )
-        yield from _emit(
-            build_line(table.name, number, values, JD_COLUMNS, duplicates, problems, guessed=True)
-        )
+            yield from _emit(
+                build_line(
+                    table.name, number, values, JD_COLUMNS, duplicates, row_problems, guessed=True
+                )
+            )
+
+
+def _jd_order_amounts(group, amounts: list, refunds: list) -> tuple[list, list]:
+    """The lines' amounts and refunds of one JD order's rows. 应付金额 is a line's own,
+    except where JD repeats the order's on each of its rows: all rows say the same and
+    it is more than a row's 京东价 × 订购数量 (a line pays at most that). Then it is
+    spread over the lines by those, as is a refund the rows repeat likewise."""
+    if len(group) < 2 or INVALID in amounts or len(set(amounts)) > 1:
+        return amounts, refunds
+    unchecked: list = []  # the rows' own problems are found when each line is built
+    prices = [_money(row["京东价"], "京东价", unchecked) for _, row, _ in group]
+    quantities = [_quantity(row["订购数量"], "订购数量", unchecked) for _, row, _ in group]
+    if unchecked:
+        return amounts, refunds
+    gross = [price * quantity for price, quantity in zip(prices, quantities, strict=True)]
+    if not any(amounts[0] > line for line in gross):
+        return amounts, refunds
+    amounts = allocate(amounts[0], gross)
+    if INVALID not in refunds and len(set(refunds)) == 1:
+        refunds = refund_shares(refunds[0], amounts)
+    return amounts, refunds
 
 
 # -- Douyin ------------------------------------------------------------------------------

@@ -558,6 +558,54 @@ def test_jd_numbers_from_excel_cells_are_exact_text():
     assert str(lines[1].line_amount) == "158.00" and lines[1].quantity == 2
 
 
+def test_a_jd_order_total_repeated_on_each_of_its_rows_is_spread_over_them(tmp_path):
+    """JD writes an order of two products as two rows, each with the order's 应付金额
+    (148 = 89 + 59): counted once, spread by 京东价 × 订购数量, the refund likewise. Rows
+    whose amounts are each their own (two lines of 89, or 89 and 59) stay as they are."""
+    header = list(openpyxl.load_workbook(DATA / "jd_orders.xlsx").worksheets[0].values)[0]
+    header = [*header, "退款金额"]
+
+    def row(order, sku, price, quantity, amount, refund=0):
+        cells = dict(zip(header, [None] * len(header), strict=True)) | {
+            "订单号": order, "商品ID": 1, "商品名称": "冰丝无痕文胸 基础款", "订购数量": quantity,
+            "京东价": price, "应付金额": amount, "订单状态": "完成",
+            "下单时间": "2026-04-05 13:31:58", "付款确认时间": "2026-04-05 13:33:58",
+            "下单帐号": "jd_1", "客户姓名": "刘洋", "联系电话": "15012345604",
+            "商家SKUID": sku, "退款金额": refund,
+        }  # fmt: skip
+        return [cells[name] for name in header]
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(header)
+    for cells in (
+        row(1, "BRA-ICE-01", 89, 1, 148, 59),  # the order's 148 and its refund, twice
+        row(1, "PAN-ICE-03", 59, 1, 148, 59),
+        row(2, "BRA-ICE-01", 89, 1, 89),  # two lines of 89 each
+        row(2, "BRA-COT-02", 89, 1, 89),
+        row(3, "BRA-ICE-01", 89, 1, 89),  # their own amounts
+        row(3, "PAN-ICE-03", 59, 1, 59),
+        row(4, "BRA-ICE-01", 80, 2, 150),  # one line, a discount: its own
+    ):
+        sheet.append(cells)
+    path = tmp_path / "jd.xlsx"
+    workbook.save(path)
+    lines, errors = _read(str(path), channel="jd")
+    assert errors == []
+    got = [(ln.order_id, ln.sku, ln.line_amount, ln.refund_amount) for ln in lines]
+    d = Decimal
+    assert got == [
+        ("1", "BRA-ICE-01", d("89.00"), d("0")),
+        ("1", "PAN-ICE-03", d("59.00"), d("59.00")),  # the one item sent back
+        ("2", "BRA-ICE-01", d("89.00"), d("0")),
+        ("2", "BRA-COT-02", d("89.00"), d("0")),
+        ("3", "BRA-ICE-01", d("89.00"), d("0")),
+        ("3", "PAN-ICE-03", d("59.00"), d("0")),
+        ("4", "BRA-ICE-01", d("150.00"), d("0")),
+    ]
+    assert {ln.status for ln in lines if ln.order_id == "1"} == {"paid", "refunded"}
+
+
 def test_xlsx_cells_of_every_type(tmp_path):
     workbook = openpyxl.Workbook()
     sheet = workbook.active
