@@ -346,6 +346,15 @@ def _check_texts(texts: tuple, columns: dict[str, str], problems: list) -> None:
             )
 
 
+# A long number Excel showed in scientific notation and saved so (3.86132E+17): the
+# digits after the first six are gone, and two orders can end up one number.
+_EXCEL_NUMBER = re.compile(r"\d(\.\d+)?[eE]\+\d+")
+_EXCEL_NUMBER_REASON = gettext_noop(
+    "订单号 {text} 是被 Excel 改成科学计数法的数字，后面的位数已经丢失："
+    "请用原始导出文件，或在 Excel 里把这一列设为文本后重新导出"
+)
+
+
 def build_line(
     source: str,
     row: int,
@@ -392,6 +401,9 @@ def build_line(
         _check_texts(texts, columns, problems)
     if not order_id:
         problems.append((columns["order_id"], Reason("订单号为空")))
+    for name, number in (("order_id", order_id), ("parent_order_id", parent_order_id)):
+        if type(number) is str and "E+" in number.upper() and _EXCEL_NUMBER.fullmatch(number):
+            problems.append((columns[name], Reason(_EXCEL_NUMBER_REASON, text=number)))
     if channel not in _ORDER_CHANNEL_SET and channel is not INVALID:
         if channel.lower() in _ORDER_CHANNEL_SET:
             channel = channel.lower()

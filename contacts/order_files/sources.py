@@ -241,11 +241,19 @@ class Table:
     def rows(self, whole: bool = False) -> Iterator[tuple[int, list[str], bool]]:
         """(row number, cells, overflow) for each row that is not blank: exactly `width`
         clean cells; `overflow` when the row had non-empty cells beyond the header
-        (kept too when `whole`)."""
-        if self.format == "xlsx":
-            yield from self._xlsx_rows(whole)
-        else:
-            yield from self._csv_rows(whole)
+        (kept too when `whole`). A file of a header alone is refused: an export of
+        nothing (an empty date range, say) is not an import that succeeded."""
+        rows = self._xlsx_rows(whole) if self.format == "xlsx" else self._csv_rows(whole)
+        first = next(rows, None)
+        if first is None:
+            raise OrderFileError(
+                Reason(
+                    "{file}：只有表头，没有订单行（导出时选的时间范围里可能没有订单）",
+                    file=self.name,
+                )
+            )
+        yield first
+        yield from rows
 
     def _csv_rows(self, whole: bool) -> Iterator[tuple[int, list[str], bool]]:
         width, join, strip = self.width, _JOIN, _STRIP

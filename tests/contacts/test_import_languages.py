@@ -116,6 +116,20 @@ def test_a_failed_import_says_why_in_the_readers_language(tmp_path):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("blank_rows", [0, 3])
+def test_a_file_of_a_header_alone_fails_and_says_so(tmp_path, blank_rows):
+    path = _write(tmp_path / "nothing.csv", [","] * blank_rows)
+    with pytest.raises(OrderFileError):
+        services.orders_import(paths=[path], channel="generic")
+    record = OrderImport.objects.get()
+    assert record.status == OrderImport.Status.FAILED
+    assert record.failure == "nothing.csv：只有表头，没有订单行（导出时选的时间范围里可能没有订单）"
+    with translation.override("en"):
+        assert record.failure_text.startswith("nothing.csv: a header and no order rows")
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
 def test_unmatched_and_suggestion_reasons_in_english(client_for, operator, tmp_path):
     known = "K1,pos,,paid,2026-04-01T10:00:00+08:00,13812345601,,,王芳,A,x,,,,1,9.00,9.00,0,,"
     services.orders_import(paths=[_write(tmp_path / "known.csv", [known])], channel="generic")

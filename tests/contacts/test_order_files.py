@@ -705,6 +705,8 @@ def test_rejected_spellings_each_get_a_reason(tmp_path):
             {"order_id": "A8", "line_amount": "99999999999.00"},
             {"order_id": "A9", "buyer_phone": "138****560"},
             {"order_id": "A10", "status": "cancelled", "paid_at": "", "refund_amount": "-1"},
+            {"order_id": "3.86132E+17"},  # Excel's, saved as it showed it
+            {"order_id": "A12", "parent_order_id": "6.94E+18"},
         ],
     )
     assert _problems(path) == [
@@ -722,6 +724,18 @@ def test_rejected_spellings_each_get_a_reason(tmp_path):
             "手机号格式不正确：138****560（应为 11 位手机号，或 138****5601 这样的打码号码）",
         ),
         (11, "refund_amount", "退款金额不能为负数：-1"),
+        (
+            12,
+            "order_id",
+            "订单号 3.86132E+17 是被 Excel 改成科学计数法的数字，后面的位数已经丢失："
+            "请用原始导出文件，或在 Excel 里把这一列设为文本后重新导出",
+        ),
+        (
+            13,
+            "parent_order_id",
+            "订单号 6.94E+18 是被 Excel 改成科学计数法的数字，后面的位数已经丢失："
+            "请用原始导出文件，或在 Excel 里把这一列设为文本后重新导出",
+        ),
     ]
 
 
