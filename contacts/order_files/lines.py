@@ -514,9 +514,14 @@ def build_line(
         else:
             refund_amount = ZERO
         # A line refunded without an amount (or 0) was refunded in full, as a channel
-        # closes a paid order only once it has refunded it (`channels.order_status`).
-        if not refund_amount and status == "refunded" and type(line_amount) is Decimal:
-            refund_amount = line_amount
+        # closes a paid order only once it has refunded it (`channels.order_status`);
+        # one refunded less than its amount was refunded in part, as a channel's is
+        # (left `refunded`, the part kept would have left net sales).
+        if status == "refunded" and type(line_amount) is Decimal:
+            if not refund_amount:
+                refund_amount = line_amount
+            elif type(refund_amount) is Decimal and refund_amount < line_amount:
+                status = "partially_refunded"
     if (
         type(refund_amount) is Decimal
         and type(line_amount) is Decimal

@@ -428,7 +428,9 @@ def test_text_guards_and_spaces_are_stripped_in_a_generic_file(tmp_path):
     assert line.paid_at == datetime(2026, 3, 1, 12, 42, 39, tzinfo=UTC)
 
 
-def test_a_generic_line_refunded_without_an_amount_was_refunded_in_full(tmp_path):
+def test_a_generic_line_refunded_without_an_amount_was_refunded_in_full_and_with_less_in_part(
+    tmp_path,
+):
     path = tmp_path / "refunds.csv"
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -443,8 +445,12 @@ def test_a_generic_line_refunded_without_an_amount_was_refunded_in_full(tmp_path
                        quantity="2", unit_price="44.50", line_amount="89.00",
                        refund_amount=refund)  # fmt: skip
             writer.writerow(row.values())
-    refunds = [line.refund_amount for line in read_orders([path])]
+    lines = list(read_orders([path]))
+    refunds = [line.refund_amount for line in lines]
     assert refunds == [Decimal("89.00"), Decimal("89.00"), Decimal("30.00"), 0, 20]
+    statuses = [line.status for line in lines]
+    # 30.00 of 89.00 refunded: 59.00 kept, which a refunded line would leave out of sales
+    assert statuses == ["refunded", "refunded", "partially_refunded", "paid", "partially_refunded"]
 
 
 @given(st.text(alphabet=st.sampled_from("0123456789=+-@'\" a王"), max_size=25))
@@ -933,8 +939,9 @@ def generic_lines(draw, row: int, order_id: str, sku: str) -> OrderLine:
         quantity=draw(st.integers(min_value=1, max_value=2_147_483_647)),
         unit_price=draw(amounts),
         line_amount=line_amount,
-        # a line refunded without an amount reads as refunded in full
-        refund_amount=(refund or line_amount) if status == "refunded" else refund,
+        # a refunded line is refunded in full: one without an amount reads so, one with
+        # less as partially refunded (`build_line`)
+        refund_amount=line_amount if status == "refunded" else refund,
         store_code=draw(text),
         guide_userid=draw(text),
     )
