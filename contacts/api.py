@@ -142,10 +142,11 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
     def bulk(self, request) -> Response:
         """Push order lines in the generic format, at most 10,000 a call. With an
         `Idempotency-Key` header (≤ 100 characters, each pusher's own) a retry returns the
-        first call's result and writes nothing; other orders under a key used already are
-        refused (422), not taken for a retry. Errors carry `row`: the line's
-        1-based position in `orders`; their reasons are in Simplified Chinese, or in
-        English with `Accept-Language: en`."""
+        first call's result and writes nothing (409 with Retry-After while that call is
+        still importing; a call that failed, writing nothing, is run again); other orders
+        under a key used already are refused (422), not taken for a retry. Errors carry
+        `row`: the line's 1-based position in `orders`; their reasons are in Simplified
+        Chinese, or in English with `Accept-Language: en`."""
         try:
             data = request.data
         except RequestDataTooBig:
@@ -167,7 +168,13 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
             digest = _request_digest(data)
             previous = OrderImport.objects.filter(imported_by=request.user, idempotency_key=key)
             if previous := previous.first():
-                return _replayed(previous, digest)
+                if (
+                    previous.status != OrderImport.Status.FAILED
+                    or previous.request_digest != digest
+                ):
+                    return _replayed(previous, digest)
+                # It failed, having written nothing: this retry runs it again under the key.
+                OrderImport.objects.filter(pk=previous.pk).update(idempotency_key=None)
         serializer = BulkOrdersSerializer(data=data)
         if not serializer.is_valid():
             return Response(_shape_errors(serializer.errors), status=status.HTTP_400_BAD_REQUEST)
@@ -258,7 +265,18 @@ def _replayed(previous: OrderImport, digest: str) -> Response:
             {"detail": words % {"id": previous.pk}, "import_id": previous.pk},
             status=status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
+    if previous.status in (OrderImport.Status.QUEUED, OrderImport.Status.RUNNING):
+        words = _("这批订单还在导入（导入 #%(id)s），请稍后用同一个 key 再试，会得到它的结果。")
+        return Response(
+            {"detail": words % {"id": previous.pk}, "import_id": previous.pk},
+            status=status.HTTP_409_CONFLICT,
+            headers={"Retry-After": str(RETRY_WHILE_IMPORTING_SECONDS)},
+        )
     return Response(_import_result(previous), headers={"Idempotent-Replayed": "true"})
+
+
+# A push of the most lines a call takes loads in a few seconds.
+RETRY_WHILE_IMPORTING_SECONDS = 5
 
 
 def _import_result(record: OrderImport) -> dict:

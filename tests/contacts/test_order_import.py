@@ -1307,3 +1307,36 @@ def test_a_phone_quoted_from_any_column_is_masked_in_the_error_report(
     for text in shown:
         assert masked in text
         assert phone not in text.replace(" ", "")
+
+
+@pytest.mark.django_db
+def test_a_retry_while_the_push_imports_is_told_to_wait_and_one_after_a_failure_runs(
+    client_for, operator
+):
+    """A pusher retrying after a timeout is not told "nothing rejected" while the first
+    call still imports; a call that failed (it wrote nothing) is run again by its retry."""
+    from contacts.api import _request_digest
+
+    rows = _csv("generic_orders.csv", "utf-8")[:2]
+    client = client_for(operator)
+    digest = _request_digest({"orders": rows})
+    running = OrderImport.objects.create(
+        channel="generic", files=["api"], imported_by=operator, source="api",
+        idempotency_key="k1", request_digest=digest, status=OrderImport.Status.RUNNING,
+    )  # fmt: skip
+
+    def push():
+        return client.post(
+            reverse("order-bulk"), {"orders": rows}, content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY="k1",
+        )  # fmt: skip
+
+    waiting = push()
+    assert waiting.status_code == 409 and waiting["Retry-After"] == "5"
+    assert f"导入 #{running.pk}" in waiting.json()["detail"]
+    assert not Order.objects.exists()
+    OrderImport.objects.filter(pk=running.pk).update(status=OrderImport.Status.FAILED)
+    again = push()
+    assert again.status_code == 200 and "Idempotent-Replayed" not in again
+    assert again.json()["inserted"] == len({r["order_id"] for r in rows})
+    assert push().json() == again.json()  # and a retry of that gets its result
