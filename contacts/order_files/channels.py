@@ -5,7 +5,8 @@ The generic format maps one to one. The channels need more:
 - Tmall: the order report (buyer, status, payment time, paid and refunded
   amounts) is held by order number; the item report (one row per line) is
   streamed and joined to it. An order's paid amount (less postage) and its
-  refund are spread over its lines (`allocate`, `refund_shares`).
+  refund are spread over its lines (`allocate`, `refund_shares`). Rows of one
+  product (商家编码) in other sizes or colours are one line (`_tmall_variants`).
 - JD: one row per line; 应付金额 is the line's amount, unless each row of an order
   repeats the order's (`_jd_order_amounts`): then it is spread over its lines.
 - Douyin: one row per sub-order (子订单编号 is the order id, 主订单编号 the
@@ -775,6 +776,9 @@ def _tmall_lines(
         for (_, r, _), p in zip(group, problems, strict=True)
     ]
     prices = [_money(r["价格"], "价格", p) for (_, r, _), p in zip(group, problems, strict=True)]
+    group, quantities, prices, problems, merged = _tmall_variants(
+        group, quantities, prices, problems
+    )
     valid = [i for i in range(len(group)) if INVALID not in (quantities[i], prices[i])]
     gross = [quantities[i] * prices[i] for i in valid]
     goods_paid = order.paid - order.postage
@@ -825,8 +829,61 @@ def _tmall_lines(
         else:
             at_fault.append(number)
             yield from result
+            for other in merged.get(number, []):  # its other sizes went into this line
+                at_fault.append(other)
+                reason = Reason(
+                    "与第 {row} 行是同一商品 {sku} 的另一款式，合为一行，一起未导入",
+                    row=number,
+                    sku=row["商家编码"],
+                )
+                yield RowError(source, other, "商家编码", reason, order_id, "tmall", True)
     if at_fault:
-        yield from _order_row(order, source, at_fault)
+        yield from _order_row(order, source, sorted(at_fault))
+
+
+def _tmall_variants(group, quantities, prices, problems):
+    """An order's rows of one product (商家编码) in other sizes or colours (商品属性)
+    made one line, their quantities and values added up: 商家编码 names the product,
+    not its size, and a line is one product of an order. Rows alike in both are left
+    apart (a row repeated: `build_line` reports it). Returns the rows, quantities,
+    prices and problems of the lines, and the rows merged into each line's first."""
+    kept: dict[str, int] = {}  # 商家编码 → its line
+    variants: dict[int, set[str]] = {}  # line → the 商品属性 it has
+    merged: dict[int, list[int]] = {}
+    rows, counts, values, notes = [], [], [], []
+    for (number, row, overflow), quantity, price, note in zip(
+        group, quantities, prices, problems, strict=True
+    ):
+        sku, variant = row["商家编码"], row.get("商品属性", "")
+        line = kept.get(sku)
+        readable = INVALID not in (quantity, price) and not note
+        if (
+            line is not None
+            and readable
+            and variant not in variants[line]
+            and INVALID not in (counts[line], values[line])
+            and not notes[line]
+        ):
+            counts[line] += quantity
+            values[line] += quantity * price
+            variants[line].add(variant)
+            merged.setdefault(rows[line][0], []).append(number)
+            continue
+        if line is None and sku:
+            kept[sku] = len(rows)
+            variants[len(rows)] = {variant}
+        rows.append((number, row, overflow))
+        counts.append(quantity)
+        values.append(quantity * price if INVALID not in (quantity, price) else INVALID)
+        notes.append(note)
+    # a line's price: the one its rows share, or what its quantity cost on average
+    unit = [
+        INVALID
+        if INVALID in (value, count)
+        else (value / count).quantize(CENT, rounding=ROUND_HALF_UP)
+        for value, count in zip(values, counts, strict=True)
+    ]
+    return rows, counts, unit, notes, merged
 
 
 def _order_row(order: TmallOrder, source: str, at_fault: list[int]) -> Iterator[RowError]:

@@ -808,6 +808,44 @@ def test_youzan_order_amount_is_spread_over_its_lines(tmp_path):
     assert [(e.row, e.order_id) for e in items if isinstance(e, RowError)] == [(5, "E1")]
 
 
+def test_two_sizes_of_one_tmall_product_are_one_line_and_a_repeated_row_is_reported(tmp_path):
+    """商家编码 names the product: two sizes in one order are one line of both; a row
+    repeated as it was (same 商品属性) is still reported."""
+    orders = (DATA / "tmall_orders.csv").read_bytes().decode("gb18030").splitlines()
+    items = (DATA / "tmall_items.csv").read_bytes().decode("gb18030").splitlines()
+    first = items[1]  # order 386131588164925948's silk pyjamas, 399.00, its 2 items 478.00
+    other_size = first.replace("尺码:75B", "尺码:80B")
+    (tmp_path / "o.csv").write_bytes("\r\n".join(orders[:3]).encode("gb18030"))
+    (tmp_path / "i.csv").write_bytes(
+        "\r\n".join([items[0], first, other_size, items[2], items[3], items[3]]).encode("gb18030")
+    )
+    result = list(read_orders([tmp_path / "o.csv", tmp_path / "i.csv"]))
+    lines = [x for x in result if isinstance(x, OrderLine)]
+    assert [(ln.order_id, ln.sku, ln.quantity, ln.unit_price) for ln in lines] == [
+        ("386131588164925948", "SLP-SLK-05", 2, Decimal("399.00")),
+        ("386131588164925948", "BRA-COT-02", 1, Decimal("79.00")),
+        ("381562086820511244", "SLP-COT-06", 1, Decimal("259.00")),  # rejected by the loader
+    ]
+    # 478.00 was paid for 399 + 79 of goods listed: spread over 798 + 79 by value
+    assert sum(ln.line_amount for ln in lines[:2]) == Decimal("478.00")
+    errors = [(x.source, x.row, x.order_id) for x in result if isinstance(x, RowError)]
+    assert errors[0] == ("i.csv", 6, "381562086820511244")  # the repeated row
+    assert "与第 5 行重复" in next(x for x in result if isinstance(x, RowError)).reason
+    assert not [e for e in errors if e[2] == "386131588164925948"]
+    # the line of both sizes rejected: both rows are reported, and the order's row
+    long_sku = "X" * 65
+    (tmp_path / "i.csv").write_bytes(
+        "\r\n".join(
+            [items[0], *(row.replace("SLP-SLK-05", long_sku) for row in (first, other_size))]
+        ).encode("gb18030")
+    )
+    result = list(read_orders([tmp_path / "o.csv", tmp_path / "i.csv"]))
+    rows = [(x.source, x.row) for x in result if isinstance(x, RowError)]
+    assert ("i.csv", 2) in rows and ("i.csv", 3) in rows and ("o.csv", 2) in rows
+    said = next(x.reason for x in result if isinstance(x, RowError) and x.row == 3)
+    assert said == f"与第 2 行是同一商品 {long_sku} 的另一款式，合为一行，一起未导入"
+
+
 def test_tmall_orders_without_items_and_items_without_orders_are_reported(tmp_path):
     orders = (DATA / "tmall_orders.csv").read_bytes().decode("gb18030").splitlines()
     items = (DATA / "tmall_items.csv").read_bytes().decode("gb18030").splitlines()
