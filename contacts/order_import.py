@@ -37,6 +37,7 @@ from operator import attrgetter
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from contacts.facts import facts_mark_pending_selected
 from contacts.models import MAX_STORED_ERRORS, UNMATCHED_MASKED, UNMATCHED_NO_KEY, OrderImport
@@ -344,7 +345,7 @@ def _run_text(run: list[tuple], lines: list[str], orders: list[str]) -> None:
         )
         amount, refund, count = first.line_amount, first.refund_amount, 1
         digest, repeats = hashlib.md5(line_hash.encode()).hexdigest(), "f"  # noqa: S324 - a digest
-        buyers = "f"
+        differ = "f"
     else:
         run.sort(key=lambda entry: (entry[0].sku, entry[0].row))
         lines.extend(f"{entry[5]}\t{number}\n" for number, entry in enumerate(run, 1))
@@ -355,11 +356,15 @@ def _run_text(run: list[tuple], lines: list[str], orders: list[str]) -> None:
         phones_differ = any(entry[1] != phone or entry[2] != masked for entry in run)
         if phones_differ:
             phone, masked = _max(entry[1] for entry in run), _max(entry[2] for entry in run)
-        buyers = _buyers_differ(run) if fields_differ or phones_differ else "f"
-        if any(line.paid_at != first.paid_at for line in items):
+        times_differ = any(line.paid_at != first.paid_at for line in items)
+        if times_differ:
             times = [line.paid_at for line in items if line.paid_at is not None]
             paid = min(times).isoformat() if times else None
         statuses = {line.status for line in items}
+        part_cancelled = "cancelled" in statuses and len(statuses) > 1
+        differ = _lines_differ(run) if fields_differ or phones_differ or times_differ else "f"
+        if part_cancelled:
+            differ = "t"
         flags = (
             "t" if statuses == {"cancelled"} else "f",
             "t" if statuses == {"refunded"} else "f",
@@ -374,14 +379,19 @@ def _run_text(run: list[tuple], lines: list[str], orders: list[str]) -> None:
     texts = (first.channel, first.order_id, parent, *flags, paid, phone, masked)
     texts += (unionid, buyer_id, name, store, guide)
     orders.append(
-        f"{_copy_text(texts)}\t{amount!s}\t{refund!s}\t{count}\t{digest}\t{repeats}\t{buyers}\n"
+        f"{_copy_text(texts)}\t{amount!s}\t{refund!s}\t{count}\t{digest}\t{repeats}\t{differ}\n"
     )
 
 
-def _buyers_differ(run: list[tuple]) -> str:
-    """ "t" when the lines name two buyers: two different values of one key (unionid,
-    phone, masked phone, buyer id); a key one line gives and another leaves out is none."""
-    keys = [(e[0].buyer_unionid, e[1], e[2], e[0].buyer_id) for e in run]
+def _lines_differ(run: list[tuple]) -> str:
+    """ "t" when the lines say two things of what is one per order: two buyers (two values
+    of one key: unionid, phone, masked phone, buyer id), two checkouts, stores, guides or
+    payment times; a field one line gives and another leaves out is no second one."""
+    keys = [
+        (e[0].buyer_unionid, e[1], e[2], e[0].buyer_id, e[0].parent_order_id)
+        + (e[0].store_code, e[0].guide_userid, e[0].paid_at)
+        for e in run
+    ]
     differ = any(len(set(filter(None, values))) > 1 for values in zip(*keys, strict=True))
     return "t" if differ else "f"
 
@@ -511,18 +521,18 @@ def _load(cursor, items, report: ImportReport, record: OrderImport, progress) ->
         raise producer.error
     _stage_split_orders(cursor)
     cursor.execute(
-        "SELECT coalesce(bool_or(repeats), false), coalesce(bool_or(buyers_differ), false)"
+        "SELECT coalesce(bool_or(repeats), false), coalesce(bool_or(lines_differ), false)"
         " FROM stage_order"
     )
-    repeats, buyers_differ = cursor.fetchone()
-    if repeats or buyers_differ:
+    repeats, lines_differ = cursor.fetchone()
+    if repeats or lines_differ:
         # Rare: a line repeated far down a file (the reader finds those next to each
-        # other), or in another file; lines of one order that name two buyers. They
-        # are checked and removed, and the orders staged again from what is left.
+        # other), or in another file; lines of one order that name two buyers, stores,
+        # ... They are checked and removed, and the orders staged again from what is left.
         if repeats:
             _reject_repeated_lines(cursor, report, record.files)
-        if buyers_differ:
-            _reject_two_buyers(cursor, report, record.files)
+        if lines_differ:
+            _reject_conflicting_lines(cursor, report, record.files)
         _reject_bad_orders(cursor, report)
         _stage_all_orders(cursor)
     elif report.bad_orders:
@@ -573,7 +583,11 @@ _ORDERS_OF_LINES = """
            count(DISTINCT sku) < count(*) AS repeats,
            count(DISTINCT nullif(buyer_unionid, '')) > 1 OR count(DISTINCT nullif(phone_hash, '')) > 1
            OR count(DISTINCT nullif(phone_masked, '')) > 1
-           OR count(DISTINCT nullif(buyer_id, '')) > 1 AS buyers_differ
+           OR count(DISTINCT nullif(buyer_id, '')) > 1
+           OR count(DISTINCT nullif(parent_order_id, '')) > 1
+           OR count(DISTINCT nullif(store_code, '')) > 1
+           OR count(DISTINCT nullif(guide_userid, '')) > 1 OR count(DISTINCT paid_at) > 1
+           OR bool_or(status = 'cancelled') AND NOT bool_and(status = 'cancelled') AS lines_differ
     FROM {lines} GROUP BY channel, order_id
 """
 
@@ -680,52 +694,87 @@ def _reject_repeated_lines(cursor, report: ImportReport, files: list[str]) -> No
     cursor.execute("DELETE FROM stage_line WHERE ctid = ANY(%s::tid[])", [removed])
 
 
-# A line's buyer keys as staged, and the generic column each is read from.
-_BUYER_KEYS = [
-    ("buyer_unionid", "buyer_unionid"),
-    ("phone_hash", "buyer_phone"),
-    ("phone_masked", "buyer_phone"),
-    ("buyer_id", "buyer_id"),
+# What each line of an order must agree on, as staged: the stage's column (or
+# expression), the generic column it is read from, and why lines that differ on it
+# are rejected. A field one line leaves out is no second value.
+_BUYER_DIFFERS = gettext_noop("买家与{where}不同：同一订单 {order} 的各行应是同一位买家")
+_ONE_PER_ORDER = [
+    ("buyer_unionid", "buyer_unionid", _BUYER_DIFFERS),
+    ("phone_hash", "buyer_phone", _BUYER_DIFFERS),
+    ("phone_masked", "buyer_phone", _BUYER_DIFFERS),
+    ("buyer_id", "buyer_id", _BUYER_DIFFERS),
+    (
+        "parent_order_id",
+        "parent_order_id",
+        gettext_noop("主订单号与{where}不同：同一订单 {order} 的各行应来自同一次下单"),
+    ),
+    (
+        "store_code",
+        "store_code",
+        gettext_noop("门店与{where}不同：同一订单 {order} 的各行应是同一个门店"),
+    ),
+    (
+        "guide_userid",
+        "guide_userid",
+        gettext_noop("导购与{where}不同：同一订单 {order} 的各行应记给同一位导购"),
+    ),
+    (
+        "paid_at",
+        "paid_at",
+        gettext_noop("付款时间与{where}不同：同一订单 {order} 的各行应是同一次付款"),
+    ),
+    (
+        "status = 'cancelled'",
+        "status",
+        gettext_noop(
+            "订单状态与{where}不同：同一订单 {order} 不能一部分取消、一部分付款；"
+            "退掉的商品请写为部分退款（partially_refunded）并填退款金额"
+        ),
+    ),
 ]
 
 
-def _reject_two_buyers(cursor, report: ImportReport, files: list[str]) -> None:
-    """An order whose lines name two buyers (`buyers_differ`) is rejected: which of them
-    bought it is not known, and the order would go to either. Each line that gives a key
-    another value than an earlier line of the order gave it is an error."""
-    keys = ", ".join(key for key, _ in _BUYER_KEYS)
+def _reject_conflicting_lines(cursor, report: ImportReport, files: list[str]) -> None:
+    """An order whose lines say two things of what is one per order (`lines_differ`) is
+    rejected: two buyers (which of them bought it is not known, and the order would
+    go to either), two checkouts, stores, guides or payment times, or lines cancelled
+    and lines paid (the order's amount would count what was never paid). Each line
+    that gives a field another value than an earlier line of the order gave it is an
+    error, on its first such field."""
+    fields = ", ".join(field for field, _, _ in _ONE_PER_ORDER)
     cursor.execute(
         f"""
-        SELECT ctid, source, row_no, channel, order_id, {keys}
+        SELECT ctid, source, row_no, channel, order_id, {fields}
         FROM stage_line
         WHERE (channel, order_id) IN (SELECT channel, order_id FROM stage_order
-                                      WHERE buyers_differ)
+                                      WHERE lines_differ)
         ORDER BY channel, order_id, array_position(%s::text[], source), row_no
         """,  # noqa: S608 - fixed SQL fragments
         [files],
     )
     order, removed = None, []
     for ctid, source, row_no, channel, order_id, *values in cursor.fetchall():
-        if order != (channel, order_id):  # each key's first value, and the row that gave it
-            order, known = (channel, order_id), [None] * len(_BUYER_KEYS)
+        if order != (channel, order_id):  # each field's first value, and the row that gave it
+            order, known = (channel, order_id), [None] * len(_ONE_PER_ORDER)
         conflict = None
         for place, value in enumerate(values):
-            if not value:
+            if value is None or value == "":
                 continue
             if known[place] is None:
                 known[place] = (value, source, row_no)
             elif known[place][0] != value and conflict is None:
-                conflict = (_BUYER_KEYS[place][1], *known[place][1:])
+                conflict = (place, *known[place][1:])
         if conflict is None:
             continue
-        column, first_source, first_row = conflict
+        place, first_source, first_row = conflict
+        _, column, reason = _ONE_PER_ORDER[place]
         report.reject(
             RowError(
                 source=source,
                 row=row_no,
                 column=column,
                 reason=Reason(
-                    "买家与{where}不同：同一订单 {order} 的各行应是同一位买家",
+                    reason,
                     where=_rows_at_fault([(first_source, first_row)], source),
                     order=order_id,
                 ),

@@ -324,6 +324,59 @@ def test_an_order_whose_lines_name_two_buyers_is_rejected_whole(tmp_path):
 
 
 @pytest.mark.django_db
+def test_an_order_whose_lines_say_two_stores_guides_times_or_cancel_part_is_rejected(tmp_path):
+    """What is one per order (its checkout, store, guide, payment) said two ways by its
+    lines, next to each other or far apart, rejects it; so does a line cancelled in an
+    order paid (its amount would count what was never paid). A field one line leaves
+    out, or a time written in another zone, is no second value; lines refunded and
+    paid are a partial refund."""
+    line = {
+        **dict.fromkeys(GENERIC_COLUMNS, ""),
+        "channel": "pos", "status": "paid", "paid_at": "2026-06-01 10:00:00",
+        "quantity": "1", "unit_price": "79.00", "line_amount": "79.00",
+        "buyer_phone": "13812345601", "store_code": "SH01", "guide_userid": "guide_001",
+    }  # fmt: skip
+    rows = [
+        {**line, "order_id": "ST-1", "sku": "A"},
+        {**line, "order_id": "ST-1", "sku": "B", "store_code": "SH03"},
+        {**line, "order_id": "GU-1", "sku": "A"},
+        {**line, "order_id": "GU-1", "sku": "B", "guide_userid": "guide_004"},
+        {**line, "order_id": "PT-1", "sku": "A"},
+        {**line, "order_id": "OK-1", "sku": "A"},
+        {**line, "order_id": "OK-1", "sku": "B", "store_code": "", "guide_userid": "",
+         "paid_at": "2026-06-01T02:00:00+00:00", "status": "refunded"},
+        {**line, "order_id": "CA-1", "sku": "A"},
+        {**line, "order_id": "CA-1", "sku": "B", "status": "cancelled", "paid_at": ""},
+        {**line, "order_id": "PT-1", "sku": "B", "paid_at": "2026-06-30 10:00:00"},
+    ]  # fmt: skip
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as stop:
+        call_command("import_orders", str(_write(tmp_path / "o.csv", rows)), "--json", stdout=out)
+    assert stop.value.code == 2
+    report = json.loads(out.getvalue())
+    errors = {(e["row"], e["column"]): e["reason"] for e in report["errors"]}
+    assert errors == {
+        (3, "store_code"): "门店与第 2 行不同：同一订单 ST-1 的各行应是同一个门店",
+        (2, "order_id"): "订单 ST-1 的第 3 行有错误，整单未导入",
+        (5, "guide_userid"): "导购与第 4 行不同：同一订单 GU-1 的各行应记给同一位导购",
+        (4, "order_id"): "订单 GU-1 的第 5 行有错误，整单未导入",
+        (11, "paid_at"): "付款时间与第 6 行不同：同一订单 PT-1 的各行应是同一次付款",
+        (6, "order_id"): "订单 PT-1 的第 11 行有错误，整单未导入",
+        (10, "status"): "订单状态与第 9 行不同：同一订单 CA-1 不能一部分取消、一部分付款；"
+        "退掉的商品请写为部分退款（partially_refunded）并填退款金额",
+        (9, "order_id"): "订单 CA-1 的第 10 行有错误，整单未导入",
+    }
+    assert (report["inserted"], report["rejected"]) == (1, 8)
+    order = Order.objects.get()
+    assert (order.channel_order_id, order.store_code, order.guide_userid) == (
+        "OK-1", "SH01", "guide_001",
+    )  # fmt: skip
+    assert (order.status, order.amount, order.refund_amount) == (
+        "partially_refunded", Decimal("158.00"), Decimal("79.00"),
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
 def test_an_order_in_two_overlapping_exports_is_one_order(tmp_path):
     rows = _csv("generic_orders.csv", "utf-8")
     by_order: dict[str, list[dict]] = {}
