@@ -529,6 +529,8 @@ class OrderImport(models.Model):
         DEMO = "demo", pgettext_lazy("import source", "演示数据")
 
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.FILE)
+    # Who ran `import_orders` (no one signs in to a command): the machine's account.
+    command_user = models.CharField(max_length=150, blank=True)
     # An API push's Idempotency-Key, the pusher's own, and a digest of the body sent with
     # it: a retry (the same body) gets the first result, another body under it is refused.
     idempotency_key = models.CharField(  # noqa: DJ001 - NULL, not "": unique among keys only
@@ -568,6 +570,15 @@ class OrderImport(models.Model):
         return f"import #{self.pk} {self.channel} {self.status}"
 
     ERRORS_SHOWN = 500  # on the import's page; all of them in its downloads
+
+    @property
+    def importer_label(self) -> str:
+        """Who imported: the user signed in, or the account that ran the command."""
+        if self.imported_by:
+            return self.imported_by.get_full_name() or self.imported_by.username
+        if self.command_user:
+            return gettext("命令行（%(account)s）") % {"account": self.command_user}
+        return "—"
 
     @property
     def errors_by_row(self) -> list[dict]:

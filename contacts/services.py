@@ -290,6 +290,7 @@ def orders_import(
     dry_run: bool = False,
     source: str = "file",
     record: OrderImport | None = None,
+    command_user: str = "",
 ) -> tuple[OrderImport, ImportReport]:
     """Read, validate and load order files; every import is recorded, also a failed one."""
     paths = list(dict.fromkeys(paths))  # a file given twice is read once
@@ -298,6 +299,7 @@ def orders_import(
         files=[path.name for path in paths],
         imported_by=imported_by,
         source=source,
+        command_user=command_user,
         is_dry_run=dry_run,
     )
     try:

@@ -1393,3 +1393,16 @@ def test_a_retry_while_the_push_imports_is_told_to_wait_and_one_after_a_failure_
     assert again.status_code == 200 and "Idempotent-Replayed" not in again
     assert again.json()["inserted"] == len({r["order_id"] for r in rows})
     assert push().json() == again.json()  # and a retry of that gets its result
+
+
+@pytest.mark.django_db
+def test_a_command_import_records_the_account_that_ran_it(client_for, operator):
+    import getpass
+
+    call_command("import_orders", str(DATA / "youzan_orders.csv"), stdout=io.StringIO())
+    record = OrderImport.objects.get()
+    assert record.imported_by is None and record.command_user == getpass.getuser()
+    client = client_for(operator)
+    shown = f"命令行（{getpass.getuser()}）"
+    assert shown in client.get(reverse("import_list")).content.decode()
+    assert shown in client.get(reverse("import_detail", args=[record.pk])).content.decode()

@@ -8,6 +8,7 @@ rejected, 0 otherwise. `--json` prints exactly one JSON object:
  "errors": [{"row": n, "column": "…", "reason": "…"}, …]}
 """
 
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -40,7 +41,9 @@ class Command(BaseCommand):
         if missing:
             self._finish(options["json"], file_error=f"找不到文件：{', '.join(missing)}")
         try:
-            record, report = services.orders_import(paths=paths, channel=channel, dry_run=dry_run)
+            record, report = services.orders_import(
+                paths=paths, channel=channel, dry_run=dry_run, command_user=_account()
+            )
         except OrderFileError as error:
             self._finish(options["json"], file_error=str(error))
         result = {
@@ -82,3 +85,12 @@ class Command(BaseCommand):
         else:
             self.stderr.write(file_error)
         sys.exit(2)
+
+
+def _account() -> str:
+    """The machine account running the command ("" where it has no name: a container's
+    bare uid)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
