@@ -174,6 +174,9 @@ class ImportReport:
     # line at fault. Channel "" (not known): the number is at fault in every channel.
     bad_orders: dict[tuple[str, str], set[tuple[str, int]]] = field(default_factory=dict)
     rejected_rows: set[tuple[str, int]] = field(default_factory=set)
+    # Each file's order number column, by file name: where a line of an order at
+    # fault is reported (`_reject_bad_orders`); the generic one for a file not named.
+    order_columns: dict[str, str] = field(default_factory=dict)
 
     def reject(self, error: RowError) -> None:
         """Record a problem; `rejected` counts rows (a row may have several problems)."""
@@ -467,9 +470,11 @@ def orders_load(
     record: OrderImport,
     dry_run: bool = False,
     progress: Callable[[int], None] = lambda rows: None,
+    order_columns: dict[str, str] | None = None,
 ) -> ImportReport:
-    """Validate-then-load everything `items` yields, in one transaction."""
-    report = ImportReport()
+    """Validate-then-load everything `items` yields, in one transaction; `order_columns`:
+    each file's order number column (`order_files.order_number_columns`)."""
+    report = ImportReport(order_columns=order_columns or {})
     started = time.monotonic()
     try:
         with transaction.atomic():
@@ -815,7 +820,7 @@ def _reject_bad_orders(cursor, report: ImportReport) -> None:
             RowError(
                 source=source,
                 row=row_no,
-                column="order_id",
+                column=report.order_columns.get(source, "order_id"),
                 reason=Reason(
                     "订单 {order} 的{rows}有错误，整单未导入",
                     order=order_id,

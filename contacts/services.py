@@ -39,6 +39,7 @@ from contacts.order_files import (
     GENERIC_COLUMNS,
     OrderFileError,
     detect_channel,
+    order_number_columns,
     read_cells,
     read_orders,
 )
@@ -316,6 +317,7 @@ def orders_import(
             record=record,
             dry_run=dry_run,
             progress=lambda rows: cache.set(f"order-import:{record.pk}:rows", rows, 3600),
+            order_columns=order_number_columns(paths, channel),
         )
     except Exception as error:  # the import is never left running: a file's fault, or ours
         reason = (

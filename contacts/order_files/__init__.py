@@ -23,7 +23,13 @@ from pathlib import Path
 
 from django.utils.translation import gettext_lazy, gettext_noop
 
-from contacts.order_files.channels import READERS, Format, format_of, read_tmall
+from contacts.order_files.channels import (
+    ORDER_NUMBER_COLUMNS,
+    READERS,
+    Format,
+    format_of,
+    read_tmall,
+)
 from contacts.order_files.lines import (
     GENERIC_COLUMNS,
     GENERIC_REQUIRED,
@@ -46,6 +52,7 @@ __all__ = [
     "OrderLine",
     "RowError",
     "detect_channel",
+    "order_number_columns",
     "read_cells",
     "read_orders",
 ]
@@ -92,6 +99,12 @@ def detect_channel(path: Path) -> str:
     reports). Raises OrderFileError when the header fits no known export."""
     with Table(path) as table:
         return _format(table).channel
+
+
+def order_number_columns(paths: list[Path], channel: str | None = None) -> dict[str, str]:
+    """Each file's order number column, by file name (its channel detected when `channel`
+    is None)."""
+    return {path.name: ORDER_NUMBER_COLUMNS[channel or detect_channel(path)] for path in paths}
 
 
 def read_orders(paths: list[Path], channel: str | None = None) -> Iterator[OrderLine | RowError]:

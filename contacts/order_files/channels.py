@@ -547,9 +547,19 @@ def read_youzan(table: Table) -> Iterator[OrderLine | RowError]:
                 amounts = [paid]
             else:
                 amounts = allocate(paid, weights)
+        at_fault = [number for (number, _, _), p in zip(group, problems, strict=True) if p]
         for (number, row, _), quantity, price, amount, row_problems in zip(
             group, quantities, prices, amounts, problems, strict=True
         ):
+            if amount is INVALID and not row_problems:  # its share is not known: another
+                # row of the order is wrong (the order's amount, a price, a quantity)
+                reason = Reason(
+                    "订单 {order} 的{rows}有错误，整单未导入",
+                    order=order_id,
+                    rows=Reason("第 {rows} 行", rows=at_fault),
+                )
+                yield RowError(table.name, number, "订单号", reason, order_id, "youzan", True)
+                continue
             state = _state("youzan", row["订单状态"], "订单状态", row_problems)
             after_sale = _after_sale("youzan", row.get("退款状态", ""), "退款状态", row_problems)
             given = None
@@ -908,4 +918,12 @@ def _order_row(order: TmallOrder, source: str, at_fault: list[int]) -> Iterator[
     )
 
 
+# Where each export's order numbers are (both of Tmall's reports: 订单编号).
+ORDER_NUMBER_COLUMNS = {
+    "generic": GENERIC_NAMES["order_id"],
+    "tmall": TMALL_COLUMNS["order_id"],
+    "jd": JD_COLUMNS["order_id"],
+    "douyin": DOUYIN_COLUMNS["order_id"],
+    "youzan": YOUZAN_COLUMNS["order_id"],
+}
 READERS = {"generic": read_generic, "jd": read_jd, "douyin": read_douyin, "youzan": read_youzan}

@@ -1406,3 +1406,29 @@ def test_a_command_import_records_the_account_that_ran_it(client_for, operator):
     shown = f"命令行（{getpass.getuser()}）"
     assert shown in client.get(reverse("import_list")).content.decode()
     assert shown in client.get(reverse("import_detail", args=[record.pk])).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_line_rejected_with_its_order_is_reported_at_the_files_own_order_column(tmp_path):
+    """A Youzan order of two lines, one with a price that is no amount: the other is
+    rejected with it, reported at 订单号 (Youzan's column), not at an internal name.
+    (The import failed on such an order: its other line was read with no amount.)"""
+    header, first, *_ = (DATA / "youzan_orders.csv").read_text(encoding="utf-8").splitlines()
+    second = first.replace("BRA-ICE-01", "PAN-ICE-03").replace(",89.00,1,", ",8x.00,1,")
+    path = tmp_path / "youzan.csv"
+    path.write_text("\n".join([header, first, second]) + "\n", encoding="utf-8")
+    _, report = services.orders_import(paths=[path], channel=None)
+    columns = {(e["row"], e["column"]) for e in report.errors}
+    assert columns == {(3, "单价"), (2, "订单号")}
+    # the order's paid amount unreadable: its second line's share is not known either
+    second = first.replace("BRA-ICE-01", "PAN-ICE-03")
+    path.write_text(
+        "\n".join([header, first.replace(",89.00,无退款", ",abc,无退款"), second]) + "\n",
+        encoding="utf-8",
+    )
+    _, report = services.orders_import(paths=[path], channel=None)
+    errors = {(e["row"], e["column"]): e["reason"] for e in report.errors}
+    assert list(errors) == [(2, "订单实付金额"), (3, "订单号")]
+    order = first.split(",")[0]
+    assert errors[(3, "订单号")] == f"订单 {order} 的第 2 行有错误，整单未导入"
+    assert not Order.objects.exists()
