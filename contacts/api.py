@@ -236,7 +236,10 @@ def _shape_errors(errors: dict) -> dict:
     if isinstance(lines, list) and all(isinstance(line, dict) for line in lines):
         lines = dict(enumerate(lines))
     if not isinstance(lines, dict) or not all(isinstance(f, dict) for f in lines.values()):
-        return errors  # no list of lines (none, or not a list): the whole body is at fault
+        # No list of lines (none, empty, not a list; a body that is no object): the
+        # whole body is at fault, said as a line's fault is, in `detail`.
+        words = _("请求体不对，这批订单没有导入：%(faults)s") % {"faults": _body_faults(errors)}
+        return {"detail": words, "errors": []}
     rows = [
         {"row": int(place) + 1, "column": column, "reason": " ".join(map(str, reasons))}
         for place, fields in lines.items()
@@ -244,6 +247,17 @@ def _shape_errors(errors: dict) -> dict:
     ]
     words = _("有 %(n)s 行缺少字段或格式不对，这批订单没有导入。")
     return {"detail": words % {"n": len({row["row"] for row in rows})}, "errors": rows}
+
+
+def _body_faults(errors, field: str = "") -> str:
+    """The serializer's errors of the body as one text: each field named with its messages."""
+    if isinstance(errors, dict):
+        return _("；").join(
+            _body_faults(value, key if key != "non_field_errors" else field)
+            for key, value in errors.items()
+        )
+    messages = " ".join(map(str, errors)) if isinstance(errors, list) else str(errors)
+    return f"{field}：{messages}" if field else messages
 
 
 def _request_digest(data) -> str:

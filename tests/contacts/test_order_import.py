@@ -812,12 +812,17 @@ def test_lines_that_cannot_be_read_are_numbered_as_import_errors_are(client_for,
     assert answer.status_code == 400
     assert answer.json()["errors"] == [{"row": 2, "column": "sku", "reason": "该字段是必填项。"}]
     assert "1 行缺少字段" in answer.json()["detail"]
-    # No list of lines at all: a 400 about the body, never a server error.
-    for body in ({"orders": []}, {"orders": {"a": 1}}, {"orders": "x"}, {}):
+    # No list of lines at all: a 400 about the body, never a server error, in the shape
+    # of the lines' errors.
+    for body in ({"orders": []}, {"orders": {"a": 1}}, {"orders": "x"}, {}, [rows[0]]):
         refused = client_for(operator).post(
             reverse("order-bulk"), body, content_type="application/json"
         )
-        assert refused.status_code == 400 and "orders" in refused.json(), body
+        assert refused.status_code == 400, body
+        assert list(refused.json()) == ["detail", "errors"] and refused.json()["errors"] == []
+        assert refused.json()["detail"].startswith("请求体不对，这批订单没有导入："), body
+        if isinstance(body, dict):
+            assert "orders：" in refused.json()["detail"]
     assert not OrderImport.objects.exists()
 
 
