@@ -543,6 +543,7 @@ def test_rejections_are_listed_with_their_undo(client_for, operator, manager):
     assert listed == [(account.pk, True), (masked.pk, False)]  # newest first; not the moot one
     body = page.content.decode()
     assert "最近拒绝的建议" in body and f"在 {suggested.label} 的页面把新建的客户并入" in body
+    assert "<td>运营小王</td>" in body  # who decided, by name
     undo = reverse("suggestion_undo", args=[made[masked.pk].pk])
     assert client_for(manager).post(undo).status_code == 403
     client = client_for(operator)
