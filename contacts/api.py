@@ -10,7 +10,7 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import ParseError, Throttled
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
@@ -156,6 +156,9 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
                 {"detail": words % {"most": most, "lines": f"{BULK_LINES_MAX:,}"}},
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
+        except ParseError:
+            words = _('请求体不是有效的 JSON，这批订单没有导入：应为 {"orders": [订单行, …]}。')
+            return Response({"detail": words, "errors": []}, status=status.HTTP_400_BAD_REQUEST)
         key = request.headers.get("Idempotency-Key") or None
         digest = ""
         if key:
@@ -241,7 +244,11 @@ def _shape_errors(errors: dict) -> dict:
         words = _("请求体不对，这批订单没有导入：%(faults)s") % {"faults": _body_faults(errors)}
         return {"detail": words, "errors": []}
     rows = [
-        {"row": int(place) + 1, "column": column, "reason": " ".join(map(str, reasons))}
+        {
+            "row": int(place) + 1,
+            "column": "" if column == "non_field_errors" else column,  # the line, not an object
+            "reason": " ".join(map(str, reasons)),
+        }
         for place, fields in lines.items()
         for column, reasons in fields.items()
     ]
@@ -257,7 +264,9 @@ def _body_faults(errors, field: str = "") -> str:
             for key, value in errors.items()
         )
     messages = " ".join(map(str, errors)) if isinstance(errors, list) else str(errors)
-    return f"{field}：{messages}" if field else messages
+    return (
+        _("%(field)s：%(messages)s") % {"field": field, "messages": messages} if field else messages
+    )
 
 
 def _request_digest(data) -> str:

@@ -320,7 +320,6 @@ def _max(values) -> str | None:
     return max(present) if present else None
 
 
-_REFUNDED = frozenset(("refunded", "partially_refunded"))
 # The order's fields that each of its lines repeats (`_run_text`).
 _order_fields = attrgetter(
     "parent_order_id", "buyer_unionid", "buyer_id", "buyer_name", "store_code", "guide_userid"
@@ -341,11 +340,7 @@ def _run_text(run: list[tuple], lines: list[str], orders: list[str]) -> None:
     if len(run) == 1:  # most orders
         lines.append(f"{text}\t1\n")
         status = first.status
-        flags = (
-            "t" if status == "cancelled" else "f",
-            "t" if status == "refunded" else "f",
-            "t" if status in _REFUNDED else "f",
-        )
+        flags = ("t" if status == "cancelled" else "f", "t" if status == "refunded" else "f")
         amount, refund, count = first.line_amount, first.refund_amount, 1
         digest, repeats = hashlib.md5(line_hash.encode()).hexdigest(), "f"  # noqa: S324 - a digest
         differ = "f"
@@ -371,7 +366,6 @@ def _run_text(run: list[tuple], lines: list[str], orders: list[str]) -> None:
         flags = (
             "t" if statuses == {"cancelled"} else "f",
             "t" if statuses == {"refunded"} else "f",
-            "t" if statuses & _REFUNDED else "f",
         )
         amount = sum(line.line_amount for line in items)
         refund = sum(line.refund_amount for line in items)
@@ -577,7 +571,6 @@ _ORDERS_OF_LINES = """
            max(parent_order_id) AS parent_order_id,
            bool_and(status = 'cancelled') AS all_cancelled,
            bool_and(status = 'refunded') AS all_refunded,
-           bool_or(status IN ('refunded', 'partially_refunded')) AS any_refunded,
            min(paid_at) AS paid_at,
            max(phone_hash) AS phone_hash, max(phone_masked) AS phone_masked,
            max(buyer_unionid) AS buyer_unionid, max(buyer_id) AS buyer_id,
@@ -1033,7 +1026,10 @@ _INCOMING = f"""
     SELECT s.channel, s.order_id, s.parent_order_id,
            CASE WHEN s.all_cancelled THEN 'cancelled'
                 WHEN s.all_refunded THEN 'refunded'
-                WHEN s.any_refunded OR s.refund_amount > 0
+                -- refunded in part, or (all of it) in full; lines said refunded in
+                -- part with nothing refunded were paid, as a channel's are
+                -- (`order_files.channels.order_status`)
+                WHEN s.refund_amount > 0
                      THEN CASE WHEN s.refund_amount >= s.amount AND s.amount > 0
                                THEN 'refunded' ELSE 'partially_refunded' END
                 ELSE 'paid' END AS status,

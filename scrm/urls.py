@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from scrm import health, views
@@ -21,7 +21,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/v1/auth/token/", TokenView.as_view(), name="api-token"),
+    # with or without its trailing slash, as the routers' paths (`scrm.routers`)
+    re_path(r"^api/v1/auth/token/?$", TokenView.as_view(), name="api-token"),
     path("api/v1/", include("contacts.api_urls")),
     path("api/v1/", include("tagging.api_urls")),
     path("api/v1/", include("analytics.api_urls")),

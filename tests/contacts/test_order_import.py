@@ -823,6 +823,20 @@ def test_lines_that_cannot_be_read_are_numbered_as_import_errors_are(client_for,
         assert refused.json()["detail"].startswith("请求体不对，这批订单没有导入："), body
         if isinstance(body, dict):
             assert "orders：" in refused.json()["detail"]
+    english = client_for(operator).post(
+        reverse("order-bulk"), {}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert "imported: orders: " in english.json()["detail"]
+    not_json = client_for(operator).post(
+        reverse("order-bulk"), "not json", content_type="application/json"
+    )
+    assert not_json.status_code == 400 and not_json.json()["errors"] == []
+    assert not_json.json()["detail"].startswith("请求体不是有效的 JSON，这批订单没有导入")
+    # lines that are no objects: each a line's error, at no column
+    odd = client_for(operator).post(
+        reverse("order-bulk"), {"orders": [1, "a"]}, content_type="application/json"
+    )
+    assert [(e["row"], e["column"]) for e in odd.json()["errors"]] == [(1, ""), (2, "")]
     assert not OrderImport.objects.exists()
 
 
@@ -1241,7 +1255,9 @@ def test_import_command_prints_a_summary():
 
 
 def _status_of(lines: list[dict]) -> str:
-    """An order's status from its lines, as DESIGN.md defines it (written out here)."""
+    """An order's status from its lines (written out here): all cancelled, all refunded,
+    else by what its amounts say was refunded (a status that says refunded in part,
+    with nothing refunded, was paid)."""
     statuses = {r["status"] for r in lines}
     refund = sum(Decimal(r["refund_amount"]) for r in lines)
     amount = sum(Decimal(r["line_amount"]) for r in lines)
@@ -1249,7 +1265,7 @@ def _status_of(lines: list[dict]) -> str:
         return "cancelled"
     if statuses == {"refunded"}:
         return "refunded"
-    if statuses & {"refunded", "partially_refunded"} or refund > 0:
+    if refund > 0:
         return "refunded" if refund >= amount > 0 else "partially_refunded"
     return "paid"
 
@@ -1437,3 +1453,23 @@ def test_a_line_rejected_with_its_order_is_reported_at_the_files_own_order_colum
     order = first.split(",")[0]
     assert errors[(3, "订单号")] == f"订单 {order} 的第 2 行有错误，整单未导入"
     assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_order_said_refunded_in_part_with_nothing_refunded_was_paid(tmp_path):
+    """As a channel's order is (`order_status`): its status names a refund its amounts
+    do not have."""
+    line = {
+        **dict.fromkeys(GENERIC_COLUMNS, ""),
+        "channel": "pos", "paid_at": "2026-06-01 10:00:00", "quantity": "1",
+        "unit_price": "79.00", "line_amount": "79.00", "buyer_phone": "13812345601",
+    }  # fmt: skip
+    rows = [
+        {**line, "order_id": "PR-0", "sku": "A", "status": "partially_refunded"},
+        {**line, "order_id": "PR-1", "sku": "A", "status": "partially_refunded",
+         "refund_amount": "20.00"},
+        {**line, "order_id": "PR-1", "sku": "B", "status": "paid"},
+    ]  # fmt: skip
+    services.orders_import(paths=[_write(tmp_path / "o.csv", rows)], channel="generic")
+    stored = dict(Order.objects.values_list("channel_order_id", "status"))
+    assert stored == {"PR-0": "paid", "PR-1": "partially_refunded"}

@@ -34,6 +34,9 @@ def test_token_auth(client, operator, store):
     token = client.post(
         reverse("api-token"), {"username": "operator", "password": PASSWORD}
     ).json()["token"]
+    for path in ("/api/v1/auth/token", "/api/v1/auth/token/"):  # no redirect, which drops a POST
+        again = client.post(path, {"username": "operator", "password": PASSWORD})
+        assert again.status_code == 200 and again.json()["token"] == token, path
     client.logout()
     response = client.get(reverse("store-list"), HTTP_AUTHORIZATION=f"Token {token}")
     assert response.status_code == 200
