@@ -266,14 +266,7 @@ def unmatched_orders(request: HttpRequest) -> HttpResponse:
             "confirmed_groups": selectors.decided_suggestion_groups(
                 status=MergeSuggestion.Status.CONFIRMED, limit=DECIDED_GROUPS_SHOWN
             ),
-            # each with whether it made a customer of a buyer's account (then undone by
-            # a merge, not here: `merge_suggestions_undo`)
-            "rejected_groups": [
-                (group, any(s.undo.get("created") for s in group))
-                for group in selectors.decided_suggestion_groups(
-                    status=MergeSuggestion.Status.REJECTED, limit=DECIDED_GROUPS_SHOWN
-                )
-            ],
+            "rejected_groups": _rejected_groups(),
             "suggestions_pending": pending,
             "suggestions_hidden": pending - sum(len(group) for group in groups),
             "by_channel": by_channel,
@@ -312,6 +305,25 @@ def order_assign(request: HttpRequest, pk: int) -> HttpResponse:
         },
     )
     return redirect(target)
+
+
+def _rejected_groups() -> list[tuple[list[MergeSuggestion], int | None, int | None]]:
+    """The latest rejections, each with the customer it made of a buyer's account (then
+    undone by a merge, not here: `merge_suggestions_undo`), and whom that customer has
+    been merged into since (the merge done)."""
+    groups = selectors.decided_suggestion_groups(
+        status=MergeSuggestion.Status.REJECTED, limit=DECIDED_GROUPS_SHOWN
+    )
+    made = {
+        group[0].pk: next((s.undo["created"] for s in group if s.undo.get("created")), None)
+        for group in groups
+    }
+    merged = dict(
+        Customer.objects.filter(pk__in=[pk for pk in made.values() if pk])
+        .exclude(merged_into=None)
+        .values_list("pk", "merged_into")
+    )
+    return [(group, made[group[0].pk], merged.get(made[group[0].pk])) for group in groups]
 
 
 def _suggestion_group(request: HttpRequest, pk: int) -> list[MergeSuggestion]:

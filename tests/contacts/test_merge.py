@@ -539,7 +539,8 @@ def test_rejections_are_listed_with_their_undo(client_for, operator, manager):
     for order in (masked, moot, account):
         client.post(reverse("suggestion_decide", args=[made[order.pk].pk]), {"decision": "reject"})
     page = client.get(reverse("unmatched_orders"))
-    listed = [(group[0].order_id, created) for group, created in page.context["rejected_groups"]]
+    groups = page.context["rejected_groups"]
+    listed = [(group[0].order_id, bool(made)) for group, made, _ in groups]
     assert listed == [(account.pk, True), (masked.pk, False)]  # newest first; not the moot one
     body = page.content.decode()
     assert "最近拒绝的建议" in body and f"在 {suggested.label} 的页面把新建的客户并入" in body
@@ -553,6 +554,11 @@ def test_rejections_are_listed_with_their_undo(client_for, operator, manager):
     refused = client.post(reverse("suggestion_undo", args=[made[account.pk].pk]), follow=True)
     assert "无法撤销" in refused.content.decode()
     assert MergeSuggestion.objects.get(pk=made[account.pk].pk).status == "rejected"
+    # the merge it points to, done: the row says so, and where the customer is now
+    own = Order.objects.get(pk=account.pk).customer
+    services.customer_merge(keep=suggested, absorb=own, by=operator)
+    body = client.get(reverse("unmatched_orders")).content.decode()
+    assert f"新建的客户 #{own.pk} 已并入" in body and "把新建的客户并入" not in body
 
 
 def test_a_confirmation_whose_order_moved_since_is_not_undone(operator):
