@@ -439,9 +439,20 @@ def historical_ltv(
     """Historical LTV: cumulative net revenue per customer of each first-purchase cohort,
     k periods after its start (k = 0 … periods − 1, up to `end`). Net revenue per purchase
     day comes from the customers' purchase days unless the orders themselves are filtered
-    (channel, category), as in `_days_sql`."""
+    (channel, category), as in `_days_sql`. A category's LTV is what was spent on the
+    category: its lines' net (not the whole orders'), the cohort by the first day it was
+    bought."""
     condition, params = filters.sql()
-    if filters.channels or filters.category:
+    if filters.category:
+        spend = f"""SELECT o.customer_id, {PURCHASE_DAY} AS day,
+                           l.line_amount - l.refund_amount AS net
+                    FROM contacts_order o
+                    JOIN contacts_orderline l ON l.order_id = o.id
+                     AND l.category = %(f_category)s
+                     AND (l.refund_amount < l.line_amount OR l.line_amount = 0)
+                    JOIN contacts_customerfacts f ON f.customer_id = o.customer_id
+                    WHERE {PURCHASED} AND {condition}"""
+    elif filters.channels:
         spend = f"""SELECT o.customer_id, {PURCHASE_DAY} AS day,
                            o.amount - o.refund_amount AS net
                     FROM contacts_order o

@@ -394,6 +394,43 @@ def test_historical_ltv_matches_python(shop, end):
         assert row["ltv"] == pytest.approx(curve, abs=0.011)
 
 
+def test_a_categorys_ltv_is_what_was_spent_on_it():
+    """By hand: a bra of 100 and pyjamas of 300 in one order count 100 for bras; a bra
+    refunded in full counts nothing and makes no bra day; one refunded in part counts
+    what was kept."""
+    a, b = CustomerFactory(), CustomerFactory()
+    both = buy(a, at("2026-03-02"), amount="400")
+    OrderLine.objects.filter(order=both).update(line_amount=Decimal(100), unit_price=Decimal(100))
+    OrderLine.objects.create(
+        order=both, line_no=2, sku="P", category="睡衣", quantity=1,
+        unit_price=Decimal(300), line_amount=Decimal(300), refund_amount=Decimal(0),
+    )  # fmt: skip
+    later = buy(a, at("2026-04-10"), amount="80", status="partially_refunded")
+    Order.objects.filter(pk=later.pk).update(refund_amount=Decimal(30))
+    OrderLine.objects.filter(order=later).update(refund_amount=Decimal(30))
+    returned = buy(b, at("2026-03-05"), amount="200")  # its bra line sent back
+    OrderLine.objects.filter(order=returned).update(refund_amount=Decimal(200))
+    Order.objects.filter(pk=returned.pk).update(
+        status="partially_refunded", amount=Decimal(250), refund_amount=Decimal(200)
+    )
+    OrderLine.objects.create(
+        order=returned, line_no=2, sku="P", category="睡衣", quantity=1,
+        unit_price=Decimal(50), line_amount=Decimal(50), refund_amount=Decimal(0),
+    )  # fmt: skip
+    facts_refresh()
+    result = metrics.historical_ltv(
+        period="month", start=date(2026, 3, 1), end=date(2026, 4, 30), periods=2,
+        filters=Filters(category="文胸"),
+    )  # fmt: skip
+    # one bra buyer (b's bra went back): 100 in March, 100 + 50 kept by April
+    assert result["cohorts"] == [{"cohort": "2026-03", "size": 1, "ltv": [100.0, 150.0]}]
+    pyjamas = metrics.historical_ltv(
+        period="month", start=date(2026, 3, 1), end=date(2026, 4, 30), periods=2,
+        filters=Filters(category="睡衣"),
+    )  # fmt: skip
+    assert pyjamas["cohorts"] == [{"cohort": "2026-03", "size": 2, "ltv": [175.0, 175.0]}]
+
+
 @pytest.mark.parametrize("window", ["everything", "from the day after a purchase"])
 def test_intervals_match_python(shop, window):
     end = date(2026, 12, 31)
