@@ -222,9 +222,11 @@ def code_joined(*, event: dict, gateway) -> None:
 def code_stats(
     *, code_ids: list[int] | None = None, now: datetime | None = None
 ) -> dict[int, dict]:
-    """Per code: adds, deleted within 7 days, net members, first-order conversion within 7
-    and 30 days of adding (of those who had not bought before), net revenue of its
-    members since they added, and the welcome's median latency."""
+    """Per code, in people (one who added two guides through it is one add): adds, those
+    gone within 7 days (no live relationship through it, the last ended within 7 days
+    of their first add), net members, first-order conversion within 7 and 30 days of
+    their first add (of those who had not bought before), net revenue of its members
+    since they added (each order once), and the welcome's median latency."""
     now = now or timezone.now()
     codes = (
         ChannelCode.objects.all()
@@ -237,10 +239,12 @@ def code_stats(
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            WITH joined AS (
-                SELECT r.state, r.customer_id, r.added_at, r.is_active, r.ended_at,
-                       (r.added_at AT TIME ZONE 'Asia/Shanghai')::date AS added_day
+            WITH joined AS (  -- one row per person and code
+                SELECT r.state, r.customer_id, min(r.added_at) AS added_at,
+                       bool_or(r.is_active) AS is_active, max(r.ended_at) AS ended_at,
+                       (min(r.added_at) AT TIME ZONE 'Asia/Shanghai')::date AS added_day
                 FROM contacts_relationship r WHERE r.state = ANY(%(states)s)
+                GROUP BY r.state, r.customer_id
             ), firsts AS (
                 SELECT j.state, j.customer_id, min(d.day) AS first_day
                 FROM joined j JOIN contacts_customerpurchaseday d ON d.customer_id = j.customer_id

@@ -17,7 +17,7 @@ from campaigns.models import Campaign, CampaignMessage, CampaignRecipient, Chann
 from campaigns.sending import attribution, campaign_send
 from campaigns.services import code_stats
 from contacts.facts import facts_refresh
-from contacts.models import Guide
+from contacts.models import Customer, Guide
 from scrm.wecom.gateway import WeComGateway
 from sop.models import OptOut, SopPlan
 from tagging.models import Tag, TagGroup
@@ -359,6 +359,24 @@ def test_selectors_match_the_hand_built_data(data):
     result = attribution(campaign=data["sent"])
     assert (result["buyers"], result["revenue"], result["roi"]) == (1, 150.0, 0.5)
     assert code_stats(code_ids=[data["code"].pk])[data["code"].pk] == CODE_STATS
+
+
+def test_a_person_who_added_two_guides_through_a_code_is_counted_once(data):
+    """王芳 adds guide0002 through the parcel card too: still 3 adds, 2 members, her
+    orders counted once (revenue 650), cost per member unchanged. 李娜 adds again and
+    stays: a member now, not gone within 7 days."""
+    now = timezone.now()
+    theirs = Guide.objects.get(wecom_userid="guide0002")
+    RelationshipFactory(
+        customer=data["wang"], guide=theirs, state="cc-parcel", added_at=now - timedelta(days=9)
+    )
+    stats = code_stats(code_ids=[data["code"].pk])[data["code"].pk]
+    assert stats == CODE_STATS
+    li = Customer.objects.get(name="李娜")
+    RelationshipFactory(customer=li, guide=theirs, state="cc-parcel", added_at=now)
+    again = code_stats(code_ids=[data["code"].pk])[data["code"].pk]
+    assert (again["adds"], again["members"], again["deleted_within_7d"]) == (3, 3, 0)
+    assert again["revenue"] == CODE_STATS["revenue"]
 
 
 def test_a_later_touch_takes_the_credit_in_the_list_as_in_attribution(data):
