@@ -133,7 +133,9 @@ class CustomerQuerySet(models.QuerySet):
         (exact, by hash) or the number of one of their orders in any channel (exact)."""
         from contacts.order_files import ORDER_CHANNELS
 
-        text = text.strip()
+        text = text.replace("\0", "").strip()  # no text stored holds a NUL (Postgres refuses it)
+        if not text:
+            return self.none()
         e164 = searched_phone(text)
         if e164:
             return self.filter(

@@ -54,3 +54,27 @@ def test_a_record_not_found_is_said_in_the_readers_language(client_for, operator
         assert (chinese.status_code, chinese.json()) == (404, {"detail": "未找到。"}), path
         english = client.get(path, HTTP_ACCEPT_LANGUAGE="en").json()
         assert english == {"detail": "Not found."}
+
+
+def test_a_nul_in_a_search_or_filter_is_refused_not_a_server_error(
+    client_for, operator, guide_user
+):
+    """Postgres holds no NUL in text: a query string with one gets 400 (JSON for the API),
+    and a search sent in a body finds nothing rather than failing."""
+    from tests.contacts.factories import CustomerFactory, RelationshipFactory
+
+    RelationshipFactory(customer=CustomerFactory(name="王芳"))  # one who would be found
+    console = client_for(operator)
+    for path in ("/customers/?q=a%00b", "/sop/touches/?reason=%00", "/customers/?%00=x"):
+        answer = console.get(path)
+        assert answer.status_code == 400 and "空字符" in answer.content.decode(), path
+    api = console.get("/api/v1/customers/?q=%00")
+    assert api.status_code == 400 and "空字符" in api.json()["detail"]
+    guide = client_for(guide_user)
+    for path in ("/guide/customers/?q=a%00b", "/guide/sidebar/?external_userid=%00"):
+        assert guide.get(path).status_code == 400, path
+    preview = client_for(operator).post(
+        reverse("sop_script_preview"), {"scripts": ["x"], "q": "\u0000"},
+        content_type="application/json",
+    )  # fmt: skip
+    assert preview.status_code == 400 and "没有找到匹配" in preview.json()["error"]
