@@ -303,7 +303,10 @@ def _open_task(touchpoint_id: int, guide: Guide) -> Touchpoint:
     if touchpoint is None:
         raise TaskError(_("找不到这个任务"))
     if touchpoint.status != Touchpoint.Status.TASK:
-        raise TaskError(_("这个任务已经%(status)s了") % {"status": touchpoint.get_status_display()})
+        raise TaskError(
+            _("这个任务现在是「%(status)s」，不能再改了。")
+            % {"status": touchpoint.get_status_display()}
+        )
     return touchpoint
 
 

@@ -364,6 +364,9 @@ def test_task_errors_are_in_the_guides_language(guide_user, tasks):
     with translation.override("zh-hans"):
         with pytest.raises(services.TaskError, match="^跳过需要写明原因$"):
             services.task_skip(touchpoint_id=task.pk, guide=tasks["mine"], reason=" ")
+        services.task_done(touchpoint_id=task.pk, guide=tasks["mine"])
+        with pytest.raises(services.TaskError, match="^这个任务现在是「已完成」，不能再改了。$"):
+            services.task_done(touchpoint_id=task.pk, guide=tasks["mine"])
 
 
 def test_after_an_action_the_list_opens_at_the_next_card(client_for, guide_user, tasks):
