@@ -826,7 +826,7 @@ def test_campaign_page_shows_funnel_guides_and_attribution(client_for, operator,
     ]
     body = response.content.decode()
     assert "末次触达归因：收到群发后 7 天内的订单，期间没有更晚的触达" in body
-    assert 'data-result="roi">50.0%<' in body and 'data-result="uplift">50.0%<' in body
+    assert 'data-result="roi">50.0%<' in body and 'data-result="uplift">+50.0 个百分点<' in body
     assert 'data-held="opted_out">客户拒绝触达 1<' in body
     assert 'id="campaign-refresh"' in body
 
