@@ -108,6 +108,14 @@ WELCOME_VARIABLES = {
 }
 
 
+def _mass_text(text: str) -> str:
+    from campaigns.sending import mass_text_refusal, mass_text_variables
+
+    if unfilled := mass_text_variables(text):
+        raise forms.ValidationError(mass_text_refusal(unfilled))
+    return text
+
+
 def held_label(reason: str) -> str:
     return str(HELD_LABELS.get(reason, reason or "—"))
 
@@ -349,6 +357,12 @@ class CampaignForm(forms.Form):
 
     def clean_condition(self):
         return segment_clean(self.cleaned_data["condition"])
+
+    def clean_text(self) -> str:
+        return _mass_text(self.cleaned_data["text"])
+
+    def clean_text_b(self) -> str:
+        return _mass_text(self.cleaned_data["text_b"])
 
     def clean_attachments(self) -> list[dict]:
         items = attachments_clean(self.cleaned_data["attachments"])

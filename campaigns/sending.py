@@ -16,6 +16,7 @@ from operator import itemgetter
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from campaigns.models import Campaign, CampaignMessage, CampaignRecipient
 from scrm.wecom.gateway import WeComError
@@ -44,6 +45,20 @@ def month_quota(now: datetime) -> int:
     return calendar.monthrange(local.year, local.month)[1]
 
 
+def mass_text_variables(*texts: str) -> list[str]:
+    """The welcome's variables ({称呼} …) in a mass message's texts: WeCom sends one text
+    to every customer of a guide (add_msg_template), so none of them would be filled."""
+    from campaigns.forms import WELCOME_VARIABLES
+
+    return [name for name in WELCOME_VARIABLES if any(name in text for text in texts)]
+
+
+def mass_text_refusal(variables: list[str]) -> str:
+    return _(
+        "群发是同一段文字发给每位客户，%(variables)s 不会换成各人的内容：请改成通用的说法。"
+    ) % {"variables": _("、").join(variables)}
+
+
 def campaign_prepare(*, campaign: Campaign, now: datetime | None = None) -> dict:
     """Choose the recipients: customers matching the segment with a live guide (the one
     most recently added, as WeCom sends through the last member who chatted), their
@@ -59,6 +74,8 @@ def campaign_prepare(*, campaign: Campaign, now: datetime | None = None) -> dict
         raise CampaignError(f"人群条件：{error}") from None
     if not (campaign.text or campaign.attachments):
         raise CampaignError("内容不能为空：请填写文字或添加附件")
+    if unfilled := mass_text_variables(campaign.text, campaign.text_b):
+        raise CampaignError(mass_text_refusal(unfilled))
     if not 0 <= campaign.holdout_percent <= 50:
         raise CampaignError("对照组比例应在 0 到 50 之间")
     policy = ContactPolicy.current()

@@ -356,8 +356,21 @@ def campaign_schedule(
         raise CampaignError(_("请选择一个将来的发送时间。"))
     with transaction.atomic():
         reach = sending.campaign_prepare(campaign=campaign, now=now)
+        _refuse_no_reach(reach)
         _claim(campaign, status=Campaign.Status.SCHEDULED, schedule_at=at, prepared_at=None)
     return reach
+
+
+def _refuse_no_reach(reach: dict) -> None:
+    """A campaign that would reach no one is not sent (its cost would be booked for it)."""
+    if not reach["reach"]:
+        raise CampaignError(
+            _(
+                "没有可以群发的客户（人群匹配 %(matched)s 位，都被排除或在对照组）："
+                "请调整人群条件后再发送。"
+            )
+            % {"matched": reach["matched"]}
+        )
 
 
 def campaign_send_now(*, campaign: Campaign, now: datetime | None = None) -> dict:
@@ -369,6 +382,7 @@ def campaign_send_now(*, campaign: Campaign, now: datetime | None = None) -> dic
     now = now or timezone.now()
     with transaction.atomic():
         reach = sending.campaign_prepare(campaign=campaign, now=now)
+        _refuse_no_reach(reach)
         _claim(campaign, status=Campaign.Status.SCHEDULED, schedule_at=now)
         campaign_id = campaign.pk
         transaction.on_commit(lambda: send_campaign.delay(campaign_id))

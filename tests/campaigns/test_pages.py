@@ -740,6 +740,22 @@ def test_schedule_sets_the_time_and_recomputes_at_sending(client_for, operator, 
         ({"action": "schedule", "schedule_at": "2020-01-01T10:00"}, "请选择一个将来的发送时间"),
         ({"action": "send", "text": ""}, "内容不能为空"),
         ({"action": "prepare", "text": ""}, "内容不能为空"),
+        # a segment no one fits: nothing to send (its cost would be booked)
+        (
+            {
+                "action": "send",
+                "condition": json.dumps({"fact": "purchase_days", "op": ">=", "value": 100000}),
+            },
+            "没有可以群发的客户（人群匹配 0 位",
+        ),  # fmt: skip
+        (
+            {
+                "action": "schedule",
+                "schedule_at": "2099-01-01T10:00",
+                "condition": json.dumps({"fact": "purchase_days", "op": ">=", "value": 100000}),
+            },
+            "没有可以群发的客户",
+        ),  # fmt: skip
     ],
 )
 def test_a_refused_campaign_shows_the_reason_and_keeps_nothing(
@@ -772,6 +788,9 @@ def test_a_refused_campaign_shows_the_reason_and_keeps_nothing(
         ({"holdout_percent": "60"}, "holdout_percent", "小于或等于50"),
         ({"attachments": json.dumps([{"type": "image"}])}, "attachments", "缺少：图片地址"),
         ({"name": ""}, "name", "必填"),
+        # one text goes to every customer: a welcome's variable would stay as written
+        ({"text": "{称呼}，上新了"}, "text", "{称呼} 不会换成各人的内容"),
+        ({"text_b": "{导购姓名}推荐"}, "text_b", "{导购姓名} 不会换成各人的内容"),
     ],
 )
 def test_unreadable_campaign_input_is_shown_on_its_field(
@@ -784,6 +803,18 @@ def test_unreadable_campaign_input_is_shown_on_its_field(
     assert response.status_code == 400
     assert any(reason in error for error in response.context["form"].errors[field])
     assert _counts() == before
+
+
+def test_a_stored_text_with_a_variable_is_not_sent(data):
+    """One saved before the form refused them (the demo had one) is refused at sending."""
+    from campaigns.sending import CampaignError, campaign_prepare
+
+    draft = data["draft"]
+    draft.text = "{称呼}，秋冬上新"
+    draft.save(update_fields=["text"])
+    with pytest.raises(CampaignError, match="{称呼} 不会换成各人的内容"):
+        campaign_prepare(campaign=draft)
+    assert not CampaignRecipient.objects.filter(campaign=draft).exists()
 
 
 def test_a_sent_campaign_cannot_be_edited(client_for, operator, data):

@@ -169,7 +169,7 @@ class Command(BaseCommand):
                         {"fact": "days_since_last_purchase", "op": "<=", "value": 180},
                     ]
                 },
-                text="{称呼}，秋冬真丝家居服上新啦，会员专享 9 折，点击查看👇",
+                text="亲爱的会员，秋冬真丝家居服上新啦，会员专享 9 折，点击查看👇",
                 text_b="秋冬上新：加绒睡衣和真丝系列到货，老客专享价只到本周日",
                 attachments=[
                     {"type": "link", "title": "秋冬新品", "url": "https://example.com/new"}
