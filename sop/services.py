@@ -330,6 +330,19 @@ def task_skip(*, touchpoint_id: int, guide: Guide, reason: str) -> Touchpoint:
         return touchpoint
 
 
+def task_opt_out(*, touchpoint_id: int, guide: Guide) -> int:
+    """The customer of one of the guide's tasks asked not to be contacted again: it is
+    recorded (`OptOut`) and their open tasks stop, every guide's; touches not yet given
+    stop when they come due, and campaigns hold them back (both read `OptOut`).
+    Returns how many tasks stopped."""
+    with transaction.atomic():
+        touchpoint = _open_task(touchpoint_id, guide)
+        optout_set(customer=touchpoint.customer, reason=_("导购记录"), by=guide.user)
+        return Touchpoint.objects.filter(
+            customer_id=touchpoint.customer_id, status=Touchpoint.Status.TASK
+        ).update(status=Touchpoint.Status.STOPPED, reason="opted_out")
+
+
 def task_snooze(*, touchpoint_id: int, guide: Guide, until: datetime) -> Touchpoint:
     """Move a task later within its window (it still expires at the window's end)."""
     with transaction.atomic():

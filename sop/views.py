@@ -47,6 +47,8 @@ CARD_LABELS = {
     "skip": pgettext_lazy("任务操作", "跳过"),  # the action; the stats column says "skipped"
     "other": gettext_lazy("其他原因"),
     "confirm_skip": gettext_lazy("确认跳过"),
+    "optout": gettext_lazy("客户不想再收到消息"),
+    "confirm_optout": gettext_lazy("记录这位客户拒绝触达？所有计划和群发都不会再触达 ta。"),
 }
 
 
@@ -125,6 +127,9 @@ def task_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             reason = request.POST.get("reason") or request.POST.get("other", "")
             services.task_skip(touchpoint_id=pk, guide=guide, reason=reason)
             messages.info(request, _("已跳过"))
+        elif action == "optout":
+            services.task_opt_out(touchpoint_id=pk, guide=guide)
+            messages.info(request, _("已记录客户拒绝触达：不会再给这位客户派发任务和群发。"))
         elif action == "snooze":
             hours = {"1": 1, "3": 3}.get(request.POST.get("hours", "1"))
             if hours is None:

@@ -15,7 +15,7 @@ from django.utils import timezone, translation
 from contacts.facts import facts_refresh
 from contacts.models import CustomerFactsPending, Guide, Order
 from sop import scheduling, services, triggers
-from sop.models import SopPlan, SopStep, Touchpoint
+from sop.models import Enrollment, SopPlan, SopStep, Touchpoint
 from tests.contacts.factories import CustomerFactory, OrderFactory, RelationshipFactory
 from tests.helpers import wait_for
 from tests.sop.windows import keep_tasks_open, no_quiet_hours, window_around_now
@@ -457,3 +457,48 @@ def test_a_merged_customers_open_task_moves_to_the_kept_customer_on_the_guides_l
     assert (task.customer_id, task.status, task.reason) == (keep.pk, "task", "")
     listed = client_for(guide_user).get(reverse("guide_home")).content.decode()
     assert listed.count('class="task') == 3 and f"task-{task.pk}" in listed
+
+
+def test_a_guide_records_that_a_customer_wants_no_more_messages(
+    client_for, guide_user, other_guide_user, tasks
+):
+    """From a task card: recorded, the customer's open tasks stop (also a colleague's
+    who follows them too); the dispatch and campaigns read the opt-out (their tests)."""
+    from sop.models import OptOut
+
+    mine, theirs = tasks["mine"], tasks["theirs"]
+    customer = tasks["relationships"][0].customer
+    RelationshipFactory(customer=customer, guide=theirs)
+    colleague_task = Touchpoint.objects.get(guide=mine, customer=customer)
+    other_plan = SopPlan.objects.create(
+        name="回访", trigger=SopPlan.Trigger.MANUAL, started_at=colleague_task.due_at
+    )
+    step = SopStep.objects.create(plan=other_plan, position=1, script="x")
+    enrollment = Enrollment.objects.create(
+        plan=other_plan, customer=customer, guide=theirs, trigger_key="manual:x",
+        triggered_at=colleague_task.due_at,
+    )  # fmt: skip
+    copy = Touchpoint.objects.create(
+        enrollment=enrollment, step=step, plan=other_plan, customer=customer, guide=theirs,
+        due_at=colleague_task.due_at, window_ends_at=colleague_task.window_ends_at,
+        status="task",
+    )  # fmt: skip
+    page = client_for(guide_user).get(reverse("guide_home")).content.decode()
+    assert f"/guide/tasks/{colleague_task.pk}/optout/" in page and "客户不想再收到消息" in page
+    client = client_for(other_guide_user)
+    assert (
+        client.post(reverse("guide_task_action", args=[colleague_task.pk, "optout"])).status_code
+        == 404
+    )
+    assert not OptOut.objects.exists()  # not theirs: nothing recorded
+    answer = client_for(guide_user).post(
+        reverse("guide_task_action", args=[colleague_task.pk, "optout"]), follow=True
+    )
+    assert "已记录客户拒绝触达" in answer.content.decode()
+    optout = OptOut.objects.get()
+    assert (optout.customer_id, optout.created_by_id) == (customer.pk, guide_user.pk)
+    stopped = Touchpoint.objects.filter(customer=customer)
+    assert {(t.status, t.reason) for t in stopped} == {("stopped", "opted_out")}
+    assert copy.pk in {t.pk for t in stopped}
+    others = Touchpoint.objects.exclude(customer=customer).values_list("status", flat=True)
+    assert set(others) == {"task"}  # the other customers' tasks go on
