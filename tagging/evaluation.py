@@ -134,6 +134,9 @@ def _apply(
         if context.scoped and (widened or not scoped)
         else ""
     )
+    # A customer already queued is queued again (DO UPDATE, not DO NOTHING): a push
+    # holding their row may have read their tags before this change, and deletes the
+    # row when done; the update waits for it and then queues the customer anew.
     cursor.execute(
         f"""
         WITH removed AS (
@@ -148,7 +151,8 @@ def _apply(
         ), push AS (
             INSERT INTO tagging_tagpushpending (customer_id, marked_at, attempts, last_error)
             SELECT DISTINCT customer_id, %(now)s, 0, '' FROM removed WHERE %(pushed)s
-            ON CONFLICT DO NOTHING
+            ON CONFLICT (customer_id) DO UPDATE SET marked_at = EXCLUDED.marked_at,
+                attempts = 0, last_error = ''
         ){widen.format(changes="removed")}
         SELECT tag_id, count(*) FROM removed GROUP BY tag_id
         """,
@@ -173,7 +177,8 @@ def _apply(
         ), push AS (
             INSERT INTO tagging_tagpushpending (customer_id, marked_at, attempts, last_error)
             SELECT DISTINCT customer_id, %(now)s, 0, '' FROM added WHERE %(pushed)s
-            ON CONFLICT DO NOTHING
+            ON CONFLICT (customer_id) DO UPDATE SET marked_at = EXCLUDED.marked_at,
+                attempts = 0, last_error = ''
         ){widen.format(changes="added")}
         SELECT tag_id, count(*) FROM added GROUP BY tag_id
         """,

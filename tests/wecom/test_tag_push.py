@@ -176,3 +176,60 @@ def test_a_push_slice_queues_the_rest_for_a_worker(emulator, celery_worker, monk
     # and the worker is done with it (a debounced dashboards refresh may wait its turn)
     idle = lambda: worker_idle(scheduled=False)  # noqa: E731
     wait_for(lambda: idle() and idle(), timeout=60)
+
+
+@pytest.mark.django_db(transaction=True)  # a push and an evaluation: two connections
+def test_a_change_made_while_a_push_holds_the_customer_is_pushed_after_it(emulator):
+    """The push claimed the customer and read their tags; an evaluation changes them
+    meanwhile; the push then drops the customer from the queue. They are queued again
+    (WeCom drifted from our tags when the evaluation's queueing did nothing)."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from tests.helpers import another_waits_for_a_lock
+
+    _sync()
+    facts_refresh()
+    tag = _rule("一号导购的客户", "guide0001")
+    evaluate(customer_ids=None)
+    push_pending(gateway=WeComGateway.from_settings())
+    only_ours = (
+        Relationship.objects.filter(guide__wecom_userid="guide0001", is_active=True)
+        .exclude(customer__relationships__guide__wecom_userid="guide0002")
+        .values_list("customer_id", flat=True)
+        .first()
+    )
+    TagPushPending.objects.create(customer_id=only_ours)  # queued, about to be pushed
+    claimed, release = threading.Event(), threading.Event()
+
+    def push() -> None:  # as push_pending's batch: the row locked until the batch commits
+        try:
+            with transaction.atomic():
+                TagPushPending.objects.select_for_update().get(customer_id=only_ours)
+                claimed.set()
+                release.wait(timeout=30)
+                TagPushPending.objects.filter(customer_id=only_ours).delete()
+        finally:
+            connection.close()
+
+    def change() -> None:
+        try:
+            evaluate(customer_ids=None)
+        finally:
+            connection.close()
+
+    pusher = threading.Thread(target=push)
+    pusher.start()
+    assert claimed.wait(timeout=30)
+    TagRule.objects.filter(tag=tag).update(
+        condition={"fact": "guide", "op": "any_of", "value": ["guide0002"]}
+    )
+    evaluation = threading.Thread(target=change)
+    evaluation.start()
+    wait_for(another_waits_for_a_lock, timeout=30, interval=0.05)  # it waits for the push
+    release.set()
+    pusher.join(timeout=30)
+    evaluation.join(timeout=60)
+    assert not CustomerTag.objects.filter(tag=tag, customer_id=only_ours).exists()
+    assert TagPushPending.objects.filter(customer_id=only_ours).exists()
