@@ -20,4 +20,5 @@ class SopConfig(AppConfig):
         )
         register_facts_listener(services.customers_mark_for_triggers)
         register_facts_listener(services.tasks_stop_unfollowed)
+        register_facts_listener(services.tasks_stop_on_purchase)
         register_merge_listener(services.MergeTouchpoints())

@@ -27,7 +27,7 @@ from sop.models import (
     TouchpointMergeMove,
     TouchpointQuerySet,
 )
-from sop.scheduling import SHANGHAI, _today, local_midnight
+from sop.scheduling import PURCHASED, SHANGHAI, _today, local_midnight
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,31 @@ def tasks_stop_unfollowed(customer_ids: list[int]) -> None:
             FROM stopped s JOIN sop_sopplan p ON p.id = s.plan_id
             WHERE e.id = s.enrollment_id AND e.status = 'active' AND p.stop_on_contact_deleted
             """,
+            {"ids": sorted(set(customer_ids))},
+        )
+
+
+def tasks_stop_on_purchase(customer_ids: list[int]) -> None:
+    """The facts listener, for customers who may have bought: their open tasks of plans
+    that stop on a purchase stop when they bought after the plan's firing (a guide
+    would push new arrivals to someone who just bought), with their enrolment, as the
+    dispatch does for touches not yet given."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH stopped AS (
+                UPDATE sop_touchpoint t SET status = 'stopped', reason = 'purchased'
+                FROM sop_enrollment e, sop_sopplan p
+                WHERE t.customer_id = ANY(%(ids)s) AND t.status = 'task'
+                  AND e.id = t.enrollment_id AND p.id = t.plan_id AND p.stop_on_purchase
+                  AND EXISTS (SELECT 1 FROM contacts_order o WHERE o.customer_id = t.customer_id
+                                AND {PURCHASED} AND o.paid_at > e.triggered_at)
+                RETURNING t.enrollment_id
+            )
+            UPDATE sop_enrollment e SET status = 'stopped', stopped_reason = 'purchased',
+                   stopped_at = now()
+            FROM stopped s WHERE e.id = s.enrollment_id AND e.status = 'active'
+            """,  # noqa: S608 - a fixed SQL fragment
             {"ids": sorted(set(customer_ids))},
         )
 

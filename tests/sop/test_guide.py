@@ -502,3 +502,23 @@ def test_a_guide_records_that_a_customer_wants_no_more_messages(
     assert copy.pk in {t.pk for t in stopped}
     others = Touchpoint.objects.exclude(customer=customer).values_list("status", flat=True)
     assert set(others) == {"task"}  # the other customers' tasks go on
+
+
+def test_an_open_task_stops_when_the_customer_buys_in_a_plan_that_stops_on_purchase(tasks):
+    """The order arrives (an import marks the customer's facts, the refresh tells sop):
+    the task given before leaves the guide's list, with its enrolment."""
+    from contacts.facts import facts_mark_pending, facts_refresh_pending
+
+    first, second = (r.customer for r in tasks["relationships"][1:3])
+    task = Touchpoint.objects.get(customer=first)
+    SopPlan.objects.filter(pk=task.plan_id).update(stop_on_purchase=True)
+    OrderFactory(customer=first, paid_at=timezone.now())
+    OrderFactory(customer=second, paid_at=task.enrollment.triggered_at - timedelta(hours=1))
+    facts_mark_pending([first.pk, second.pk])
+    facts_refresh_pending()
+    task.refresh_from_db()
+    task.enrollment.refresh_from_db()
+    assert (task.status, task.reason) == ("stopped", "purchased")
+    assert (task.enrollment.status, task.enrollment.stopped_reason) == ("stopped", "purchased")
+    # bought before the plan fired: the task stands
+    assert Touchpoint.objects.get(customer=second).status == "task"
