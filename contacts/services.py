@@ -983,6 +983,8 @@ def order_bind_by_number(*, guide: Guide, customer: Customer, channel_order_id: 
             }
         )
     number = channel_order_id.strip()
+    if not number:  # nothing tried: not a failure
+        raise LookupError(_("请填写订单号。"))
     try:
         return _checkout_bind(number=number, customer=customer, guide=guide, by=guide.user)
     except (LookupError, ValueError) as error:

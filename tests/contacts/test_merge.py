@@ -937,6 +937,9 @@ def test_a_guide_s_failed_bindings_are_limited_so_numbers_cannot_be_tried_in_bul
             reverse("order-bind"), {"customer_id": customer.pk, "order_number": number}
         )
 
+    for _ in range(services.GUIDE_BIND_FAILURES.per_hour + 1):  # nothing tried: no failure
+        with pytest.raises(LookupError, match="^请填写订单号。$"):
+            services.order_bind_by_number(guide=guide, customer=customer, channel_order_id=" ")
     for n in range(services.GUIDE_BIND_FAILURES.per_hour):
         assert bind(f"GUESS-{n}").status_code == 404
     refused = bind(real.channel_order_id)
