@@ -148,6 +148,9 @@ def _display(card: TaskCard, actions: str) -> None:
     card.when = _local(touchpoint.due_at, "%m-%d %H:%M")
     if touchpoint.status == Touchpoint.Status.TASK:
         card.when += " – " + _local(touchpoint.window_ends_at, "%H:%M")
+        if touchpoint.snoozed_until and touchpoint.snoozed_until > timezone.now():
+            until = _local(touchpoint.snoozed_until, "%H:%M")
+            card.when += " · " + _("推迟到 %(time)s") % {"time": until}
     why = [touchpoint.plan.name, _("第 %(day)s 天") % {"day": step.offset_days}]
     why.append(step.get_action_display())
     if step.is_automatic:

@@ -128,6 +128,9 @@ def test_done_skip_and_snooze(client_for, guide_user, tasks):
     assert statuses == {mine[0].pk: "done", mine[1].pk: "skipped", mine[2].pk: "task"}
     mine[2].refresh_from_db()
     assert mine[2].snoozed_until > timezone.now() + timedelta(minutes=59)
+    # the card under 稍后 says until when
+    until = timezone.localtime(mine[2].snoozed_until).strftime("%H:%M")
+    assert f"推迟到 {until}" in client.get(reverse("guide_home")).content.decode()
     # done twice: refused with a message, nothing changes
     done_at = Touchpoint.objects.get(pk=mine[0].pk).done_at
     client.post(url(mine[0], "done"))
