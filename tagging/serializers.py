@@ -1,3 +1,4 @@
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from tagging.models import CustomerTag, CustomerTagEvent, Tag, TagGroup, TagRule
@@ -12,10 +13,21 @@ class TagGroupSerializer(serializers.ModelSerializer):
 
 
 class _EditableGroupField(serializers.PrimaryKeyRelatedField):
-    """A group operators may put tags in (not a system or WeCom group)."""
+    """A group operators may put tags in (not a system or WeCom group): another group is
+    refused by name, not as one that does not exist."""
+
+    default_error_messages = {
+        "not_editable": _("「{name}」是系统或企业微信的标签组，不能放入自建标签，请选其他组。")
+    }
 
     def get_queryset(self):
-        return editable_groups()
+        return TagGroup.objects.all()
+
+    def to_internal_value(self, data):
+        group = super().to_internal_value(data)
+        if not editable_groups().filter(pk=group.pk).exists():
+            self.fail("not_editable", name=group.name)
+        return group
 
 
 class TagSerializer(serializers.ModelSerializer):

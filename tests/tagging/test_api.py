@@ -239,6 +239,22 @@ def test_an_invalid_rule_is_a_400_with_the_reason(
     assert _counts() == before and callbacks == []
 
 
+def test_a_tag_in_a_system_group_is_refused_by_the_groups_name(client_for, operator, tag_people):
+    system = TagGroup.objects.create(name="生命周期", system_key="lifecycle")
+    before = _counts()
+    for url, body in (
+        (reverse("tagrule-list"), {"name": "坏", "group": system.pk, "condition": {
+            "fact": "purchase_days", "op": ">=", "value": 2}}),
+        (reverse("tag-list"), {"name": "坏", "group": system.pk}),
+    ):  # fmt: skip
+        response = _send(client_for(operator), "post", url, body)
+        assert response.status_code == 400, url
+        assert "「生命周期」是系统或企业微信的标签组" in response.json()["group"][0], url
+    missing = _send(client_for(operator), "post", reverse("tag-list"), {"name": "x", "group": 999})
+    assert missing.status_code == 400 and "999" in missing.json()["group"][0]
+    assert _counts() == before
+
+
 def test_operator_updates_a_rule_and_an_invalid_update_changes_nothing(client_for, operator, rule):
     client = client_for(operator)
     url = reverse("tagrule-detail", args=[rule.pk])
