@@ -299,8 +299,9 @@ def rule_order(rules: list[TagRule]) -> list[TagRule]:
     def visit(tag_id: int, path: list[int]) -> None:
         if state.get(tag_id) == "done":
             return
-        if state.get(tag_id) == "visiting":
-            names = " → ".join(by_tag[t].tag.name for t in [*path, tag_id])
+        if state.get(tag_id) == "visiting":  # the cycle: from where the path met it first
+            cycle = [*path[path.index(tag_id) :], tag_id]
+            names = " → ".join(by_tag[t].tag.name for t in cycle)
             raise RuleError(f"规则之间循环引用：{names}")
         state[tag_id] = "visiting"
         for needed in sorted(needs[tag_id]):

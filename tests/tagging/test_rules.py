@@ -24,7 +24,7 @@ import pytest
 
 from contacts.facts import facts_refresh
 from contacts.models import Customer, Order, OrderLine
-from tagging.models import CustomerTag, CustomerTagEvent, Tag, TagGroup
+from tagging.models import CustomerTag, CustomerTagEvent, Tag, TagGroup, TagRule
 from tagging.rules import RuleError
 from tagging.services import customer_tags_set, rule_preview, rule_save
 from tests.contacts.factories import (
@@ -257,5 +257,29 @@ def test_rules_reading_each_other_in_a_cycle_are_refused(people, operator):
         )
     first.refresh_from_db()
     assert first.condition == {"fact": "purchase_days", "op": ">", "value": 0}
+    # a rule that reads a cycle without being in it is not named in it (〇 reads 甲, and
+    # 甲 and 乙 read each other: written past the check; 〇 is met first)
+    from tagging.evaluation import rule_order
+
+    made = [
+        rule_save(
+            tag=None,
+            group=group,
+            name=name,
+            color="#000000",
+            condition={"fact": "purchase_days", "op": ">", "value": 0},
+            is_active=True,
+            by=operator,
+        )  # fmt: skip
+        for name in ("〇", "甲", "乙")
+    ]
+    for reader, read in ((0, 1), (1, 2), (2, 1)):
+        TagRule.objects.filter(pk=made[reader].pk).update(
+            condition={"fact": "tag", "op": "has", "value": made[read].tag_id}
+        )
+    rules = list(TagRule.objects.select_related("tag"))
+    with pytest.raises(RuleError, match="^规则之间循环引用：甲 → 乙 → 甲$"):
+        rule_order(rules)
+    TagRule.objects.filter(pk__in=[r.pk for r in made]).delete()
     assert CustomerTag.objects.count() == 0
     assert Order.objects.count() == 8
