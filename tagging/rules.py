@@ -179,8 +179,11 @@ class _Compiler:
         by = condition.get("by", "lines")
         if by not in ("lines", "revenue"):
             raise RuleError(f"「{fact.label}」的 by 只能是 lines（按件数）或 revenue（按金额）")
-        share = _number(fact, value) if op != "between" else None
-        if share is not None and not 0 <= share <= 1:
+        if op == "between" and isinstance(value, list) and len(value) == 2:
+            shares = [_number(fact, bound) for bound in value]
+        else:
+            shares = [] if op == "between" else [_number(fact, value)]
+        if not all(0 <= share <= 1 for share in shares):
             raise RuleError(f"「{fact.label}」是 0 到 1 之间的比例，例如 0.5 表示一半")
         numerator, denominator = (
             ("a.lines", "f.lines") if by == "lines" else ("a.net_revenue", "f.line_revenue")

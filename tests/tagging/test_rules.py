@@ -201,6 +201,8 @@ def test_has_and_lacks_tag(people, operator):
         ({"fact": "first_purchase_on", "op": ">", "value": "2026/01/01"}, "YYYY-MM-DD"),
         ({"fact": "material_share", "op": ">", "value": 0.5}, "需要 key"),
         ({"fact": "material_share", "key": "棉", "op": ">", "value": 50}, "0 到 1"),
+        ({"fact": "material_share", "key": "棉", "op": "between", "value": [0.5, 7]}, "0 到 1"),
+        ({"fact": "material_share", "key": "棉", "op": "between", "value": [-1, 0.5]}, "0 到 1"),
         ({"fact": "channel", "op": "any_of", "value": []}, "非空的列表"),
         ({"fact": "guide", "op": "any_of", "value": ["nobody"]}, "找不到导购：nobody"),
         ({"fact": "tag", "op": "has", "value": 999999}, "找不到标签：999999"),
