@@ -255,6 +255,7 @@ def campaign_attribution(campaign: Campaign) -> dict:
         "buyers": 0,
         "revenue": 0.0,
         "conversion": None,
+        "targeted_conversion": None,
         "holdout": 0,
         "holdout_conversion": None,
         "uplift": None,

@@ -403,8 +403,9 @@ def campaign_results(*, campaign: Campaign, gateway, now: datetime | None = None
 def attribution(*, campaign: Campaign) -> dict:
     """Orders within the attribution window after a customer received the campaign,
     credited by last touch (the latest of their SOP tasks done, campaign messages received
-    and welcome messages before the order), against the holdout's purchases in the same
-    window after the send: the incremental effect."""
+    and welcome messages before the order); and the incremental effect: the share of the
+    targeted (all but the holdout, received or not) who bought in the window after the
+    handover, less the holdout's in the same window."""
     days = campaign.attribution_days
     with connection.cursor() as cursor:
         cursor.execute(
@@ -439,22 +440,29 @@ def attribution(*, campaign: Campaign) -> dict:
             {"campaign": campaign.pk, "days": days},
         )
         sent, buyers, revenue, any_buyers = cursor.fetchone()
+        # The experiment: everyone the segment chose, the holdout apart (whether they
+        # then received it, were held back or are still waiting: the holdout was drawn
+        # before those checks), against the holdout, in one window from the handover.
         cursor.execute(
             """
-            SELECT count(*), count(*) FILTER (WHERE EXISTS (
+            SELECT r.status = 'holdout', count(*), count(*) FILTER (WHERE EXISTS (
                 SELECT 1 FROM contacts_order o WHERE o.customer_id = r.customer_id
                   AND o.status IN ('paid', 'partially_refunded')
                   AND o.paid_at > %(at)s::timestamptz
                   AND o.paid_at <= %(at)s::timestamptz + %(days)s * interval '1 day'))
             FROM campaigns_campaignrecipient r
-            WHERE r.campaign_id = %(campaign)s AND r.status = 'holdout'
+            WHERE r.campaign_id = %(campaign)s
+            GROUP BY 1
             """,
             {"campaign": campaign.pk, "days": days, "at": campaign.sent_at},
         )
-        holdout, holdout_buyers = cursor.fetchone()
-    # Both rates wait for the first message received: before it there is nothing to
+        groups = {is_holdout: (n, bought) for is_holdout, n, bought in cursor.fetchall()}
+    holdout, holdout_buyers = groups.get(True, (0, 0))
+    targeted, targeted_buyers = groups.get(False, (0, 0))
+    # The rates wait for the first message received: before it there is nothing to
     # compare the holdout with.
     rate = any_buyers / sent if sent else None
+    targeted_rate = targeted_buyers / targeted if targeted and sent else None
     holdout_rate = holdout_buyers / holdout if holdout and sent else None
     cost = float(campaign.cost)
     return {
@@ -463,8 +471,11 @@ def attribution(*, campaign: Campaign) -> dict:
         "buyers": buyers,
         "revenue": float(revenue),
         "conversion": rate,
+        "targeted_conversion": targeted_rate,
         "holdout": holdout,
         "holdout_conversion": holdout_rate,
-        "uplift": (rate - holdout_rate) if rate is not None and holdout_rate is not None else None,
+        "uplift": (targeted_rate - holdout_rate)
+        if targeted_rate is not None and holdout_rate is not None
+        else None,
         "roi": ((float(revenue) - cost) / cost) if cost and sent else None,
     }

@@ -131,6 +131,8 @@ class AttributionSerializer(serializers.Serializer):
     buyers = serializers.IntegerField()
     revenue = serializers.FloatField()
     conversion = serializers.FloatField(allow_null=True)
+    # of all but the holdout (received or not), after the handover: the uplift's side
+    targeted_conversion = serializers.FloatField(allow_null=True)
     holdout = serializers.IntegerField()
     holdout_conversion = serializers.FloatField(allow_null=True)
     uplift = serializers.FloatField(allow_null=True)

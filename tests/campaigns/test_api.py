@@ -247,9 +247,10 @@ def test_campaigns_with_reach_and_attribution(client_for, operator, data):
         "buyers": 1,
         "revenue": 150.0,
         "conversion": 1.0,
+        "targeted_conversion": 0.25,
         "holdout": 2,
         "holdout_conversion": 0.5,
-        "uplift": 0.5,
+        "uplift": -0.25,
         "roi": 0.5,
     }
     draft = client.get(reverse("campaign-detail", args=[data["draft"].pk])).json()

@@ -846,7 +846,9 @@ def test_campaign_page_shows_funnel_guides_and_attribution(client_for, operator,
     assert result == attribution(campaign=sent)
     assert (result["received"], result["buyers"], result["revenue"]) == (1, 1, 150.0)
     assert (result["conversion"], result["holdout"], result["holdout_conversion"]) == (1.0, 2, 0.5)
-    assert (result["uplift"], result["roi"]) == (0.5, 0.5)
+    # the uplift compares like with like: all four targeted (王芳 bought; 李娜 and 孙丽
+    # still waiting, 陈晨 held back) against the holdout, both from the handover
+    assert (result["targeted_conversion"], result["uplift"], result["roi"]) == (0.25, -0.25, 0.5)
     guides = [
         (g.userid, g.tasks, g.confirmed, g.handed, g.sent, g.waiting, g.reminders, g.is_done)
         for g in response.context["guides"]
@@ -857,7 +859,8 @@ def test_campaign_page_shows_funnel_guides_and_attribution(client_for, operator,
     ]
     body = response.content.decode()
     assert "末次触达归因：收到群发后 7 天内的订单，期间没有更晚的触达" in body
-    assert 'data-result="roi">50.0%<' in body and 'data-result="uplift">+50.0 个百分点<' in body
+    assert 'data-result="roi">50.0%<' in body and 'data-result="uplift">-25.0 个百分点<' in body
+    assert 'data-result="targeted_conversion">25.0%<' in body
     assert 'data-held="opted_out">客户拒绝触达 1<' in body
     assert 'id="campaign-refresh"' in body
 
