@@ -260,6 +260,7 @@ def campaign_attribution(campaign: Campaign) -> dict:
         "holdout_conversion": None,
         "uplift": None,
         "roi": None,
+        "variants": {},
     }
 
 

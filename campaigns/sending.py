@@ -411,11 +411,11 @@ def attribution(*, campaign: Campaign) -> dict:
         cursor.execute(
             """
             WITH sent AS (
-                SELECT customer_id, sent_at FROM campaigns_campaignrecipient
+                SELECT customer_id, sent_at, variant FROM campaigns_campaignrecipient
                 WHERE campaign_id = %(campaign)s AND status = 'sent'
             ), orders AS (
                 SELECT s.customer_id, o.id, o.paid_at, o.amount - o.refund_amount AS net,
-                       s.sent_at
+                       s.sent_at, s.variant
                 FROM sent s JOIN contacts_order o ON o.customer_id = s.customer_id
                 WHERE o.status IN ('paid', 'partially_refunded')
                   AND o.paid_at > s.sent_at
@@ -431,15 +431,28 @@ def attribution(*, campaign: Campaign) -> dict:
                     SELECT 1 FROM sop_touchpoint t WHERE t.customer_id = o.customer_id
                       AND t.status = 'done' AND t.done_at > o.sent_at AND t.done_at < o.paid_at)
             )
-            SELECT (SELECT count(*) FROM sent),
-                   count(DISTINCT o.customer_id) FILTER (WHERE l.id IS NULL),
+            SELECT v.variant, (SELECT count(*) FROM sent s WHERE s.variant = v.variant),
+                   count(DISTINCT o.customer_id) FILTER (WHERE o.id IS NOT NULL AND l.id IS NULL),
                    coalesce(sum(o.net) FILTER (WHERE l.id IS NULL), 0),
                    count(DISTINCT o.customer_id)
-            FROM orders o LEFT JOIN later_touch l ON l.id = o.id
+            FROM (SELECT DISTINCT variant FROM sent) v
+            LEFT JOIN orders o ON o.variant = v.variant LEFT JOIN later_touch l ON l.id = o.id
+            GROUP BY v.variant
             """,
             {"campaign": campaign.pk, "days": days},
         )
-        sent, buyers, revenue, any_buyers = cursor.fetchone()
+        # by the content received (A, and B when the campaign has one): a customer is in one
+        rows = cursor.fetchall()
+        by_variant = {
+            variant: {
+                "received": received,
+                "buyers": buyers,
+                "revenue": float(revenue),
+                "conversion": any_buyers / received if received else None,
+            }
+            for variant, received, buyers, revenue, any_buyers in rows
+        }
+        sent, buyers, revenue, any_buyers = (sum(row[i] for row in rows) for i in range(1, 5))
         # The experiment: everyone the segment chose, the holdout apart (whether they
         # then received it, were held back or are still waiting: the holdout was drawn
         # before those checks), against the holdout, in one window from the handover.
@@ -478,4 +491,5 @@ def attribution(*, campaign: Campaign) -> dict:
         if targeted_rate is not None and holdout_rate is not None
         else None,
         "roi": ((float(revenue) - cost) / cost) if cost and sent else None,
+        "variants": {name: by_variant.get(name) for name in ("a", "b")} if campaign.text_b else {},
     }

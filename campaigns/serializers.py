@@ -137,6 +137,8 @@ class AttributionSerializer(serializers.Serializer):
     holdout_conversion = serializers.FloatField(allow_null=True)
     uplift = serializers.FloatField(allow_null=True)
     roi = serializers.FloatField(allow_null=True)
+    # with content B: received, buyers, revenue and conversion of each ("a", "b")
+    variants = serializers.JSONField()
 
 
 class GuideReachSerializer(serializers.Serializer):

@@ -252,6 +252,7 @@ def test_campaigns_with_reach_and_attribution(client_for, operator, data):
         "holdout_conversion": 0.5,
         "uplift": -0.25,
         "roi": 0.5,
+        "variants": {},  # one content: no split
     }
     draft = client.get(reverse("campaign-detail", args=[data["draft"].pk])).json()
     assert draft["attribution"]["received"] == 0 and draft["reach"]["matched"] == 0

@@ -817,6 +817,27 @@ def test_a_stored_text_with_a_variable_is_not_sent(data):
     assert not CampaignRecipient.objects.filter(campaign=draft).exists()
 
 
+def test_an_ab_campaign_shows_each_contents_results(client_for, operator, data):
+    """李娜 received B (she bought nothing); 王芳, who bought, received A."""
+    sent = data["sent"]
+    sent.text_b = "秋冬上新 B 版"
+    sent.save(update_fields=["text_b"])
+    CampaignRecipient.objects.filter(campaign=sent, customer__name="李娜").update(
+        variant="b", status="sent", sent_at=sent.sent_at
+    )
+    result = attribution(campaign=sent)
+    assert result["variants"] == {
+        "a": {"received": 1, "buyers": 1, "revenue": 150.0, "conversion": 1.0},
+        "b": {"received": 1, "buyers": 0, "revenue": 0.0, "conversion": 0.0},
+    }
+    assert (result["received"], result["buyers"], result["revenue"]) == (2, 1, 150.0)
+    body = client_for(operator).get(reverse("campaign_detail", args=[sent.pk])).content.decode()
+    row = body.split('data-variant="b"')[1].split("</tr>")[0]
+    assert ">内容 B<" in row and ">0.0%<" in row
+    api = client_for(operator).get(reverse("campaign-detail", args=[sent.pk])).json()
+    assert api["attribution"]["variants"] == result["variants"]
+
+
 def test_a_sent_campaign_cannot_be_edited(client_for, operator, data):
     sent = data["sent"]
     client = client_for(operator)
