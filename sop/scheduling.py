@@ -152,6 +152,16 @@ def in_quiet_hours(policy: ContactPolicy, now: datetime) -> datetime | None:
     return datetime.combine(ends_on, end, tzinfo=SHANGHAI)
 
 
+def next_quiet_start(policy: ContactPolicy, now: datetime) -> datetime | None:
+    """When the next quiet hours begin after `now` (as an aware time), or None when the
+    policy has none."""
+    if policy.quiet_start == policy.quiet_end:
+        return None
+    local = now.astimezone(SHANGHAI)
+    start = datetime.combine(local.date(), policy.quiet_start, tzinfo=SHANGHAI)
+    return start if start > local else start + timedelta(days=1)
+
+
 def dispatch(*, now: datetime, batch: int | None = None) -> DispatchResult:
     """Turn every touchpoint due by `now` into a task (or record why not), `batch` rows
     per transaction (default: the SOP_DISPATCH_BATCH setting)."""
@@ -219,6 +229,9 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
             "max_day": policy.max_per_day,
             "max_week": policy.max_per_week,
             "until": None,
+            # a task given now ends before the quiet hours do begin: no guide messages a
+            # customer in them, however late the step's window runs
+            "quiet_from": next_quiet_start(policy, now),
         }
         # 1. Stop conditions, first match wins (the enrolment stops with its touchpoint,
         # below, unless only the plan is paused or the step removed, or the contact was
@@ -333,7 +346,10 @@ def _dispatch_batch(*, now: datetime, policy: ContactPolicy, batch: int, result)
                                   ELSE t.reason END,
                     task_at = CASE WHEN c.outcome IS NULL THEN %(now)s ELSE t.task_at END,
                     due_at = CASE WHEN c.outcome = 'deferred' THEN %(until)s::timestamptz
-                                  ELSE t.due_at END
+                                  ELSE t.due_at END,
+                    window_ends_at = CASE WHEN c.outcome IS NULL
+                                          THEN least(t.window_ends_at, %(quiet_from)s::timestamptz)
+                                          ELSE t.window_ends_at END
                 FROM claimed c
                 WHERE t.id = ANY(ARRAY(SELECT id FROM claimed)) AND t.id = c.id
                   AND t.status = 'planned'

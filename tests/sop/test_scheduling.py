@@ -172,10 +172,13 @@ def test_quiet_hours_defer_and_ended_windows_expire(member):
     result = _dispatch("2026-06-30T22:00")
     assert result["deferred"] == 1 and result["created"] == 0
     assert Touchpoint.objects.get().due_at == sh("2026-07-01T09:00")
-    # not done that day: the window ends, the task expires
+    # given at 10:00, the step's window (to 23:00) is cut where the quiet hours begin
     _enroll(plan, member.customer, sh("2026-07-02T10:00"), key="k2")
     assert _dispatch("2026-07-02T10:00")["created"] == 1
-    assert _dispatch("2026-07-02T23:01")["expired"] >= 1
+    given = Touchpoint.objects.get(status="task")
+    assert given.window_ends_at == sh("2026-07-02T21:30")
+    # not done that day: the window ends, the task expires
+    assert _dispatch("2026-07-02T21:31")["expired"] >= 1
     assert Touchpoint.objects.filter(status="expired").count() == 2
 
 
