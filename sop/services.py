@@ -86,6 +86,10 @@ def plan_save(*, plan: SopPlan | None, fields: dict, steps: list[dict], by) -> S
         for name, value in fields.items():
             setattr(plan, name, value)
         plan.save()
+        if not plan.is_active:  # paused: the tasks given go from the guides' lists too
+            Touchpoint.objects.filter(plan=plan, status=Touchpoint.Status.TASK).update(
+                status=Touchpoint.Status.STOPPED, reason="plan_paused"
+            )
         live = set(
             SopStep.objects.select_for_update()
             .filter(plan=plan, is_retired=False)

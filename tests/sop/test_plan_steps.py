@@ -125,3 +125,22 @@ def test_the_editor_shows_live_steps_with_their_ids_and_keeps_them(member, clien
     detail = client_for(operator).get(reverse("sop_plan_detail", args=[plan.pk]))
     assert [s.pk for s in detail.context["steps"]] == [second.pk, first.pk]
     assert detail.context["steps"][1].is_retired
+
+
+def test_pausing_a_plan_takes_its_given_tasks_from_the_guides(member):
+    """Its touches not yet given stop when they come due (plan_paused); those given stop
+    now, the enrolment goes on (the plan may be started again)."""
+    plan = _plan(steps=[{}, {"offset_days": 1}])
+    other = _plan("另一个", steps=[{}])
+    for chosen in (plan, other):
+        _enroll(chosen, member.customer, sh("2026-06-30T09:00"))
+    assert _dispatch("2026-06-30T10:00")["created"] >= 1
+    given = Touchpoint.objects.filter(plan=plan, status="task").get()
+    services.plan_save(
+        plan=plan, fields={**_fields(plan), "is_active": False},
+        steps=[_step(s) for s in plan.steps.order_by("position")], by=None,
+    )  # fmt: skip
+    given.refresh_from_db()
+    assert (given.status, given.reason) == ("stopped", "plan_paused")
+    assert Enrollment.objects.get(plan=plan).status == "active"
+    assert not Touchpoint.objects.filter(plan=other, status="stopped").exists()
