@@ -179,6 +179,41 @@ def dispatch(*, now: datetime, batch: int | None = None) -> DispatchResult:
             [now],
         )
         result.expired += cursor.rowcount
+        # Open tasks of plans that stop on a tag: stopped once the tag says so, as the
+        # touches not yet given are (a purchase stops them as it comes in, through the
+        # facts listener), with their enrolments.
+        cursor.execute(
+            """
+            WITH due AS (
+                SELECT t.id, t.enrollment_id, CASE
+                    WHEN p.stop_on_tag_added_id IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = t.customer_id
+                          AND ct.tag_id = p.stop_on_tag_added_id
+                          AND ct.added_at > e.triggered_at) THEN 'tag_added'
+                    WHEN p.stop_on_tag_removed_id IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM tagging_customertag ct WHERE ct.customer_id = t.customer_id
+                          AND ct.tag_id = p.stop_on_tag_removed_id) THEN 'tag_removed'
+                    END AS reason
+                FROM sop_touchpoint t
+                JOIN sop_sopplan p ON p.id = t.plan_id
+                JOIN sop_enrollment e ON e.id = t.enrollment_id
+                WHERE t.status = 'task'
+                  AND (p.stop_on_tag_added_id IS NOT NULL OR p.stop_on_tag_removed_id IS NOT NULL)
+            ), stopped AS (
+                UPDATE sop_touchpoint t SET status = 'stopped', reason = d.reason
+                FROM due d WHERE t.id = d.id AND d.reason IS NOT NULL
+                RETURNING t.enrollment_id, d.reason
+            ), enrollments AS (
+                UPDATE sop_enrollment e SET status = 'stopped', stopped_reason = s.reason,
+                       stopped_at = %(now)s
+                FROM stopped s WHERE e.id = s.enrollment_id AND e.status = 'active'
+            )
+            SELECT reason, count(*) FROM stopped GROUP BY reason
+            """,
+            {"now": now},
+        )
+        for reason, count in cursor.fetchall():
+            result.stopped[reason] += count
     result.seconds = time.monotonic() - started
     return result
 

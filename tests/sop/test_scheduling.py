@@ -204,6 +204,32 @@ def test_stop_conditions(member, condition):
     assert (enrollment.status, enrollment.stopped_reason) == ("stopped", condition)
 
 
+@pytest.mark.parametrize("condition", ["tag_added", "tag_removed"])
+def test_a_task_given_stops_once_its_plans_tag_says_so(member, condition):
+    """The tag changes after the task was given, within its window: the next dispatch
+    takes it from the guide's list, with its enrolment."""
+    group = TagGroup.objects.create(name="g")
+    stop, needed = (Tag.objects.create(group=group, name=n) for n in ("已转化", "活动中"))
+    CustomerTag.objects.create(
+        customer=member.customer, tag=needed, added_at=sh("2026-06-01T00:00")
+    )
+    plan = _plan(steps=[{}, {"offset_days": 1}], stop_on_tag_added=stop, stop_on_tag_removed=needed)
+    _enroll(plan, member.customer, sh("2026-06-30T09:00"))
+    assert _dispatch("2026-06-30T10:00")["created"] == 1
+    if condition == "tag_added":
+        CustomerTag.objects.create(
+            customer=member.customer, tag=stop, added_at=sh("2026-06-30T11:00")
+        )
+    else:
+        CustomerTag.objects.filter(tag=needed).delete()
+    assert _dispatch("2026-06-30T12:00")["stopped"] == {condition: 1}
+    task = Touchpoint.objects.get(step__position=1)
+    assert (task.status, task.reason) == ("stopped", condition)
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.status, enrollment.stopped_reason) == ("stopped", condition)
+    assert _dispatch("2026-06-30T12:01")["stopped"] == {}  # once
+
+
 def test_a_plan_that_goes_on_after_a_deleted_contact_gives_the_guide_no_task_meanwhile(
     member,
 ):
